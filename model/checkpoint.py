@@ -1,0 +1,372 @@
+"""Checkpoints and the checkpoint store: the one way bashlsp saves and loads a model.
+
+A checkpoint is a directory holding four files:
+    model.safetensors  weights (never pickle: a pickle can run code when loaded)
+    config.json        {"format": 1, "model": GPTConfig}
+    tokenizer.json     the tokenizer (its vocab size must equal the model's)
+    meta.json          parent, created, data summary, metrics
+
+The store is a directory:
+    checkpoints/<id>/  published checkpoints (complete, never modified)
+    staging/           checkpoints being written (ignored by readers)
+    current            pointer: {"id": ..., "history": [older ids, newest first]}
+Publishing writes into staging/, fsyncs, renames into checkpoints/, then replaces the
+pointer with os.replace. Readers only follow the pointer, so they never see half a
+checkpoint, whatever moment a writer dies at.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from bashlsp.model.errors import CheckpointError, ConfigError, StoreError, TokenizerError
+from bashlsp.model.gpt import GPT, GPTConfig
+from bashlsp.model.tokenizer import BashTokenizer
+
+FORMAT_VERSION = 1
+WEIGHTS_FILE, CONFIG_FILE, TOKENIZER_FILE, META_FILE = "model.safetensors", "config.json", "tokenizer.json", "meta.json"
+CHECKPOINT_FILES = (WEIGHTS_FILE, CONFIG_FILE, TOKENIZER_FILE, META_FILE)
+STORE_ENV = "BASHLSP_STORE"
+BUNDLED_DIR = Path(__file__).resolve().parent / "weights"
+_MAX_JSON_BYTES = 16 * 1024 * 1024
+
+
+@dataclass
+class LoadedModel:
+    """A validated checkpoint, ready to run."""
+
+    model: GPT
+    tokenizer: BashTokenizer
+    config: GPTConfig
+    meta: dict
+    path: Path
+    device: torch.device
+
+    @property
+    def id(self) -> str:
+        return self.meta.get("id") or self.path.name
+
+
+# -- writing -------------------------------------------------------------------------------------
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _write_file_synced(path: Path, data: bytes) -> None:
+    with open(path, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def save_checkpoint(directory: Path, model: GPT, tokenizer: BashTokenizer, meta: dict | None = None) -> Path:
+    """Write a complete checkpoint into `directory` (created; must not exist or be empty), fsynced."""
+    from safetensors.torch import save as safetensors_save
+
+    if tokenizer.vocab_size != model.config.vocab_size:
+        raise CheckpointError(
+            f"tokenizer vocab size {tokenizer.vocab_size} != model vocab size {model.config.vocab_size}"
+        )
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    tensors = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
+    _write_file_synced(directory / WEIGHTS_FILE, safetensors_save(tensors))
+    config = {"format": FORMAT_VERSION, "model": model.config.to_dict()}
+    _write_file_synced(directory / CONFIG_FILE, json.dumps(config, indent=2).encode())
+    _write_file_synced(directory / TOKENIZER_FILE, tokenizer.to_str().encode())
+    meta = dict(meta or {})
+    meta.setdefault("created", time.strftime("%Y-%m-%dT%H:%M:%S%z"))
+    meta["num_params"] = model.num_params()
+    _write_file_synced(directory / META_FILE, json.dumps(meta, indent=2, sort_keys=True).encode())
+    _fsync_dir(directory)
+    return directory
+
+
+# -- loading and validation ----------------------------------------------------------------------
+
+
+def _read_json(path: Path, what: str) -> dict:
+    try:
+        if path.stat().st_size > _MAX_JSON_BYTES:
+            raise CheckpointError(f"{what} {path} is too large ({path.stat().st_size} bytes)")
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError as exc:
+        raise CheckpointError(f"checkpoint {path.parent} is missing {path.name}") from exc
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise CheckpointError(f"{what} {path} is unreadable or not JSON: {exc}") from exc
+    if not isinstance(data, dict):
+        raise CheckpointError(f"{what} {path} must hold a JSON object")
+    return data
+
+
+def _describe_non_safetensors(path: Path) -> str:
+    head = path.read_bytes()[:8] if path.stat().st_size else b""
+    if head.startswith(b"PK\x03\x04"):
+        return "it is a zip archive (a torch.save pickle?), which bashlsp never loads"
+    if head[:1] == b"\x80":
+        return "it looks like a Python pickle, which bashlsp never loads"
+    return "it is truncated or corrupt"
+
+
+def read_weights(path: Path) -> dict[str, torch.Tensor]:
+    """Read a safetensors file, turning every failure into a CheckpointError that says what is wrong."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {path.parent} is missing {path.name}")
+    try:
+        return load_file(str(path), device="cpu")
+    except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
+        raise CheckpointError(f"{path.name} in {path.parent} is not a valid safetensors file: {_describe_non_safetensors(path)} ({exc})") from exc
+
+
+def validate_state_dict(model: GPT, tensors: dict[str, torch.Tensor], where: Path) -> None:
+    expected = model.state_dict()
+    missing = sorted(set(expected) - set(tensors))
+    unexpected = sorted(set(tensors) - set(expected))
+    if missing:
+        raise CheckpointError(f"{where}: weights are missing tensors: {', '.join(missing[:5])}")
+    if unexpected:
+        raise CheckpointError(f"{where}: weights have unexpected tensors: {', '.join(unexpected[:5])}")
+    for name, tensor in tensors.items():
+        if tuple(tensor.shape) != tuple(expected[name].shape):
+            raise CheckpointError(
+                f"{where}: tensor {name} has shape {tuple(tensor.shape)}, the config needs {tuple(expected[name].shape)}"
+            )
+        if not tensor.is_floating_point():
+            raise CheckpointError(f"{where}: tensor {name} has non-float dtype {tensor.dtype}")
+        if not torch.isfinite(tensor).all():
+            raise CheckpointError(f"{where}: tensor {name} contains NaN or infinite values")
+
+
+def load_checkpoint(path: Path, device: str | torch.device = "cpu", check_forward: bool = True) -> LoadedModel:
+    """Load and validate a checkpoint directory. Raises CheckpointError naming what is wrong."""
+    path = Path(path)
+    if not path.is_dir():
+        raise CheckpointError(f"checkpoint directory {path} does not exist")
+    for name in CHECKPOINT_FILES:
+        if not (path / name).is_file():
+            raise CheckpointError(f"checkpoint {path} is missing {name}")
+    config_data = _read_json(path / CONFIG_FILE, "config")
+    if config_data.get("format") != FORMAT_VERSION:
+        raise CheckpointError(f"{path}: unsupported checkpoint format {config_data.get('format')!r} (expected {FORMAT_VERSION})")
+    try:
+        config = GPTConfig.from_dict(config_data.get("model"))
+    except ConfigError as exc:
+        raise CheckpointError(f"{path}: {exc}") from exc
+    try:
+        tokenizer = BashTokenizer.from_file(path / TOKENIZER_FILE)
+    except TokenizerError as exc:
+        raise CheckpointError(f"{path}: {exc}") from exc
+    if tokenizer.vocab_size != config.vocab_size:
+        raise CheckpointError(
+            f"{path}: vocab mismatch: tokenizer has {tokenizer.vocab_size} tokens, model config has {config.vocab_size}"
+        )
+    meta = _read_json(path / META_FILE, "meta")
+    tensors = read_weights(path / WEIGHTS_FILE)
+    with torch.device("meta"):
+        skeleton = GPT(config)
+    validate_state_dict(skeleton, tensors, path)
+    model = GPT(config)
+    model.load_state_dict(tensors, strict=True)
+    device = torch.device(device)
+    model.to(device).eval()
+    if check_forward:
+        with torch.inference_mode():
+            probe = torch.tensor([tokenizer.encode("#!/bin/bash\necho ok\n")[: config.block_size]], device=device)
+            logits = model(probe)
+            if not torch.isfinite(logits).all():
+                raise CheckpointError(f"{path}: a forward pass produced NaN or infinite logits")
+    return LoadedModel(model=model, tokenizer=tokenizer, config=config, meta=meta, path=path, device=device)
+
+
+# -- the store -----------------------------------------------------------------------------------
+
+
+def default_store_dir() -> Path:
+    env = os.environ.get(STORE_ENV)
+    if env:
+        return Path(env).expanduser()
+    from platformdirs import user_data_dir
+
+    return Path(user_data_dir("bashlsp", appauthor=False))
+
+
+def bundled_checkpoint() -> Path | None:
+    """The default model shipped inside the package, or None if this build has none."""
+    return BUNDLED_DIR if (BUNDLED_DIR / WEIGHTS_FILE).is_file() else None
+
+
+@dataclass
+class CheckpointInfo:
+    id: str
+    path: Path
+    meta: dict = field(default_factory=dict)
+    current: bool = False
+
+
+def new_checkpoint_id() -> str:
+    return time.strftime("%Y%m%d-%H%M%S") + "-" + secrets.token_hex(3)
+
+
+class CheckpointStore:
+    def __init__(self, root: Path | None = None) -> None:
+        self.root = Path(root) if root is not None else default_store_dir()
+        self.checkpoints_dir = self.root / "checkpoints"
+        self.staging_dir = self.root / "staging"
+        self.pointer_path = self.root / "current"
+
+    def _ensure_dirs(self) -> None:
+        self.checkpoints_dir.mkdir(parents=True, exist_ok=True)
+        self.staging_dir.mkdir(parents=True, exist_ok=True)
+
+    # pointer
+
+    def read_pointer(self) -> dict:
+        """{"id": str | None, "history": [ids]}. A missing pointer means nothing published yet."""
+        try:
+            raw = self.pointer_path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            return {"id": None, "history": []}
+        except (OSError, UnicodeDecodeError) as exc:
+            raise StoreError(f"cannot read the store pointer {self.pointer_path}: {exc}") from exc
+        try:
+            data = json.loads(raw)
+        except json.JSONDecodeError as exc:
+            raise StoreError(f"the store pointer {self.pointer_path} is corrupt: {exc}") from exc
+        if not isinstance(data, dict) or not isinstance(data.get("id"), str) or not isinstance(data.get("history", []), list):
+            raise StoreError(f"the store pointer {self.pointer_path} is malformed")
+        return {"id": data["id"], "history": [h for h in data.get("history", []) if isinstance(h, str)]}
+
+    def _write_pointer(self, checkpoint_id: str, history: list[str]) -> None:
+        self.root.mkdir(parents=True, exist_ok=True)
+        tmp = self.root / f".current.{os.getpid()}.{secrets.token_hex(4)}.tmp"
+        _write_file_synced(tmp, json.dumps({"id": checkpoint_id, "history": history[:50]}).encode())
+        os.replace(tmp, self.pointer_path)
+        _fsync_dir(self.root)
+
+    # queries
+
+    def current_id(self) -> str | None:
+        return self.read_pointer()["id"]
+
+    def path_of(self, checkpoint_id: str) -> Path:
+        if not checkpoint_id or "/" in checkpoint_id or checkpoint_id in (".", ".."):
+            raise StoreError(f"invalid checkpoint id {checkpoint_id!r}")
+        return self.checkpoints_dir / checkpoint_id
+
+    def current_path(self) -> Path | None:
+        checkpoint_id = self.current_id()
+        return None if checkpoint_id is None else self.path_of(checkpoint_id)
+
+    def list(self) -> list[CheckpointInfo]:
+        if not self.checkpoints_dir.is_dir():
+            return []
+        current = self.current_id()
+        infos = []
+        for path in sorted(self.checkpoints_dir.iterdir()):
+            if not path.is_dir():
+                continue
+            try:
+                meta = _read_json(path / META_FILE, "meta")
+            except CheckpointError as exc:
+                meta = {"error": str(exc)}
+            infos.append(CheckpointInfo(id=path.name, path=path, meta=meta, current=path.name == current))
+        return infos
+
+    # changes
+
+    def publish(self, model: GPT, tokenizer: BashTokenizer, meta: dict | None = None) -> str:
+        """Write a new checkpoint and make it current, atomically. Returns its id."""
+        self._ensure_dirs()
+        checkpoint_id = new_checkpoint_id()
+        meta = dict(meta or {})
+        meta["id"] = checkpoint_id
+        meta.setdefault("parent", self.current_id())
+        staging = self.staging_dir / f"{checkpoint_id}.partial"
+        try:
+            save_checkpoint(staging, model, tokenizer, meta)
+            final = self.path_of(checkpoint_id)
+            os.rename(staging, final)
+            _fsync_dir(self.checkpoints_dir)
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+        self.use(checkpoint_id, validate=False)
+        return checkpoint_id
+
+    def use(self, checkpoint_id: str, validate: bool = True) -> None:
+        """Point `current` at an existing checkpoint (validated first unless told otherwise)."""
+        path = self.path_of(checkpoint_id)
+        if not path.is_dir():
+            raise StoreError(f"no checkpoint {checkpoint_id!r} in {self.checkpoints_dir}")
+        if validate:
+            load_checkpoint(path, check_forward=True)
+        pointer = self.read_pointer()
+        history = pointer["history"]
+        if pointer["id"] and pointer["id"] != checkpoint_id:
+            history = [pointer["id"]] + [h for h in history if h != checkpoint_id]
+        self._write_pointer(checkpoint_id, history)
+
+    def rollback(self) -> str:
+        """Make the previous current checkpoint current again; returns its id."""
+        pointer = self.read_pointer()
+        history = list(pointer["history"])
+        while history:
+            candidate = history.pop(0)
+            if self.path_of(candidate).is_dir():
+                self._write_pointer(candidate, history)
+                return candidate
+        raise StoreError("nothing to roll back to: the store has no earlier checkpoint")
+
+    def clean_staging(self) -> int:
+        """Remove leftovers of writers that died mid-publish; returns how many."""
+        if not self.staging_dir.is_dir():
+            return 0
+        leftovers = [p for p in self.staging_dir.iterdir()]
+        for p in leftovers:
+            shutil.rmtree(p, ignore_errors=True)
+        return len(leftovers)
+
+
+def resolve_checkpoint(spec: str | Path | None = None, store: CheckpointStore | None = None) -> Path:
+    """Where to load a model from: an explicit directory, a store id, "default" (the bundled
+    model), or None: the store's current checkpoint, falling back to the bundled model."""
+    store = store or CheckpointStore()
+    if spec is not None and str(spec) not in ("", "current"):
+        if str(spec) in ("default", "bundled"):
+            bundled = bundled_checkpoint()
+            if bundled is None:
+                raise CheckpointError("this installation has no bundled default model")
+            return bundled
+        as_path = Path(spec).expanduser()
+        if as_path.is_dir():
+            return as_path
+        by_id = store.path_of(str(spec)) if "/" not in str(spec) else None
+        if by_id is not None and by_id.is_dir():
+            return by_id
+        raise CheckpointError(f"no checkpoint directory or store id {str(spec)!r}")
+    current = store.current_path()
+    if current is not None:
+        return current
+    bundled = bundled_checkpoint()
+    if bundled is None:
+        raise CheckpointError(
+            f"no model available: the store {store.root} is empty and this installation has no bundled default model"
+        )
+    return bundled

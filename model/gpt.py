@@ -1,0 +1,247 @@
+"""The bashlsp transformer: a small decoder-only language model for shell scripts.
+
+RoPE positions, RMSNorm, SwiGLU MLP, `F.scaled_dot_product_attention`, tied
+input/output embeddings and a preallocated KV cache for incremental decoding.
+Kept deliberately small and plain, in the spirit of nanoGPT's model.py.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, fields
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from bashlsp.model.errors import ConfigError
+
+
+@dataclass
+class GPTConfig:
+    vocab_size: int = 8192  # must equal the tokenizer's vocabulary size (checked on load)
+    block_size: int = 1024  # longest context the model is trained for and the cache holds
+    n_layer: int = 4  # transformer blocks
+    n_head: int = 4  # attention heads; head_dim = n_embd // n_head
+    n_embd: int = 256  # residual stream width
+    mlp_hidden: int = 0  # SwiGLU hidden width; 0 means ~8/3 * n_embd rounded up to 64
+    rope_theta: float = 10000.0  # RoPE base frequency
+    norm_eps: float = 1e-5  # RMSNorm epsilon
+
+    def __post_init__(self) -> None:
+        if self.mlp_hidden == 0:
+            self.mlp_hidden = 64 * math.ceil(8 * self.n_embd / 3 / 64)
+        self.validate()
+
+    def validate(self) -> None:
+        for name in ("vocab_size", "block_size", "n_layer", "n_head", "n_embd", "mlp_hidden"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+                raise ConfigError(f"model config: {name} must be a positive integer, got {value!r}")
+        if self.n_embd % self.n_head:
+            raise ConfigError(f"model config: n_embd={self.n_embd} is not divisible by n_head={self.n_head}")
+        if (self.n_embd // self.n_head) % 2:
+            raise ConfigError("model config: head dimension must be even for RoPE")
+
+    @property
+    def head_dim(self) -> int:
+        return self.n_embd // self.n_head
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "GPTConfig":
+        if not isinstance(data, dict):
+            raise ConfigError(f"model config must be a JSON object, got {type(data).__name__}")
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ConfigError(f"model config has unknown keys: {', '.join(unknown)}")
+        missing = sorted(known - set(data) - {"mlp_hidden", "rope_theta", "norm_eps"})
+        if missing:
+            raise ConfigError(f"model config is missing keys: {', '.join(missing)}")
+        try:
+            return cls(**data)
+        except TypeError as exc:
+            raise ConfigError(f"model config is invalid: {exc}") from exc
+
+
+# Named sizes. "nano" is the default: it decodes fast enough on 2 CPU cores for
+# completion while typing; the larger ones are for GPUs and for the quality study.
+PRESETS: dict[str, dict] = {
+    "nano": dict(n_layer=4, n_head=4, n_embd=256),  # ~2M + embeddings, for fast CPU completion
+    "tiny": dict(n_layer=6, n_head=6, n_embd=384),
+    "small": dict(n_layer=12, n_head=12, n_embd=768),
+    "medium": dict(n_layer=16, n_head=16, n_embd=1024),
+}
+
+
+def preset_config(name: str, vocab_size: int, block_size: int = 1024) -> GPTConfig:
+    if name not in PRESETS:
+        raise ConfigError(f"unknown model size {name!r}; choose one of: {', '.join(PRESETS)}")
+    return GPTConfig(vocab_size=vocab_size, block_size=block_size, **PRESETS[name])
+
+
+class KVCache:
+    """Keys and values of every layer for a batch of streams, preallocated to `max_len`.
+
+    `length` is how many positions are filled; shrinking it (e.g. when the user
+    edits the end of the prefix) drops the tail without copying anything.
+    """
+
+    def __init__(self, config: GPTConfig, batch_size: int, max_len: int, device, dtype) -> None:
+        shape = (config.n_layer, batch_size, config.n_head, max_len, config.head_dim)
+        self.k = torch.zeros(shape, device=device, dtype=dtype)
+        self.v = torch.zeros(shape, device=device, dtype=dtype)
+        self.max_len = max_len
+        self.length = 0
+
+    @property
+    def batch_size(self) -> int:
+        return self.k.shape[1]
+
+    def expand(self, batch_size: int) -> "KVCache":
+        """A copy with batch row 0 repeated: one prefix, several samples."""
+        new = KVCache.__new__(KVCache)
+        new.k = self.k[:, :1].repeat(1, batch_size, 1, 1, 1)
+        new.v = self.v[:, :1].repeat(1, batch_size, 1, 1, 1)
+        new.max_len, new.length = self.max_len, self.length
+        return new
+
+
+def rope_tables(config: GPTConfig, device=None) -> tuple[torch.Tensor, torch.Tensor]:
+    half = config.head_dim // 2
+    inv_freq = 1.0 / (config.rope_theta ** (torch.arange(0, half, dtype=torch.float32, device=device) / half))
+    t = torch.arange(config.block_size, dtype=torch.float32, device=device)
+    freqs = torch.outer(t, inv_freq)  # (block_size, half)
+    return freqs.cos(), freqs.sin()
+
+
+def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    # x: (B, H, T, D); cos/sin: (T, D/2). Rotates pairs (x1, x2) of the two halves.
+    x1, x2 = x.chunk(2, dim=-1)
+    return torch.cat((x1 * cos - x2 * sin, x1 * sin + x2 * cos), dim=-1)
+
+
+class Attention(nn.Module):
+    def __init__(self, config: GPTConfig, layer_index: int) -> None:
+        super().__init__()
+        self.n_head, self.head_dim = config.n_head, config.head_dim
+        self.layer_index = layer_index
+        self.qkv = nn.Linear(config.n_embd, 3 * config.n_embd, bias=False)
+        self.proj = nn.Linear(config.n_embd, config.n_embd, bias=False)
+
+    def forward(self, x, cos, sin, cache: KVCache | None, start: int) -> torch.Tensor:
+        B, T, C = x.shape
+        q, k, v = self.qkv(x).view(B, T, 3, self.n_head, self.head_dim).unbind(2)  # each (B, T, H, D)
+        q, k, v = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)  # (B, H, T, D)
+        q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
+        if cache is None:
+            y = F.scaled_dot_product_attention(q, k, v, is_causal=T > 1)
+        else:
+            end = start + T
+            cache.k[self.layer_index, :, :, start:end] = k
+            cache.v[self.layer_index, :, :, start:end] = v
+            k = cache.k[self.layer_index, :, :, :end]  # (B, H, end, D)
+            v = cache.v[self.layer_index, :, :, :end]
+            if T == 1:
+                y = F.scaled_dot_product_attention(q, k, v)
+            elif start == 0:
+                y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+            else:
+                # New queries sit after `start` cached positions: a causal mask shifted by `start`.
+                mask = torch.ones(T, end, dtype=torch.bool, device=x.device).tril(diagonal=start)
+                y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+        y = y.transpose(1, 2).reshape(B, T, C)  # (B, T, C)
+        return self.proj(y)
+
+
+class SwiGLU(nn.Module):
+    def __init__(self, config: GPTConfig) -> None:
+        super().__init__()
+        self.hidden = config.mlp_hidden
+        self.gate_up = nn.Linear(config.n_embd, 2 * config.mlp_hidden, bias=False)
+        self.down = nn.Linear(config.mlp_hidden, config.n_embd, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        gate, up = self.gate_up(x).split(self.hidden, dim=-1)  # each (B, T, hidden)
+        return self.down(F.silu(gate) * up)
+
+
+class Block(nn.Module):
+    def __init__(self, config: GPTConfig, layer_index: int) -> None:
+        super().__init__()
+        self.attn_norm = nn.RMSNorm(config.n_embd, eps=config.norm_eps)
+        self.attn = Attention(config, layer_index)
+        self.mlp_norm = nn.RMSNorm(config.n_embd, eps=config.norm_eps)
+        self.mlp = SwiGLU(config)
+
+    def forward(self, x, cos, sin, cache, start):
+        x = x + self.attn(self.attn_norm(x), cos, sin, cache, start)
+        return x + self.mlp(self.mlp_norm(x))
+
+
+class GPT(nn.Module):
+    def __init__(self, config: GPTConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.wte = nn.Embedding(config.vocab_size, config.n_embd)
+        self.blocks = nn.ModuleList(Block(config, i) for i in range(config.n_layer))
+        self.norm = nn.RMSNorm(config.n_embd, eps=config.norm_eps)
+        cos, sin = rope_tables(config)
+        # Not parameters and not saved: rebuilt from the config.
+        self.register_buffer("rope_cos", cos, persistent=False)
+        self.register_buffer("rope_sin", sin, persistent=False)
+        self.apply(self._init_weights)
+        # Residual projections start small so deep stacks begin near the identity (GPT-2).
+        for name, p in self.named_parameters():
+            if name.endswith(("attn.proj.weight", "mlp.down.weight")):
+                nn.init.normal_(p, mean=0.0, std=0.02 / math.sqrt(2 * config.n_layer))
+
+    @staticmethod
+    def _init_weights(module: nn.Module) -> None:
+        if isinstance(module, (nn.Linear, nn.Embedding)):
+            nn.init.normal_(module.weight, mean=0.0, std=0.02)
+
+    def num_params(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+    def new_cache(self, batch_size: int = 1, max_len: int | None = None) -> KVCache:
+        p = self.wte.weight
+        return KVCache(self.config, batch_size, max_len or self.config.block_size, p.device, p.dtype)
+
+    def forward(
+        self,
+        idx: torch.Tensor,
+        targets: torch.Tensor | None = None,
+        cache: KVCache | None = None,
+        last_only: bool = False,
+    ):
+        """idx: (B, T) token ids. With `targets` returns the mean cross-entropy loss
+        (ignore_index -1). Otherwise returns logits (B, T, V), or (B, 1, V) with
+        `last_only`. With `cache`, idx continues the cached positions and the cache grows."""
+        B, T = idx.shape
+        start = cache.length if cache is not None else 0
+        if start + T > self.config.block_size:
+            raise ValueError(f"sequence of {start + T} tokens exceeds block_size {self.config.block_size}")
+        cos, sin = self.rope_cos[start : start + T], self.rope_sin[start : start + T]  # (T, D/2)
+        x = self.wte(idx)  # (B, T, C)
+        for block in self.blocks:
+            x = block(x, cos, sin, cache, start)
+        if cache is not None:
+            cache.length = start + T
+        x = self.norm(x)
+        if targets is not None:
+            logits = F.linear(x, self.wte.weight).float()  # (B, T, V), tied embeddings
+            return F.cross_entropy(logits.view(-1, logits.size(-1)), targets.reshape(-1), ignore_index=-1)
+        if last_only:
+            x = x[:, -1:, :]
+        return F.linear(x, self.wte.weight).float()  # (B, T or 1, V)
+
+    def flops_per_token(self, context: int | None = None) -> float:
+        """Training FLOPs per token (forward + backward = 3x forward), attention included (PaLM appendix B)."""
+        n = self.num_params()
+        c = self.config
+        t = context or c.block_size
+        return 6 * n + 6 * c.n_layer * c.n_embd * t

@@ -1,0 +1,166 @@
+"""The `bashlsp` command: serve, generate, models, eval, bench.
+
+Heavy imports (torch, pygls) happen inside the handlers so `bashlsp --version`
+and `--help` answer at once. Subcommands owned by other modules are dispatched
+before argparse runs: such a module exposes `main(argv, prog) -> int` and parses
+its own options, so only the module a command needs is ever imported.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from importlib.metadata import PackageNotFoundError, version
+
+from bashlsp.model.errors import BashlspError
+
+# name -> (module providing add_arguments/run, help)
+_DELEGATED = {
+    "serve": ("bashlsp.server.app", "run the language server (what editors start)"),
+    "eval": ("bashlsp.training.evaluate", "measure a checkpoint on a folder of scripts"),
+}
+_BENCHMARKS = {
+    "serve": ("bashlsp.server.bench", "drive the real server like an editor; print latency, tokens/s, memory"),
+    "train": ("bashlsp.training.bench", "training throughput and time to first personal checkpoint"),
+    "stress": ("bashlsp.server.stress", "load and soak test of the server on loopback"),
+}
+
+
+def package_version() -> str:
+    try:
+        return version("bashlsp")
+    except PackageNotFoundError:
+        return "0+unknown"
+
+
+def _delegated_target(argv: list[str]) -> tuple[str, list[str], str] | None:
+    """(module, remaining argv, prog) when argv names a command another module owns."""
+    if argv and argv[0] in _DELEGATED:
+        return _DELEGATED[argv[0]][0], argv[1:], f"bashlsp {argv[0]}"
+    if len(argv) >= 2 and argv[0] == "bench" and argv[1] in _BENCHMARKS:
+        return _BENCHMARKS[argv[1]][0], argv[2:], f"bashlsp bench {argv[1]}"
+    return None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="bashlsp", description="A local, private AI assistant for shell scripts.")
+    parser.add_argument("--version", action="version", version=f"bashlsp {package_version()}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    for name, (_, help_text) in _DELEGATED.items():
+        sub.add_parser(name, help=help_text, add_help=False)  # listed here, parsed by its module
+
+    gen = sub.add_parser("generate", help="sample text from a checkpoint", description="Sample continuations of PROMPT.")
+    gen.add_argument("prompt", help="text to continue (use '-' to read standard input)")
+    gen.add_argument("--checkpoint", help="checkpoint directory, store id, or 'default' (default: the store's current, else the bundled model)")
+    gen.add_argument("--store", help="checkpoint store directory (default: $BASHLSP_STORE or the platform data dir)")
+    gen.add_argument("--max-tokens", type=int, default=128)
+    gen.add_argument("--temperature", type=float, default=0.8)
+    gen.add_argument("--top-p", type=float, default=0.95)
+    gen.add_argument("--num-samples", type=int, default=1)
+    gen.add_argument("--seed", type=int, default=None)
+    gen.add_argument("--device", default="auto", help="auto|cpu|cuda|mps")
+    gen.set_defaults(handler=_run_generate)
+
+    models = sub.add_parser("models", help="list, use or roll back checkpoints in the store")
+    models.add_argument("--store", help="checkpoint store directory")
+    models_sub = models.add_subparsers(dest="models_command", metavar="ACTION", required=True)
+    models_sub.add_parser("list", help="list checkpoints (* marks the current one)").set_defaults(handler=_run_models_list)
+    use = models_sub.add_parser("use", help="make checkpoint ID current")
+    use.add_argument("id")
+    use.set_defaults(handler=_run_models_use)
+    models_sub.add_parser("rollback", help="make the previous checkpoint current again").set_defaults(handler=_run_models_rollback)
+
+    bench = sub.add_parser("bench", help="benchmarks that print figures")
+    bench_sub = bench.add_subparsers(dest="bench_command", metavar="WHAT", required=True)
+    for name, (_, help_text) in _BENCHMARKS.items():
+        bench_sub.add_parser(name, help=help_text, add_help=False)
+    return parser
+
+
+def _store(args):
+    from bashlsp.model.checkpoint import CheckpointStore
+
+    return CheckpointStore(args.store) if getattr(args, "store", None) else CheckpointStore()
+
+
+def _run_generate(args) -> int:
+    from bashlsp.model.checkpoint import load_checkpoint, resolve_checkpoint
+    from bashlsp.model.device import resolve_device
+    from bashlsp.model.sampling import SamplingOptions, generate
+
+    if args.max_tokens < 1 or args.num_samples < 1:
+        raise BashlspError("--max-tokens and --num-samples must be at least 1")
+    if not 0 < args.top_p <= 1 or args.temperature < 0:
+        raise BashlspError("--top-p must be in (0, 1] and --temperature at least 0")
+    prompt = sys.stdin.read() if args.prompt == "-" else args.prompt
+    loaded = load_checkpoint(resolve_checkpoint(args.checkpoint, _store(args)), device=resolve_device(args.device))
+    options = SamplingOptions(max_new_tokens=args.max_tokens, temperature=args.temperature, top_p=args.top_p, seed=args.seed)
+    samples = generate(loaded.model, loaded.tokenizer, loaded.tokenizer.encode(prompt), options, num_samples=args.num_samples)
+    for i, sample in enumerate(samples):
+        if args.num_samples > 1:
+            print(f"--- sample {i + 1} ({sample.finish_reason}) ---")
+        print(prompt + sample.text)
+    return 0
+
+
+def _run_models_list(args) -> int:
+    from bashlsp.model.checkpoint import bundled_checkpoint
+
+    store = _store(args)
+    infos = store.list()
+    print(f"store: {store.root}")
+    if not infos:
+        bundled = bundled_checkpoint()
+        print("  (no checkpoints yet; serving " + ("the bundled default model)" if bundled else "nothing: no bundled model)"))
+    for info in infos:
+        metrics = info.meta.get("metrics", {})
+        summary = ", ".join(f"{k}={v:.3f}" if isinstance(v, float) else f"{k}={v}" for k, v in sorted(metrics.items())[:4])
+        marker = "*" if info.current else " "
+        print(f"{marker} {info.id}  {info.meta.get('created', '?')}  {info.meta.get('error', summary)}")
+    return 0
+
+
+def _run_models_use(args) -> int:
+    store = _store(args)
+    store.use(args.id)
+    print(f"current checkpoint: {args.id}")
+    return 0
+
+
+def _run_models_rollback(args) -> int:
+    restored = _store(args).rollback()
+    print(f"rolled back; current checkpoint: {restored}")
+    return 0
+
+
+def _run_delegated(module_name: str, argv: list[str], prog: str) -> int:
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise BashlspError(f"{prog} is unavailable: {module_name} cannot be imported ({exc})") from exc
+    return int(module.main(argv, prog=prog) or 0)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        target = _delegated_target(argv)
+        if target is not None:
+            return _run_delegated(*target)
+        parser = build_parser()
+        args = parser.parse_args(argv)
+        if not getattr(args, "handler", None):
+            parser.print_help()
+            return 2
+        return int(args.handler(args) or 0)
+    except BashlspError as exc:
+        print(f"bashlsp: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
