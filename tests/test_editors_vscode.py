@@ -1,0 +1,252 @@
+"""The VS Code extension (editors/vscode): it builds and packages, its settings are the server's,
+and the client library it uses drives the real server for completion, ghost text and the code action.
+
+Node and npm run in subprocesses. `.ci/run` does `npm ci`; run by hand, the first test that needs
+node_modules installs them the same way.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from bashlsp.model.device import DEVICE_CHOICES
+from bashlsp.server.settings import Settings, parse_settings, settings_schema
+
+ROOT = Path(__file__).resolve().parents[1]
+EXTENSION = ROOT / "editors" / "vscode"
+PACKAGE_JSON = json.loads((EXTENSION / "package.json").read_text())
+PROPERTIES = PACKAGE_JSON["contributes"]["configuration"]["properties"]
+
+# Settings the extension reads itself (how to start the server, LSP tracing); never sent to the server.
+CLIENT_ONLY = {"bashlsp.path", "bashlsp.trace.server"}
+SERVER_COMMANDS = {"bashlsp.generateFromComment", "bashlsp.reloadModel", "bashlsp.modelInfo"}
+JSON_TYPES = {bool: "boolean", int: "integer", float: "number", str: "string"}
+
+needs_node = pytest.mark.skipif(
+    shutil.which("node") is None or shutil.which("npm") is None,
+    reason="node and npm are not installed: the VS Code extension cannot be built here",
+)
+
+
+def run(cmd: list[str], timeout: int = 300, **kwargs) -> subprocess.CompletedProcess:
+    return subprocess.run(cmd, cwd=EXTENSION, capture_output=True, text=True, timeout=timeout, **kwargs)
+
+
+def check(proc: subprocess.CompletedProcess) -> subprocess.CompletedProcess:
+    assert proc.returncode == 0, f"{' '.join(proc.args)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}"
+    return proc
+
+
+@pytest.fixture(scope="module")
+def node_modules() -> Path:
+    if not (EXTENSION / "node_modules" / ".package-lock.json").exists():
+        check(run(["npm", "ci", "--no-audit", "--no-fund", "--loglevel=error"], timeout=600))
+    return EXTENSION / "node_modules"
+
+
+@pytest.fixture(scope="module")
+def compiled_extension(node_modules) -> Path:
+    check(run(["npm", "run", "compile"]))
+    return EXTENSION / "out"
+
+
+# --- settings: what the extension declares is what the server understands -------------------
+
+
+def server_keys_declared() -> dict[str, dict]:
+    return {name.removeprefix("bashlsp."): spec for name, spec in PROPERTIES.items() if name not in CLIENT_ONLY}
+
+
+def test_every_declared_setting_is_a_server_setting_with_the_same_default():
+    declared = server_keys_declared()
+    schema = settings_schema()
+    assert set(declared) == set(schema), (
+        f"declared but unknown to the server: {sorted(set(declared) - set(schema))}; "
+        f"server settings missing from package.json: {sorted(set(schema) - set(declared))}"
+    )
+    for key, default in schema.items():
+        spec = declared[key]
+        assert spec["type"] == JSON_TYPES[type(default)], f"bashlsp.{key}: type {spec['type']}, server has {type(default).__name__}"
+        assert spec["default"] == default and type(spec["default"]) in (type(default), int), (
+            f"bashlsp.{key}: default {spec['default']!r}, server has {default!r}"
+        )
+
+
+def test_client_only_settings_are_not_server_settings():
+    assert CLIENT_ONLY <= set(PROPERTIES)
+    assert not {name.removeprefix("bashlsp.") for name in CLIENT_ONLY} & set(settings_schema())
+    assert all(name.startswith("bashlsp.") for name in PROPERTIES)
+
+
+def test_declared_choices_and_ranges_are_what_the_server_accepts():
+    declared = server_keys_declared()
+    assert declared["device"]["enum"] == list(DEVICE_CHOICES)
+    for choice in DEVICE_CHOICES:
+        assert parse_settings({"device": choice})[1] == []
+
+    def problems(key: str, value) -> list[str]:
+        node: dict = {}
+        data = node
+        *parents, leaf = key.split(".")
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = value
+        return parse_settings(data)[1]
+
+    checked = 0
+    for key, spec in declared.items():
+        step = 1 if spec["type"] == "integer" else 0.25
+        if "minimum" in spec:
+            assert problems(key, spec["minimum"]) == [], f"{key}: the declared minimum is rejected by the server"
+            assert problems(key, spec["minimum"] - step), f"{key}: the server accepts less than the declared minimum"
+            checked += 1
+        if "exclusiveMinimum" in spec:
+            assert problems(key, spec["exclusiveMinimum"]), f"{key}: the server accepts the declared exclusive minimum"
+            assert problems(key, spec["exclusiveMinimum"] + step) == []
+            checked += 1
+        if "maximum" in spec:
+            assert problems(key, spec["maximum"]) == [], f"{key}: the declared maximum is rejected by the server"
+            assert problems(key, spec["maximum"] + step), f"{key}: the server accepts more than the declared maximum"
+            checked += 1
+    assert checked >= 6  # maxTokens, temperature, topP, generate.maxTokens, generate.samples
+
+
+@needs_node
+def test_extension_sends_settings_the_server_accepts(compiled_extension):
+    """The nested object the extension's own code builds from package.json parses cleanly to the defaults."""
+    script = (
+        "const s = require('./out/settings.js'); const pkg = require('./package.json');"
+        "const d = s.declaredDefaults(pkg);"
+        "process.stdout.write(JSON.stringify(s.nestSettings(s.serverSettingKeys(pkg), (k) => d[k])));"
+    )
+    sent = json.loads(check(run(["node", "-e", script])).stdout)
+    assert "path" not in sent and "trace" not in sent
+    settings, problems = parse_settings(sent)
+    assert problems == []
+    assert settings == Settings()
+    assert sent["inlineCompletion"] == {"enable": True, "multiline": True}
+
+
+# --- build and package -----------------------------------------------------------------------
+
+
+def test_manifest_declares_the_commands_and_activation():
+    contributes = PACKAGE_JSON["contributes"]
+    titles = {c["command"]: c["title"] for c in contributes["commands"]}
+    assert sorted(titles.values()) == ["Generate script from comment", "Reload model", "Show model info"]
+    # The language client registers the server's own command ids; the extension's must differ.
+    assert not set(titles) & SERVER_COMMANDS
+    assert "onLanguage:shellscript" in PACKAGE_JSON["activationEvents"]
+    client_version = PACKAGE_JSON["dependencies"]["vscode-languageclient"]
+    assert int(client_version.lstrip("^~").split(".")[0]) >= 11, "inline completion is stable from vscode-languageclient 11"
+
+
+@needs_node
+def test_extension_compiles_and_packages(node_modules, tmp_path):
+    check(run(["npm", "run", "compile"]))
+    vsix = tmp_path / "bashlsp.vsix"
+    proc = check(run(["npx", "--no-install", "vsce", "package", "--allow-missing-repository", "--out", str(vsix)]))
+    assert vsix.is_file(), proc.stdout
+    with zipfile.ZipFile(vsix) as archive:
+        names = set(archive.namelist())
+        manifest = json.loads(archive.read("extension/package.json"))
+    assert {"extension/out/extension.js", "extension/out/settings.js", "extension/out/modelInfo.js"} <= names
+    assert "extension/node_modules/vscode-languageclient/package.json" in names
+    assert not any(n.startswith(("extension/src/", "extension/test/")) for n in names)
+    assert not any(n.startswith("extension/node_modules/typescript/") for n in names), "devDependencies were packaged"
+    assert manifest["contributes"]["configuration"]["properties"] == PROPERTIES
+
+
+# --- the protocol, with the client library the extension uses --------------------------------
+
+SCRIPT = """#!/bin/bash
+# Back up a directory to a dated tarball.
+set -euo pipefail
+
+SRC="${1:-/etc}"
+DEST="${2:-$HOME/backups}"
+STAMP="$(date +%Y-%m-%d)"
+
+mkdir -p "$DEST"
+ech"""
+
+
+def items_of(result) -> list[dict]:
+    if result is None:
+        return []
+    return result["items"] if isinstance(result, dict) else result
+
+
+@needs_node
+@pytest.mark.timeout(240)
+def test_protocol_completion_inline_completion_and_code_action(compiled_extension, tiny_checkpoint, tmp_path):
+    script = tmp_path / "backup.sh"
+    script.write_text(SCRIPT)
+    last_line = SCRIPT.count("\n")
+    scenario = {
+        "serverCommand": [sys.executable, "-m", "bashlsp.server.cli", "serve", "--stdio"],
+        "settings": {"checkpoint": str(tiny_checkpoint), "store": str(tmp_path / "store"), "device": "cpu"},
+        "document": str(script),
+        "completionAt": {"line": last_line, "character": 3},
+        "inlineAt": {"line": last_line, "character": 3},
+        "commentLine": 1,
+        "timeoutMs": 90000,
+    }
+    (tmp_path / "scenario.json").write_text(json.dumps(scenario))
+    proc = run(["node", "test/protocol-client.js", str(tmp_path / "scenario.json")], timeout=200)
+    assert proc.returncode == 0, f"protocol client failed:\n{proc.stderr}"
+    result = json.loads(proc.stdout)
+    log = "\n".join(m["message"] for m in result["logMessages"]) + "\n" + result["stderr"]
+
+    caps = result["capabilities"]
+    assert caps.get("completionProvider"), caps
+    assert caps.get("inlineCompletionProvider"), caps
+    assert caps.get("codeActionProvider"), caps
+    assert SERVER_COMMANDS <= set(caps["executeCommandProvider"]["commands"])
+    assert not [m for m in result["logMessages"] if "unknown setting" in m["message"]], log
+    assert result["modelInfo"], "bashlsp.modelInfo (the status bar's source) returned nothing"
+
+    # Completion: items VS Code would show for the typed word "ech".
+    items = items_of(result["completion"])
+    assert items, f"no completion items\n{log}"
+    for item in items:
+        shown = item.get("filterText") or item["label"]
+        assert shown.startswith("ech"), f"VS Code would filter out {item!r}"
+        edit = item.get("textEdit")
+        if edit:
+            edit_range = edit.get("range") or edit["replace"]
+            assert edit_range["start"]["line"] == last_line and edit_range["start"]["character"] <= 3
+            assert edit["newText"].startswith("ech")
+
+    # Inline completion: ghost text at the cursor.
+    ghosts = items_of(result["inlineCompletion"])
+    assert ghosts, f"no inline completion\n{log}"
+    for ghost in ghosts:
+        text = ghost["insertText"] if isinstance(ghost["insertText"], str) else ghost["insertText"]["value"]
+        assert text.strip()
+        if ghost.get("range"):
+            assert ghost["range"]["start"]["line"] == last_line
+
+    # The code action: offered on the comment line, applied, and the script below it passes bash -n.
+    titles = [a["title"] for a in result["codeActions"] or []]
+    assert "Generate script from comment" in titles, f"code actions: {titles}\n{log}"
+    before, after = result["textBefore"].split("\n"), result["textAfter"].split("\n")
+    assert after[:2] == before[:2], "the comment and the lines above it must stay"
+    assert after[len(after) - (len(before) - 2):] == before[2:], "the lines below the comment must stay"
+    inserted = after[2 : len(after) - (len(before) - 2)]
+    assert any(line.strip() for line in inserted), f"nothing was inserted below the comment\n{log}"
+    generated = tmp_path / "generated.sh"
+    generated.write_text(result["textAfter"].removesuffix("ech") + "\n")
+    syntax = subprocess.run(["bash", "-n", str(generated)], capture_output=True, text=True)
+    assert syntax.returncode == 0, f"generated script fails bash -n: {syntax.stderr}\n{inserted}"
+
+    # didChangeConfiguration, as the extension sends it, turns ghost text off.
+    assert items_of(result["inlineAfterDisable"]) == []
+    assert result["exit"]["code"] == 0, log
