@@ -11,7 +11,7 @@ A bad value is reported and replaced by its default; it never stops the server.
       "maxTokens": 48,             // most tokens for a completion / inline completion
       "temperature": 0.0,          // 0 = greedy
       "topP": 0.95,
-      "completion": {"enable": true},
+      "completion": {"enable": true, "alternatives": 3},  // model items in the popup (1-5)
       "inlineCompletion": {"enable": true, "multiline": true},
       "generate": {"enable": true, "maxTokens": 128, "samples": 4},
       "shellcheck": {"enable": true}
@@ -29,6 +29,9 @@ from bashlsp.model.device import DEVICE_CHOICES
 @dataclass
 class CompletionSettings:
     enable: bool = True
+    # Model items in the popup. More than one are sampled (at temperature 0.6 when the
+    # temperature setting is 0), the best first; one is the greedy line.
+    alternatives: int = 3
 
 
 @dataclass
@@ -71,6 +74,7 @@ _CONSTRAINTS: dict[str, tuple[Any, str]] = {
     "topP": (lambda v: 0.0 < v <= 1.0, "a number in (0, 1]"),
     "generate.maxTokens": (lambda v: 1 <= v <= 1024, "an integer from 1 to 1024"),
     "generate.samples": (lambda v: 1 <= v <= 16, "an integer from 1 to 16"),
+    "completion.alternatives": (lambda v: 1 <= v <= 5, "an integer from 1 to 5"),
 }
 
 

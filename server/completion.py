@@ -1,0 +1,121 @@
+"""Completion (popup items) and inline completion (ghost text) for one cursor position."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from lsprotocol import types
+
+from bashlsp.server import convert
+from bashlsp.server.documents import Document
+from bashlsp.server.engine import CompletionQuery
+from bashlsp.server.shell_check import introduces_syntax_error
+from bashlsp.server.symbols import COMMAND_CONTEXT, VARIABLE_CONTEXT, document_symbols
+
+# How much text around the cursor goes to the engine (it cuts further to its context size).
+PREFIX_CHARS = 16_000
+SUFFIX_CHARS = 4_000
+MAX_SYMBOL_ITEMS = 200
+ALTERNATIVES_TEMPERATURE = 0.6  # popup alternatives are sampled at least this hot
+
+
+@dataclass
+class Cursor:
+    doc: Document
+    line: int
+    column: int  # code points
+    position: types.Position  # in the editor's units, clamped into the document
+    line_before: str
+    line_after: str
+
+    @classmethod
+    def at(cls, doc: Document, position: types.Position) -> "Cursor":
+        line, column = doc.clamp(position)
+        text = doc.line_text(line)
+        return cls(doc, line, column, doc.position(line, column), text[:column], text[column:])
+
+    def prefix(self) -> str:
+        return self.doc.prefix(self.line, self.column, PREFIX_CHARS)
+
+    def suffix(self) -> str:
+        return self.doc.suffix(self.line, self.column, SUFFIX_CHARS)
+
+    def back(self, chars: int) -> types.Position:
+        """The position `chars` code points left of the cursor on its line."""
+        return self.doc.position(self.line, max(0, self.column - chars))
+
+
+def symbol_items(cursor: Cursor) -> list[types.CompletionItem]:
+    """Variables after `$`/`${`, functions where a command starts: certain, from the file."""
+    match = VARIABLE_CONTEXT.search(cursor.line_before)
+    if match is not None:
+        brace, partial = match.group(1), match.group(2)
+        symbols = document_symbols(cursor.doc, cursor.line)
+        close = "}" if brace and not cursor.line_after.startswith("}") else ""
+        start = cursor.back(len(partial))
+        return [
+            convert.symbol_completion_item(name, "variable", start, cursor.position, name + close, rank)
+            for rank, name in enumerate(symbols.variables[:MAX_SYMBOL_ITEMS])
+        ]
+    match = COMMAND_CONTEXT.search(cursor.line_before)
+    if match is not None:
+        partial = match.group(1)
+        symbols = document_symbols(cursor.doc, cursor.line)
+        start = cursor.back(len(partial))
+        return [
+            convert.symbol_completion_item(name, "function", start, cursor.position, name, rank)
+            for rank, name in enumerate(symbols.functions[:MAX_SYMBOL_ITEMS])
+            if name.startswith(partial) and name != partial
+        ]
+    return []
+
+
+async def completion(ls, doc: Document, position: types.Position) -> types.CompletionList:
+    cursor = Cursor.at(doc, position)
+    items = symbol_items(cursor)
+    settings = ls.settings
+    alternatives = settings.completion.alternatives
+    temperature = settings.temperature if alternatives == 1 else max(settings.temperature, ALTERNATIVES_TEMPERATURE)
+    if ls.host.engine is not None:
+        ticket = ls.begin(doc.uri, "completion")
+        try:
+            query = CompletionQuery(
+                uri=doc.uri, prefix=cursor.prefix(), suffix=cursor.suffix(), mode="line",
+                max_tokens=settings.maxTokens, temperature=temperature, top_p=settings.topP, num_samples=alternatives,
+            )
+            suggestions = await ls.complete(ticket, query)
+        finally:
+            ls.requests.end(ticket)
+        word = doc.word_before(cursor.line, cursor.column)
+        word_start = cursor.back(len(word))
+        for rank, suggestion in enumerate(suggestions[:alternatives]):
+            items.append(convert.model_completion_item(suggestion, word, word_start, cursor.position, rank))
+    return convert.completion_list(items)
+
+
+async def inline_completion(ls, doc: Document, position: types.Position) -> types.InlineCompletionList:
+    cursor = Cursor.at(doc, position)
+    settings = ls.settings
+    if ls.host.engine is None:
+        return convert.inline_completion_list([])
+    prefix, suffix = cursor.prefix(), cursor.suffix()
+    ticket = ls.begin(doc.uri, "inline")
+    try:
+        query = CompletionQuery(
+            uri=doc.uri, prefix=prefix, suffix=suffix, mode="inline", max_tokens=settings.maxTokens,
+            temperature=settings.temperature, top_p=settings.topP, num_samples=1,
+            multiline=settings.inlineCompletion.multiline,
+        )
+        suggestions = await ls.complete(ticket, query)
+        texts = []
+        for suggestion in suggestions:
+            text = suggestion.text
+            if "\n" in text.strip("\n"):
+                # Several lines: offered only if they do not break the script's syntax.
+                if await ls.run_tool(introduces_syntax_error, ls.tools, prefix, text, suffix):
+                    ls.notify("log", f"inline suggestion dropped: bash -n rejects it ({len(text.splitlines())} lines)")
+                    continue
+            texts.append(text)
+    finally:
+        ls.requests.end(ticket)
+    return convert.inline_completion_list(texts[:1])

@@ -1,0 +1,242 @@
+"""The LSP methods bashlsp serves, one thin handler each, named after its method.
+
+A handler finds the document, checks that the feature is on, and calls the module that does the
+work (completion.py, generate.py, hotswap.py). Errors: raise a BashlspError; the protocol turns
+it into an LSP error in one place (convert.response_error). Requests for documents that are not
+open or not shell scripts get an empty answer, not an error.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+
+from lsprotocol import types
+from pygls.exceptions import JsonRpcException
+
+from bashlsp.server import completion, convert, generate
+from bashlsp.server.engine import Cancelled
+from bashlsp.server.language_server import BashLanguageServer
+
+COMPLETION_TRIGGERS = ["$", "{"]
+
+
+# -- lifecycle -------------------------------------------------------------------------------------
+
+
+def initialize(ls: BashLanguageServer, params: types.InitializeParams) -> None:
+    ls.documents.encoding = ls.workspace.position_encoding or types.PositionEncodingKind.Utf16
+    ls.apply_settings(params.initialization_options, "initializationOptions")
+    ls.host.configure(ls.settings)
+    asyncio.ensure_future(ls.host.load())  # on the model worker: the first requests wait for it
+
+
+def initialized(ls: BashLanguageServer, params: types.InitializedParams) -> None:
+    for problem in ls.startup_problems:  # from the command line's settings, now that the editor listens
+        ls.notify("warning", f"bashlsp command line: {problem}")
+
+
+def shutdown(ls: BashLanguageServer, params: None) -> None:
+    ls.requests.stop_all()
+    ls.host.unwatch()
+
+
+def exit(ls: BashLanguageServer, params: None) -> None:  # noqa: A001 - the LSP method's name
+    ls.close()
+
+
+def workspace_did_change_configuration(ls: BashLanguageServer, params: types.DidChangeConfigurationParams) -> None:
+    data = params.settings
+    if isinstance(data, dict) and "bashlsp" in data:
+        _apply_configuration(ls, data["bashlsp"], "workspace/didChangeConfiguration")
+    elif _client_pulls_configuration(ls):
+        asyncio.ensure_future(_pull_configuration(ls))
+
+
+def _client_pulls_configuration(ls: BashLanguageServer) -> bool:
+    workspace = ls.client_capabilities.workspace
+    return bool(workspace and workspace.configuration)
+
+
+async def _pull_configuration(ls: BashLanguageServer) -> None:
+    result = await ls.workspace_configuration_async(
+        types.ConfigurationParams(items=[types.ConfigurationItem(section="bashlsp")])
+    )
+    _apply_configuration(ls, result[0] if result else None, "workspace/configuration")
+
+
+def _apply_configuration(ls: BashLanguageServer, data, where: str) -> None:
+    ls.apply_settings(data, where)
+    if ls.host.configure(ls.settings):
+        ls.notify("info", "bashlsp: model settings changed; loading the model they name", False)
+
+        async def reload() -> None:
+            try:
+                await ls.host.reload()
+            except Exception as exc:  # already reported to the editor by the host
+                ls.notify("log", f"reload after a settings change failed: {exc}")
+            ls.host.watch()
+
+        asyncio.ensure_future(reload())
+
+
+# -- documents -------------------------------------------------------------------------------------
+
+
+def text_document_did_open(ls: BashLanguageServer, params: types.DidOpenTextDocumentParams) -> None:
+    item = params.text_document
+    doc = ls.documents.open(item.uri, item.language_id, item.version, item.text)
+    if doc.declined is not None:
+        ls.served_document(doc.uri)  # logs why it is declined, once
+
+
+def text_document_did_change(ls: BashLanguageServer, params: types.DidChangeTextDocumentParams) -> None:
+    ls.documents.change(params.text_document.uri, params.text_document.version, params.content_changes)
+
+
+def text_document_did_close(ls: BashLanguageServer, params: types.DidCloseTextDocumentParams) -> None:
+    ls.documents.close(params.text_document.uri)
+
+
+# -- completion ------------------------------------------------------------------------------------
+
+
+async def text_document_completion(ls: BashLanguageServer, params: types.CompletionParams) -> types.CompletionList | None:
+    doc = ls.served_document(params.text_document.uri)
+    if doc is None or not ls.settings.completion.enable:
+        return None
+    return await completion.completion(ls, doc, params.position)
+
+
+async def text_document_inline_completion(
+    ls: BashLanguageServer, params: types.InlineCompletionParams
+) -> types.InlineCompletionList | None:
+    doc = ls.served_document(params.text_document.uri)
+    if doc is None or not ls.settings.inlineCompletion.enable:
+        return None
+    return await completion.inline_completion(ls, doc, params.position)
+
+
+# -- generate from comment -------------------------------------------------------------------------
+
+
+def _resolve_supported(ls: BashLanguageServer) -> bool:
+    text_document = ls.client_capabilities.text_document
+    code_action = text_document.code_action if text_document else None
+    support = code_action.resolve_support if code_action else None
+    return bool(support and "edit" in support.properties)
+
+
+def _document_changes(ls: BashLanguageServer) -> bool:
+    workspace = ls.client_capabilities.workspace
+    workspace_edit = workspace.workspace_edit if workspace else None
+    return bool(workspace_edit and workspace_edit.document_changes)
+
+
+def _kind_requested(only: list[str] | None) -> bool:
+    if not only:
+        return True
+    kind = str(convert.GENERATE_KIND.value)
+    return any(kind == k or kind.startswith(f"{k}.") for k in map(str, only))
+
+
+def text_document_code_action(ls: BashLanguageServer, params: types.CodeActionParams) -> list[types.CodeAction] | None:
+    doc = ls.served_document(params.text_document.uri)
+    if doc is None or not ls.settings.generate.enable or ls.host.engine is None:
+        return None
+    if not _kind_requested(params.context.only):
+        return None
+    if generate.comment_block(doc, params.range) is None:
+        return None
+    return [convert.generate_action(doc.uri, params.range, _resolve_supported(ls))]
+
+
+async def code_action_resolve(ls: BashLanguageServer, action: types.CodeAction) -> types.CodeAction:
+    if action.title != convert.GENERATE_TITLE or not isinstance(action.data, dict):
+        return action
+    uri, selection = generate.parse_target([action.data])
+    edit, _ = await generate.generate_edit(ls, uri, selection, _document_changes(ls))
+    action.edit = edit
+    return action
+
+
+def _command(handler):
+    """pygls runs a command inside its own generator, which never answers if the command's task
+    is cancelled (a CancelledError escapes its callback): turn it into Cancelled, which answers
+    -32800."""
+
+    @functools.wraps(handler)
+    async def run(ls: BashLanguageServer, *arguments):
+        try:
+            return await handler(ls, *arguments)
+        except asyncio.CancelledError:
+            raise Cancelled("request cancelled") from None
+
+    return run
+
+
+@_command
+async def generate_from_comment(ls: BashLanguageServer, *arguments) -> dict:
+    """workspace/executeCommand bashlsp.generateFromComment [{"uri", "range", "apply"?}].
+    Generates the code, applies it with workspace/applyEdit when the client can (and "apply" is
+    not false), and returns {"applied", "edit", "script", "findings", "tried", "problem"}."""
+    uri, selection = generate.parse_target(arguments)
+    edit, generated = await generate.generate_edit(ls, uri, selection, _document_changes(ls))
+    result = {"applied": False, "edit": convert.to_json(edit), **generated.as_dict()}
+    wants_apply = not (arguments and isinstance(arguments[0], dict) and arguments[0].get("apply") is False)
+    workspace = ls.client_capabilities.workspace
+    if edit is not None and wants_apply and workspace and workspace.apply_edit:
+        try:
+            response = await ls.workspace_apply_edit_async(
+                types.ApplyWorkspaceEditParams(edit=edit, label=convert.GENERATE_TITLE)
+            )
+            result["applied"] = bool(response and response.applied)
+        except JsonRpcException as exc:  # the editor refused or failed: the edit is still returned
+            ls.notify("warning", f"Generate script from comment: the editor did not apply the edit: {exc}")
+    return result
+
+
+# -- model commands --------------------------------------------------------------------------------
+
+
+@_command
+async def reload_model(ls: BashLanguageServer, *arguments) -> dict:
+    """workspace/executeCommand bashlsp.reloadModel: load the checkpoint the settings name now."""
+    info = await ls.host.reload(force=True)
+    return convert.to_json(info)
+
+
+def model_info(ls: BashLanguageServer, *arguments) -> dict:
+    """workspace/executeCommand bashlsp.modelInfo: which checkpoint, trained on what, metrics, stats."""
+    return convert.to_json(ls.info())
+
+
+COMMANDS = {
+    "bashlsp.generateFromComment": generate_from_comment,
+    "bashlsp.reloadModel": reload_model,
+    "bashlsp.modelInfo": model_info,
+}
+
+
+def register(ls: BashLanguageServer) -> None:
+    feature = ls.feature
+    feature(types.INITIALIZE)(initialize)
+    feature(types.INITIALIZED)(initialized)
+    feature(types.SHUTDOWN)(shutdown)
+    feature(types.EXIT)(exit)
+    feature(types.WORKSPACE_DID_CHANGE_CONFIGURATION)(workspace_did_change_configuration)
+    feature(types.TEXT_DOCUMENT_DID_OPEN)(text_document_did_open)
+    feature(types.TEXT_DOCUMENT_DID_CHANGE)(text_document_did_change)
+    feature(types.TEXT_DOCUMENT_DID_CLOSE)(text_document_did_close)
+    feature(types.TEXT_DOCUMENT_COMPLETION, types.CompletionOptions(trigger_characters=COMPLETION_TRIGGERS))(
+        text_document_completion
+    )
+    feature(types.TEXT_DOCUMENT_INLINE_COMPLETION, types.InlineCompletionOptions())(text_document_inline_completion)
+    feature(
+        types.TEXT_DOCUMENT_CODE_ACTION,
+        types.CodeActionOptions(code_action_kinds=[convert.GENERATE_KIND], resolve_provider=True),
+    )(text_document_code_action)
+    feature(types.CODE_ACTION_RESOLVE)(code_action_resolve)
+    for name, handler in COMMANDS.items():
+        ls.command(name)(handler)
+

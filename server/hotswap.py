@@ -1,0 +1,254 @@
+"""The resident model: loaded once, run on one worker thread, replaced while the server runs.
+
+Threads:
+- `worker` (one thread): everything that touches the Engine — the first load, every
+  completion, and the swap itself. Requests therefore see either the old or the new model,
+  never a mix, and a swap happens between two requests.
+- `loader` (one thread): reading and validating a new checkpoint (`load_checkpoint` checks
+  files, shapes, finiteness and runs a forward pass) while the old model keeps serving.
+- watchdog's observer thread: notices the store's `current` pointer being replaced and hands
+  that to the event loop.
+A checkpoint that fails to load is never served: the editor is told why (logMessage and
+showMessage) and the old model stays.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from bashlsp.model.checkpoint import CheckpointStore, LoadedModel, bundled_checkpoint, load_checkpoint, resolve_checkpoint
+from bashlsp.model.device import resolve_device
+from bashlsp.model.errors import BashlspError, CheckpointError
+from bashlsp.server.engine import Engine
+from bashlsp.server.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+POINTER_NAME = "current"
+
+# notify(level, message, show): thread-safe; level is error | warning | info | log
+Notify = Callable[[str, str, bool], None]
+
+
+def _describe(loaded: LoadedModel) -> str:
+    metrics = loaded.meta.get("metrics") or {}
+    shown = ", ".join(f"{k} {v:.3g}" if isinstance(v, float) else f"{k} {v}" for k, v in list(metrics.items())[:3])
+    return f"{loaded.id} ({loaded.model.num_params() / 1e6:.1f}M parameters on {loaded.device}{'; ' + shown if shown else ''})"
+
+
+class ModelHost:
+    def __init__(self, notify: Notify) -> None:
+        self.notify = notify
+        self.worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="bashlsp-model")
+        self.loader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="bashlsp-loader")
+        self.engine: Engine | None = None
+        self.problem: str | None = "the model is not loaded yet"
+        self.loaded_at: float | None = None
+        self.swaps = 0
+        self.spec: str | None = None  # a pinned checkpoint (directory, store id, "default"); None follows the store
+        self.store = CheckpointStore()
+        self.device_name = "auto"
+        self.device = None
+        self._rejected: dict[Path, str] = {}  # checkpoints that failed to load, and why
+        self._observer = None
+        self._first_load: asyncio.Future | None = None
+        self._follow_task: asyncio.Task | None = None
+        self._follow_again = False
+
+    # -- configuration -------------------------------------------------------------------------------
+
+    def configure(self, settings: Settings) -> bool:
+        """Take the model settings; True when they differ from the ones in use (reload needed)."""
+        spec = settings.checkpoint or None
+        store_root = Path(settings.store).expanduser() if settings.store else None
+        new_store = CheckpointStore(store_root)
+        changed = (spec, new_store.root, settings.device) != (self.spec, self.store.root, self.device_name) or self.device is None
+        if changed:
+            self.spec, self.store, self.device_name = spec, new_store, settings.device
+            try:
+                self.device = resolve_device(settings.device)
+            except BashlspError as exc:
+                self.notify("warning", f"{exc}; using the CPU", True)
+                self.device = resolve_device("cpu")
+            self._rejected.clear()
+        return changed
+
+    @property
+    def pinned(self) -> bool:
+        return self.spec is not None
+
+    def info(self) -> dict:
+        engine = self.engine
+        info = {
+            "loaded": engine is not None,
+            "problem": self.problem,
+            "pinned": self.spec,
+            "store": str(self.store.root),
+            "watching": self._observer is not None,
+            "device": str(self.device) if self.device is not None else self.device_name,
+            "swaps": self.swaps,
+            "loadedAt": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(self.loaded_at)) if self.loaded_at else None,
+        }
+        if engine is not None:
+            info.update(engine.info())
+        return info
+
+    # -- loading -------------------------------------------------------------------------------------
+
+    def _resolve(self) -> Path:
+        return resolve_checkpoint(self.spec, self.store)
+
+    def _load_first(self) -> str:
+        """Worker thread: load the configured checkpoint, falling back to the bundled model."""
+        tried: list[str] = []
+        candidates: list[Path] = []
+        try:
+            candidates.append(self._resolve())
+        except BashlspError as exc:
+            tried.append(str(exc))
+        bundled = bundled_checkpoint()
+        if not self.pinned and bundled is not None and bundled not in candidates:
+            candidates.append(bundled)
+        for path in candidates:
+            try:
+                loaded = load_checkpoint(path, device=self.device)
+            except (BashlspError, OSError, RuntimeError, ValueError) as exc:
+                self._rejected[path] = str(exc)
+                tried.append(f"{path}: {exc}" if not isinstance(exc, BashlspError) else str(exc))
+                continue
+            self._install(loaded, warm_up=True)
+            return _describe(loaded) + ("" if not tried else f" (after: {'; '.join(tried)})")
+        raise CheckpointError("no model could be loaded: " + "; ".join(tried or ["nothing to load"]))
+
+    def _install(self, loaded: LoadedModel, warm_up: bool = False) -> None:
+        """Worker thread only: serve `loaded` from the next request on."""
+        if self.engine is None:
+            engine = Engine(loaded)
+            if warm_up:
+                engine.warm_up()
+            self.engine = engine
+        else:
+            self.engine.swap(loaded)
+            self.swaps += 1
+        self.problem = None
+        self.loaded_at = time.time()
+
+    async def load(self) -> None:
+        """Load the configured model on the worker (requests queue behind it), then follow the store."""
+        loop = asyncio.get_running_loop()
+        self._first_load = loop.run_in_executor(self.worker, self._load_first)
+        try:
+            described = await self._first_load
+            self.notify("info", f"bashlsp: serving {described}", False)
+        except BashlspError as exc:
+            self.problem = str(exc)
+            self.notify("error", f"bashlsp: {exc}. Completions stay empty until a model is available "
+                        f"(train one with bashlsp-train; it publishes to {self.store.root}).", True)
+        self.watch()
+
+    async def reload(self, force: bool = True) -> dict:
+        """Load the checkpoint the settings name now and swap it in. Raises if it does not load."""
+        if self._first_load is not None and not self._first_load.done():
+            try:
+                await self._first_load
+            except BashlspError:
+                pass
+        await self._swap_in(force=force, raise_errors=True)
+        return self.info()
+
+    async def _swap_in(self, force: bool, raise_errors: bool) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            path = self._resolve()
+        except BashlspError as exc:
+            self.notify("warning", f"bashlsp: cannot find the checkpoint to serve: {exc}", True)
+            if raise_errors:
+                raise
+            return
+        serving = self.engine.loaded if self.engine is not None else None
+        if not force and serving is not None and Path(serving.path).resolve() == path.resolve():
+            return
+        if not force and path in self._rejected:
+            return
+        self.notify("log", f"loading checkpoint {path} in the background", False)
+        try:
+            loaded = await loop.run_in_executor(self.loader, lambda: load_checkpoint(path, device=self.device))
+        except (BashlspError, OSError, RuntimeError, ValueError) as exc:
+            self._rejected[path] = str(exc)
+            keeping = f"still serving {serving.id}" if serving is not None else "no model is served"
+            self.notify("error", f"bashlsp: checkpoint {path.name} was not loaded ({keeping}): {exc}", True)
+            if raise_errors:
+                raise exc if isinstance(exc, BashlspError) else CheckpointError(str(exc)) from exc
+            return
+        self._rejected.pop(path, None)
+        await loop.run_in_executor(self.worker, self._install, loaded)
+        self.notify("info", f"bashlsp: now serving {_describe(loaded)}", True)
+
+    # -- following the store -------------------------------------------------------------------------
+
+    def watch(self) -> None:
+        """Watch the store's pointer (unless a checkpoint is pinned)."""
+        self.unwatch()
+        if self.pinned:
+            return
+        from watchdog.events import FileSystemEventHandler
+        from watchdog.observers import Observer
+
+        loop = asyncio.get_running_loop()
+        host = self
+
+        class PointerHandler(FileSystemEventHandler):
+            def on_any_event(self, event) -> None:
+                names = {Path(str(event.src_path)).name, Path(str(getattr(event, "dest_path", "") or "")).name}
+                if POINTER_NAME in names and event.event_type in ("created", "moved", "modified", "closed"):
+                    try:
+                        loop.call_soon_threadsafe(host.pointer_changed)
+                    except RuntimeError:  # the loop has closed: the server is exiting
+                        pass
+
+        try:
+            self.store.root.mkdir(parents=True, exist_ok=True)
+            observer = Observer()
+            observer.daemon = True
+            observer.schedule(PointerHandler(), str(self.store.root), recursive=False)
+            observer.start()
+        except OSError as exc:
+            self.notify("warning", f"bashlsp: cannot watch the checkpoint store {self.store.root} ({exc}); "
+                        "new checkpoints need bashlsp.reloadModel", False)
+            return
+        self._observer = observer
+        self.notify("log", f"watching the checkpoint store {self.store.root}", False)
+
+    def unwatch(self) -> None:
+        if self._observer is not None:
+            self._observer.stop()
+            self._observer = None
+
+    def pointer_changed(self) -> None:
+        """Event loop: the pointer was replaced. One follow task at a time; changes that come
+        during a load are looked at once it ends."""
+        if self._follow_task is not None and not self._follow_task.done():
+            self._follow_again = True
+            return
+        self._follow_task = asyncio.ensure_future(self._follow())
+
+    async def _follow(self) -> None:
+        while True:
+            self._follow_again = False
+            if self._first_load is not None and not self._first_load.done():
+                await asyncio.wait([self._first_load])
+            await self._swap_in(force=False, raise_errors=False)
+            if not self._follow_again:
+                return
+
+    # -- running -------------------------------------------------------------------------------------
+
+    def close(self) -> None:
+        self.unwatch()
+        self.worker.shutdown(wait=False, cancel_futures=True)
+        self.loader.shutdown(wait=False, cancel_futures=True)
