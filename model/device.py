@@ -30,10 +30,19 @@ def resolve_device(name: str = "auto") -> torch.device:
     return torch.device(name)
 
 
+def cpu_has_fast_bf16() -> bool:
+    """True where the CPU has bf16 matrix instructions (AVX512-BF16 or AMX). Without them
+    PyTorch's CPU bf16 matmul is emulated: measured here (AVX2 EPYC) at ~0.6 GFLOP/s
+    against ~34 GFLOP/s in fp32, so autocast would make training 50x slower."""
+    cpu = getattr(torch._C, "_cpu", None)
+    checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
+    return any(bool(getattr(cpu, name, lambda: False)()) for name in checks) if cpu else False
+
+
 def autocast_dtype(device: torch.device) -> torch.dtype | None:
-    """bf16 autocast where the device supports it for training; None means stay in fp32."""
+    """bf16 autocast where the device runs it fast; None means stay in fp32."""
     if device.type == "cuda" and torch.cuda.is_bf16_supported():
         return torch.bfloat16
-    if device.type == "cpu":
+    if device.type == "cpu" and cpu_has_fast_bf16():
         return torch.bfloat16
     return None

@@ -1,0 +1,383 @@
+"""The training core shared by pre-training and personal fine-tuning.
+
+Documents (already redacted text) become one token stream per epoch: documents in a
+shuffled order, each followed by <|eof|>, a share of them turned into fill-in-the-middle
+examples (model/fim.py). The stream is cut into windows of `seq_len + 1` tokens; a
+(distributed) sampler hands windows to each process. AdamW with warmup and cosine
+decay, gradient clipping and accumulation, bf16 autocast where the device runs it fast,
+non-finite losses skipped and counted. State (weights, optimizer, step, history) is saved
+as safetensors + JSON so a killed run resumes where it stopped, never through pickle.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from collections.abc import Callable, Sequence
+from contextlib import nullcontext
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch.utils.data import DataLoader, Dataset, DistributedSampler, RandomSampler
+
+from bashlsp.model.checkpoint import LoadedModel, _fsync_dir, _write_file_synced
+from bashlsp.model.device import autocast_dtype
+from bashlsp.model.errors import TrainingError
+from bashlsp.model.fim import fim_training_ids
+from bashlsp.model.gpt import GPT
+from bashlsp.model.tokenizer import BashTokenizer
+
+
+@dataclass
+class TrainConfig:
+    steps: int = 1000  # optimizer steps (each = grad_accum micro-batches)
+    batch_size: int = 16  # sequences per micro-batch (per process)
+    seq_len: int = 256  # tokens per training sequence
+    grad_accum: int = 1  # micro-batches per optimizer step
+    lr: float = 1e-3  # peak learning rate (fine-tuning uses a lower one)
+    min_lr_ratio: float = 0.1  # cosine decays to lr * min_lr_ratio
+    warmup_steps: int = 50
+    weight_decay: float = 0.1
+    beta1: float = 0.9
+    beta2: float = 0.95
+    grad_clip: float = 1.0
+    fim_rate: float = 0.5  # share of documents turned into fill-in-the-middle examples
+    eval_every: int = 0  # steps between holdout evaluations (0: only at the end)
+    save_every: int = 0  # steps between resumable state saves (0: only at the end)
+    log_every: int = 10
+    seed: int = 0
+    autocast: bool = True  # bf16 where the device runs it fast (see model/device.py)
+    progress: bool = True  # a tqdm bar on rank 0
+
+    def validate(self) -> None:
+        for name in ("steps", "batch_size", "seq_len", "grad_accum"):
+            if getattr(self, name) < 1:
+                raise TrainingError(f"{name} must be at least 1")
+        if not 0 < self.lr < 1:
+            raise TrainingError(f"learning rate {self.lr} is out of range (0, 1)")
+        if not 0 <= self.fim_rate <= 1:
+            raise TrainingError("fim_rate must be between 0 and 1")
+
+
+def lr_at(step: int, config: TrainConfig) -> float:
+    """Linear warmup, then cosine decay to lr * min_lr_ratio at the last step."""
+    if step < config.warmup_steps:
+        return config.lr * (step + 1) / config.warmup_steps
+    progress = (step - config.warmup_steps) / max(1, config.steps - config.warmup_steps)
+    cosine = 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+    return config.lr * (config.min_lr_ratio + (1 - config.min_lr_ratio) * cosine)
+
+
+# -- data ----------------------------------------------------------------------------------------
+
+
+class TokenWindows(Dataset):
+    """Windows of seq_len + 1 tokens over one epoch's stream; `set_epoch` rebuilds the stream.
+
+    Plain documents are tokenized once; FIM examples are drawn anew each epoch (split points
+    at random characters, the three pieces tokenized separately, as the server does)."""
+
+    def __init__(self, texts: Sequence[str], tokenizer: BashTokenizer, seq_len: int, fim_rate: float, seed: int) -> None:
+        if not texts:
+            raise TrainingError("no training documents")
+        self.texts = list(texts)
+        self.tokenizer = tokenizer
+        self.seq_len = seq_len
+        self.fim_rate = fim_rate
+        self.seed = seed
+        self.plain_ids = [np.asarray(ids + [tokenizer.eof_id], dtype=np.int32) for ids in tokenizer.encode_batch(self.texts)]
+        self.num_tokens = sum(len(ids) for ids in self.plain_ids)
+        if self.num_tokens < seq_len + 1:
+            raise TrainingError(f"the training data has {self.num_tokens} tokens, fewer than one sequence of {seq_len + 1}")
+        self.epoch = -1
+        self.set_epoch(0)
+
+    def _fim_pieces(self, text: str, rng: np.random.Generator) -> tuple[str, str, str]:
+        # A window of text short enough that the example fits in a sequence (~3 chars a token).
+        max_chars = self.seq_len * 3
+        if len(text) > max_chars:
+            start = int(rng.integers(0, len(text) - max_chars + 1))
+            text = text[start : start + max_chars]
+        a, b = sorted(int(x) for x in rng.integers(0, len(text) + 1, size=2))
+        return text[:a], text[a:b], text[b:]
+
+    def set_epoch(self, epoch: int) -> None:
+        if epoch == self.epoch:
+            return
+        rng = np.random.default_rng([self.seed, epoch])
+        order = rng.permutation(len(self.texts))
+        use_fim = rng.random(len(self.texts)) < self.fim_rate
+        fim_docs = [i for i in order if use_fim[i] and len(self.texts[i]) >= 16]
+        pieces = [self._fim_pieces(self.texts[i], rng) for i in fim_docs]
+        flat = self.tokenizer.encode_batch([p for triple in pieces for p in triple])
+        fim_ids = {}
+        for n, i in enumerate(fim_docs):
+            prefix, middle, suffix = flat[3 * n : 3 * n + 3]
+            fim_ids[i] = np.asarray(fim_training_ids(self.tokenizer, prefix, middle, suffix), dtype=np.int32)
+        stream = np.concatenate([fim_ids.get(i, self.plain_ids[i]) for i in order])
+        offset = int(rng.integers(0, self.seq_len))  # windows start at a different place each epoch
+        self.stream = torch.from_numpy(stream[offset:].astype(np.int64))
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return max(1, (len(self.stream) - 1) // self.seq_len)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        start = i * self.seq_len
+        chunk = self.stream[start : start + self.seq_len + 1]
+        if len(chunk) < self.seq_len + 1:  # a short stream: wrap around
+            chunk = torch.cat([chunk, self.stream[: self.seq_len + 1 - len(chunk)]])
+        return chunk[:-1], chunk[1:]
+
+
+# -- state on disk (no pickle) -------------------------------------------------------------------
+
+
+def _optimizer_tensors(optimizer: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict]:
+    state = optimizer.state_dict()
+    tensors, scalars = {}, {}
+    for index, values in state["state"].items():
+        for key, value in values.items():
+            if torch.is_tensor(value):
+                tensors[f"{index}.{key}"] = value.detach().cpu().contiguous()
+            else:
+                scalars[f"{index}.{key}"] = value
+    return tensors, {"param_groups": state["param_groups"], "scalars": scalars}
+
+
+def _restore_optimizer(optimizer: torch.optim.Optimizer, tensors: dict[str, torch.Tensor], info: dict) -> None:
+    state: dict[int, dict] = {}
+    for name, value in tensors.items():
+        index, key = name.split(".", 1)
+        state.setdefault(int(index), {})[key] = value
+    for name, value in info["scalars"].items():
+        index, key = name.split(".", 1)
+        state.setdefault(int(index), {})[key] = value
+    optimizer.load_state_dict({"state": state, "param_groups": info["param_groups"]})
+
+
+@dataclass
+class TrainResult:
+    steps_done: int
+    tokens_seen: int
+    skipped_nonfinite: int
+    final_loss: float
+    tokens_per_second: float
+    stopped_early: bool
+    history: list[dict] = field(default_factory=list)
+
+
+# -- the trainer ---------------------------------------------------------------------------------
+
+
+def is_main_process() -> bool:
+    return not dist.is_initialized() or dist.get_rank() == 0
+
+
+class Trainer:
+    def __init__(
+        self,
+        model: GPT,
+        tokenizer: BashTokenizer,
+        train_texts: Sequence[str],
+        config: TrainConfig,
+        device: torch.device,
+        state_dir: Path | None = None,
+        holdout_texts: Sequence[str] = (),
+        on_eval: Callable[[int, dict], None] | None = None,
+    ) -> None:
+        config.validate()
+        if config.seq_len > model.config.block_size:
+            raise TrainingError(f"seq_len {config.seq_len} exceeds the model's block_size {model.config.block_size}")
+        self.config, self.device, self.tokenizer = config, device, tokenizer
+        self.model = model.to(device)
+        self.state_dir = Path(state_dir) if state_dir else None
+        self.holdout_texts = list(holdout_texts)
+        self.on_eval = on_eval
+        self.data = TokenWindows(train_texts, tokenizer, config.seq_len, config.fim_rate, config.seed)
+        self.distributed = dist.is_initialized()
+        self.ddp_model = model
+        if self.distributed:
+            from torch.nn.parallel import DistributedDataParallel
+
+            self.ddp_model = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+        decay = [p for n, p in model.named_parameters() if p.dim() >= 2]
+        no_decay = [p for n, p in model.named_parameters() if p.dim() < 2]
+        self.optimizer = torch.optim.AdamW(
+            [{"params": decay, "weight_decay": config.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+            lr=config.lr,
+            betas=(config.beta1, config.beta2),
+            fused=device.type == "cuda",
+        )
+        self.step = 0
+        self.skipped = 0
+        self.tokens_seen = 0
+        self.history: list[dict] = []
+        dtype = autocast_dtype(device) if config.autocast else None
+        self.autocast = torch.autocast(device.type, dtype=dtype) if dtype else nullcontext()
+
+    # resumable state
+
+    def save_state(self) -> None:
+        if self.state_dir is None or not is_main_process():
+            return
+        from safetensors.torch import save as safetensors_save
+
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        tmp = self.state_dir / "state.tmp"
+        tmp.mkdir(exist_ok=True)
+        weights = {k: v.detach().cpu().contiguous() for k, v in self.model.state_dict().items()}
+        opt_tensors, opt_info = _optimizer_tensors(self.optimizer)
+        _write_file_synced(tmp / "model.safetensors", safetensors_save(weights))
+        _write_file_synced(tmp / "optimizer.safetensors", safetensors_save(opt_tensors))
+        info = {
+            "step": self.step, "skipped": self.skipped, "tokens_seen": self.tokens_seen, "history": self.history,
+            "optimizer": opt_info, "config": asdict(self.config), "model_config": self.model.config.to_dict(),
+        }
+        _write_file_synced(tmp / "trainer.json", json.dumps(info).encode())
+        _fsync_dir(tmp)
+        # Swap in the new state whole: a kill at any moment leaves one complete state behind.
+        final = self.state_dir / "state"
+        old = self.state_dir / "state.old"
+        _rmtree(old)
+        if final.exists():
+            os.replace(final, old)
+        os.replace(tmp, final)
+        _rmtree(old)
+        _fsync_dir(self.state_dir)
+
+    def load_state(self) -> bool:
+        """Resume from state_dir if a saved state exists; returns whether it did."""
+        if self.state_dir is None:
+            return False
+        from bashlsp.model.checkpoint import read_weights, validate_state_dict
+
+        for name in ("state", "state.old"):  # state.old survives a kill in the middle of a swap
+            folder = self.state_dir / name
+            if (folder / "trainer.json").is_file():
+                break
+        else:
+            return False
+        info = json.loads((folder / "trainer.json").read_text())
+        if info["model_config"] != self.model.config.to_dict():
+            raise TrainingError(f"the saved state in {folder} is for a different model config; remove it to start afresh")
+        weights = read_weights(folder / "model.safetensors")
+        validate_state_dict(self.model, weights, folder)
+        self.model.load_state_dict(weights)
+        _restore_optimizer(self.optimizer, read_weights(folder / "optimizer.safetensors"), info["optimizer"])
+        self.step, self.skipped, self.tokens_seen = info["step"], info["skipped"], info["tokens_seen"]
+        self.history = info["history"]
+        return True
+
+    # evaluation
+
+    def evaluate(self) -> dict:
+        if not self.holdout_texts:
+            return {}
+        from bashlsp.training.evaluate import evaluate_bpb
+
+        self.model.eval()
+        loaded = LoadedModel(self.model, self.tokenizer, self.model.config, {}, Path("."), self.device)
+        result = evaluate_bpb(loaded, self.holdout_texts)
+        self.model.train()
+        return result
+
+    # the loop
+
+    def _batches(self):
+        """Endless (x, y) micro-batches; the epoch (and FIM draw) advances when one is used up."""
+        epoch = self.tokens_seen // max(1, self.data.num_tokens)
+        while True:
+            self.data.set_epoch(epoch)
+            if self.distributed:
+                sampler = DistributedSampler(self.data, shuffle=True, seed=self.config.seed, drop_last=True)
+                sampler.set_epoch(epoch)
+            else:
+                sampler = RandomSampler(self.data, generator=torch.Generator().manual_seed(self.config.seed + epoch))
+            yield from DataLoader(self.data, batch_size=self.config.batch_size, sampler=sampler, drop_last=False)
+            epoch += 1
+
+    def train(self, should_stop: Callable[[], bool] | None = None) -> TrainResult:
+        config, model = self.config, self.model
+        model.train()
+        batches = self._batches()
+        world = dist.get_world_size() if self.distributed else 1
+        bar = None
+        if config.progress and is_main_process():
+            from tqdm import tqdm
+
+            bar = tqdm(total=config.steps, initial=self.step, unit="step", dynamic_ncols=True)
+        started, start_tokens = time.perf_counter(), self.tokens_seen
+        loss_value, stopped = float("nan"), False
+        while self.step < config.steps:
+            if should_stop is not None and should_stop():
+                stopped = True
+                break
+            lr = lr_at(self.step, config)
+            for group in self.optimizer.param_groups:
+                group["lr"] = lr
+            total = torch.zeros((), device=self.device)
+            for micro in range(config.grad_accum):
+                x, y = next(batches)
+                x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
+                sync = nullcontext()
+                if self.distributed and micro < config.grad_accum - 1:
+                    sync = self.ddp_model.no_sync()  # all-reduce once per optimizer step
+                with sync, self.autocast:
+                    loss = self.ddp_model(x, targets=y) / config.grad_accum
+                loss.backward()
+                total += loss.detach()
+                self.tokens_seen += x.numel() * world
+            if not torch.isfinite(total):
+                # A bad batch or a spike: drop this step rather than poison the weights.
+                self.optimizer.zero_grad(set_to_none=True)
+                self.skipped += 1
+                self.step += 1
+                continue
+            if config.grad_clip > 0:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+            self.optimizer.step()
+            self.optimizer.zero_grad(set_to_none=True)
+            self.step += 1
+            loss_value = total.item()
+            elapsed = time.perf_counter() - started
+            tok_s = (self.tokens_seen - start_tokens) / max(elapsed, 1e-9)
+            if self.step % config.log_every == 0 or self.step == config.steps:
+                self.history.append({"step": self.step, "loss": loss_value, "lr": lr, "tokens_per_second": tok_s, "tokens_seen": self.tokens_seen})
+            if bar is not None:
+                bar.set_postfix(loss=f"{loss_value:.3f}", tok_s=f"{tok_s:,.0f}", refresh=False)
+                bar.update(1)
+            if config.eval_every and self.step % config.eval_every == 0 and self.step < config.steps:
+                self._record_eval()
+            if config.save_every and self.step % config.save_every == 0:
+                self.save_state()
+        if bar is not None:
+            bar.close()
+        elapsed = time.perf_counter() - started
+        self.save_state()
+        return TrainResult(
+            steps_done=self.step, tokens_seen=self.tokens_seen, skipped_nonfinite=self.skipped, final_loss=loss_value,
+            tokens_per_second=(self.tokens_seen - start_tokens) / max(elapsed, 1e-9), stopped_early=stopped, history=self.history,
+        )
+
+    def _record_eval(self) -> dict:
+        if not is_main_process():
+            return {}
+        result = self.evaluate()
+        if result:
+            entry = {"step": self.step, "eval": {k: result[k] for k in ("bpb", "mean_file_bpb")}}
+            self.history.append(entry)
+            if self.on_eval:
+                self.on_eval(self.step, result)
+        return result
+
+
+def _rmtree(path: Path) -> None:
+    import shutil
+
+    shutil.rmtree(path, ignore_errors=True)

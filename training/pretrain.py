@@ -1,0 +1,181 @@
+"""Pre-training the base model: `bashlsp-train --pretrain CORPUS --out RUN`.
+
+Runs in one process or under `torchrun --nproc_per_node N` (DistributedDataParallel:
+NCCL on GPUs, gloo on CPUs); rank 0 trains the tokenizer, writes state and checkpoints.
+A run directory holds everything needed to resume after a kill: tokenizer.json, state/
+(weights, optimizer, step, history) and, at the end, final/ (a checkpoint).
+
+CORPUS is a directory written by the corpus builders (training/corpus/: manifest.jsonl and
+tldr.jsonl, split into train/holdout by package) or any folder of shell scripts (then a
+hash of each path puts ~5% in the holdout).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+
+from bashlsp.model.checkpoint import CheckpointStore, save_checkpoint
+from bashlsp.model.device import resolve_device
+from bashlsp.model.errors import BashlspError, TrainingError
+from bashlsp.model.gpt import GPT, PRESETS, preset_config
+from bashlsp.model.tokenizer import BashTokenizer
+from bashlsp.training.loop import Trainer, TrainConfig, is_main_process
+
+
+def load_documents(corpus: Path) -> tuple[list[str], list[str], dict]:
+    """(train texts, holdout texts, summary) from a built corpus or a plain folder of scripts."""
+    corpus = Path(corpus)
+    if not corpus.is_dir():
+        raise TrainingError(f"corpus directory {corpus} does not exist")
+    if (corpus / "manifest.jsonl").is_file() or (corpus / "tldr.jsonl").is_file():
+        from bashlsp.training.corpus import load_corpus
+
+        train = load_corpus(corpus, "train")
+        holdout = load_corpus(corpus, "holdout")
+        summary = {
+            "corpus": str(corpus),
+            "train_docs": len(train),
+            "holdout_docs": len(holdout),
+            "train_bytes": sum(len(d.text.encode()) for d in train),
+            "sources": sorted({d.source for d in train}),
+        }
+        return [d.text for d in train], [d.text for d in holdout], summary
+    from bashlsp.training.collect import collect_scripts, holdout_split
+    from bashlsp.training.redact import redact
+
+    collected = collect_scripts([corpus])
+    train_scripts, holdout_scripts = holdout_split(collected.scripts, fraction=0.05, max_files=200)
+    train = [redact(s.text)[0] for s in train_scripts]
+    holdout = [redact(s.text)[0] for s in holdout_scripts]
+    if not train:
+        raise TrainingError(f"no shell scripts found under {corpus}")
+    return train, holdout, {"corpus": str(corpus), "train_docs": len(train), "holdout_docs": len(holdout), **collected.summary()}
+
+
+def setup_distributed(device_name: str) -> torch.device:
+    """Join the process group when started by torchrun; pick this process's device."""
+    if "RANK" not in os.environ:
+        return resolve_device(device_name)
+    use_cuda = torch.cuda.is_available() and device_name in ("auto", "cuda")
+    dist.init_process_group(backend="nccl" if use_cuda else "gloo")
+    if use_cuda:
+        local_rank = int(os.environ.get("LOCAL_RANK", 0))
+        torch.cuda.set_device(local_rank)
+        return torch.device("cuda", local_rank)
+    return torch.device("cpu")
+
+
+def build_parser(prog: str = "bashlsp-train --pretrain") -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog=prog, description="Pre-train the base model on a corpus (resumable; torchrun-capable).")
+    p.add_argument("corpus", type=Path, help="corpus directory (training/corpus builders) or a folder of scripts")
+    p.add_argument("--out", type=Path, required=True, help="run directory (tokenizer, resumable state, final checkpoint)")
+    p.add_argument("--size", default="nano", choices=list(PRESETS))
+    p.add_argument("--vocab-size", type=int, default=8192)
+    p.add_argument("--block-size", type=int, default=1024)
+    p.add_argument("--seq-len", type=int, default=512)
+    p.add_argument("--steps", type=int, default=4000)
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--grad-accum", type=int, default=1)
+    p.add_argument("--lr", type=float, default=2e-3, help="peak learning rate (pre-training; fine-tuning uses less)")
+    p.add_argument("--warmup", type=int, default=100)
+    p.add_argument("--fim-rate", type=float, default=0.5)
+    p.add_argument("--eval-every", type=int, default=500)
+    p.add_argument("--save-every", type=int, default=100)
+    p.add_argument("--max-eval-docs", type=int, default=64, help="holdout documents scored at each evaluation")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--threads", type=int, default=0, help="CPU threads (0: torch's default)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--publish", action="store_true", help="also publish the final checkpoint to the store")
+    p.add_argument("--store", type=Path, help="checkpoint store for --publish")
+    p.add_argument("--no-progress", action="store_true")
+    return p
+
+
+def run_pretraining(args) -> Path:
+    device = setup_distributed(args.device)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    torch.manual_seed(args.seed)
+    train, holdout, summary = load_documents(args.corpus)
+    out = Path(args.out)
+    tokenizer_path = out / "tokenizer.json"
+    if is_main_process():
+        out.mkdir(parents=True, exist_ok=True)
+        if not tokenizer_path.is_file():
+            print(f"training a {args.vocab_size}-token BPE tokenizer on {len(train)} documents", flush=True)
+            BashTokenizer.train(train, vocab_size=args.vocab_size).save(tokenizer_path)
+    if dist.is_initialized():
+        dist.barrier()
+    tokenizer = BashTokenizer.from_file(tokenizer_path)
+    model = GPT(preset_config(args.size, tokenizer.vocab_size, args.block_size))
+    config = TrainConfig(
+        steps=args.steps, batch_size=args.batch_size, seq_len=args.seq_len, grad_accum=args.grad_accum,
+        lr=args.lr, warmup_steps=args.warmup, fim_rate=args.fim_rate, eval_every=args.eval_every,
+        save_every=args.save_every, seed=args.seed, progress=not args.no_progress,
+    )
+    eval_docs = holdout[: args.max_eval_docs]
+    trainer = Trainer(
+        model, tokenizer, train, config, device, state_dir=out, holdout_texts=eval_docs,
+        on_eval=lambda step, r: print(f"step {step}: holdout bpb {r['bpb']:.4f}", flush=True),
+    )
+    if trainer.load_state() and is_main_process():
+        print(f"resumed at step {trainer.step} from {out / 'state'}", flush=True)
+    if is_main_process():
+        print(
+            f"model {args.size}: {model.num_params() / 1e6:.2f}M parameters; {trainer.data.num_tokens:,} training tokens; "
+            f"{len(train)} train / {len(holdout)} holdout documents; device {device}",
+            flush=True,
+        )
+    started = time.time()
+    result = trainer.train()
+    final = out / "final"
+    if is_main_process():
+        metrics = trainer.evaluate()
+        meta = {
+            "kind": "base",
+            "size": args.size,
+            "data": summary,
+            "training": {
+                "steps": result.steps_done, "tokens_seen": result.tokens_seen, "seq_len": args.seq_len,
+                "batch_size": args.batch_size, "grad_accum": args.grad_accum, "lr": args.lr, "fim_rate": args.fim_rate,
+                "skipped_nonfinite": result.skipped_nonfinite, "world_size": dist.get_world_size() if dist.is_initialized() else 1,
+                "seconds_this_run": round(time.time() - started, 1), "device": str(device),
+            },
+            "metrics": {"holdout_bpb": metrics.get("bpb"), "holdout_docs": len(eval_docs), "final_train_loss": result.final_loss},
+            "credits": "Includes data derived from tldr-pages, © the tldr-pages team and contributors, CC BY 4.0.",
+        }
+        import shutil
+
+        shutil.rmtree(final, ignore_errors=True)
+        save_checkpoint(final, model, tokenizer, meta)
+        (out / "history.json").write_text(json.dumps(result.history, indent=1))
+        print(f"final checkpoint: {final}  holdout bpb {metrics.get('bpb', float('nan')):.4f}", flush=True)
+        if args.publish:
+            store = CheckpointStore(args.store) if args.store else CheckpointStore()
+            print(f"published {store.publish(model, tokenizer, meta)} to {store.root}", flush=True)
+    if dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
+    return final
+
+
+def main(argv: list[str] | None = None, prog: str = "bashlsp-train --pretrain") -> int:
+    args = build_parser(prog).parse_args(argv)
+    try:
+        run_pretraining(args)
+    except BashlspError as exc:
+        print(f"{prog}: error: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
