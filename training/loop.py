@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.distributed as dist
-from torch.utils.data import DataLoader, Dataset, DistributedSampler, RandomSampler
+from torch.utils.data import Dataset, DistributedSampler, RandomSampler
 
 from bashlsp.model.checkpoint import LoadedModel, _fsync_dir, _write_file_synced
 from bashlsp.model.device import autocast_dtype
@@ -217,6 +217,8 @@ class Trainer:
         self.step = 0
         self.skipped = 0
         self.tokens_seen = 0
+        self.epoch = 0
+        self.batch_in_epoch = 0
         self.history: list[dict] = []
         dtype = autocast_dtype(device) if config.autocast else None
         self.autocast = torch.autocast(device.type, dtype=dtype) if dtype else nullcontext()
@@ -237,6 +239,7 @@ class Trainer:
         _write_file_synced(tmp / "optimizer.safetensors", safetensors_save(opt_tensors))
         info = {
             "step": self.step, "skipped": self.skipped, "tokens_seen": self.tokens_seen, "history": self.history,
+            "epoch": self.epoch, "batch_in_epoch": self.batch_in_epoch,
             "optimizer": opt_info, "config": asdict(self.config), "model_config": self.model.config.to_dict(),
         }
         _write_file_synced(tmp / "trainer.json", json.dumps(info).encode())
@@ -272,6 +275,7 @@ class Trainer:
         _restore_optimizer(self.optimizer, read_weights(folder / "optimizer.safetensors"), info["optimizer"])
         self.step, self.skipped, self.tokens_seen = info["step"], info["skipped"], info["tokens_seen"]
         self.history = info["history"]
+        self.epoch, self.batch_in_epoch = info["epoch"], info["batch_in_epoch"]
         return True
 
     # evaluation
@@ -290,17 +294,25 @@ class Trainer:
     # the loop
 
     def _batches(self):
-        """Endless (x, y) micro-batches; the epoch (and FIM draw) advances when one is used up."""
-        epoch = self.tokens_seen // max(1, self.data.num_tokens)
+        """Endless (x, y) micro-batches. The epoch (and its FIM draw) advances when one is used
+        up; `epoch` and `batch_in_epoch` are saved, so a resumed run continues with the very
+        batch the interrupted one would have taken next."""
         while True:
-            self.data.set_epoch(epoch)
+            self.data.set_epoch(self.epoch)
             if self.distributed:
                 sampler = DistributedSampler(self.data, shuffle=True, seed=self.config.seed, drop_last=True)
-                sampler.set_epoch(epoch)
+                sampler.set_epoch(self.epoch)
             else:
-                sampler = RandomSampler(self.data, generator=torch.Generator().manual_seed(self.config.seed + epoch))
-            yield from DataLoader(self.data, batch_size=self.config.batch_size, sampler=sampler, drop_last=False)
-            epoch += 1
+                sampler = RandomSampler(self.data, generator=torch.Generator().manual_seed(self.config.seed + self.epoch))
+            order = list(sampler)
+            size = self.config.batch_size
+            while self.batch_in_epoch * size < len(order):
+                chunk = order[self.batch_in_epoch * size : (self.batch_in_epoch + 1) * size]
+                self.batch_in_epoch += 1
+                pairs = [self.data[i] for i in chunk]
+                yield torch.stack([p[0] for p in pairs]), torch.stack([p[1] for p in pairs])
+            self.epoch += 1
+            self.batch_in_epoch = 0
 
     def train(self, should_stop: Callable[[], bool] | None = None) -> TrainResult:
         config, model = self.config, self.model
