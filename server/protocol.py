@@ -190,7 +190,8 @@ class BashlspProtocol(LanguageServerProtocol):
         return self._converter.structure(data, self.get_message_type(data["method"]) or JsonRPCNotification)
 
     def _reply_error(self, msg_id, code: int, message: str) -> None:
-        self._send_response(msg_id, error=types.ResponseError(code=code, message=message))
+        # A plain dict: lsprotocol leaves out an id of None, but JSON-RPC wants "id": null there.
+        self._send_data({"jsonrpc": self.VERSION, "id": msg_id, "error": {"code": code, "message": message}})
 
     # -- one place where handler errors become LSP errors -------------------------------------------
 
