@@ -17,6 +17,7 @@ from __future__ import annotations
 import bisect
 import re
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -29,8 +30,10 @@ from bashlsp.model.fim import fim_prompt_ids, fim_prompt_overhead
 from bashlsp.model.gpt import KVCache
 from bashlsp.model.sampling import pick_next
 from bashlsp.model.tokenizer import BashTokenizer
+from bashlsp.server.engine_fast import FastForward
 
 MODES = ("line", "inline", "generate")
+DEFAULT_THREADS = 1  # decode is a chain of tiny ops: a second thread costs more than it gives (measured)
 CACHED_DOCUMENTS = 4  # per-document KV caches kept (least recently used dropped)
 PREFILL_CHUNK = 128  # tokens pre-filled per forward; the stop flag is polled between chunks
 MAX_HEAL_TOKENS = 3  # trailing prompt tokens token healing may back off
@@ -94,9 +97,11 @@ class TokenTable:
             token = ids[len(ids) - 1 - n]
             if token not in self.extendable:
                 break
-            if removed[:1].isspace():  # what we removed already starts a word: that is the boundary
-                break
             data = self.token_bytes[token]
+            # Word boundaries: what we removed already starts with whitespace, or this token holds
+            # a newline (the pre-tokenizer never joins a newline to the word after it).
+            if removed and (removed[:1].isspace() or b"\n" in data):
+                break
             if len(data) + len(removed) > MAX_HEAL_BYTES:
                 break
             removed = data + removed
@@ -215,7 +220,7 @@ class StopRules:
             complete -= 1  # a line cut by the token limit is not offered
         cursor_line = self.line_before + lines[0]
         base = _indent(cursor_line)
-        has_code = bool(cursor_line.strip())
+        has_code = bool(self.line_before.strip())  # the user started a statement on this line
         depth = max(0, block_delta(cursor_line))
         continued = cursor_line.rstrip().endswith("\\")
         pos = len(lines[0])  # offset of the newline that ends line i-1
@@ -316,9 +321,14 @@ class _Row:
 
 
 class Engine:
-    def __init__(self, loaded: LoadedModel, max_context: int | None = None) -> None:
+    def __init__(self, loaded: LoadedModel, max_context: int | None = None, num_threads: int | None = None) -> None:
+        """max_context: the longest prompt + completion (default: the model's block_size).
+        num_threads: torch's intra-op threads for this process (default: DEFAULT_THREADS on a CPU;
+        this is process-wide, which is what a server process that exists to run this wants)."""
         self._lock = threading.Lock()
         self.max_context = max_context
+        if num_threads or loaded.device.type == "cpu":
+            torch.set_num_threads(num_threads or DEFAULT_THREADS)
         self._load(loaded)
 
     def _load(self, loaded: LoadedModel) -> None:
@@ -329,7 +339,9 @@ class Engine:
         block = loaded.config.block_size
         self.context = min(block, self.max_context) if self.max_context else block
         self.table = TokenTable(loaded.tokenizer)
+        self.fast = FastForward(self.model)
         self._docs: OrderedDict[str, _Document] = OrderedDict()
+        self.last_stats: dict[str, int] = {}  # of the last request: prompt, reused, prefilled, decoded tokens
 
     # -- public ---------------------------------------------------------------------------------
 
@@ -365,10 +377,11 @@ class Engine:
 
     # -- steps ----------------------------------------------------------------------------------
 
-    def _forward(self, idx: list[list[int]], cache: KVCache) -> torch.Tensor:
+    def _forward(self, idx: list[list[int]] | torch.Tensor, cache: KVCache) -> torch.Tensor:
         """Logits (B, V) of the last position, after appending idx (B, T) to the cache."""
-        x = torch.tensor(idx, dtype=torch.long, device=self.device)
-        return self.model(x, cache=cache, last_only=True)[:, -1]
+        if not isinstance(idx, torch.Tensor):
+            idx = torch.tensor(idx, dtype=torch.long, device=self.device)
+        return self.fast(idx, cache)
 
     def _document(self, uri: str) -> _Document:
         doc = self._docs.get(uri)
@@ -427,6 +440,7 @@ class Engine:
         keep = min(_common_prefix_length(doc.ids, prompt), len(prompt) - 1)  # >= 1 new token for logits
         del doc.ids[keep:]
         doc.cache.length = keep
+        self.last_stats = {"prompt": len(prompt), "reused": keep, "prefilled": len(prompt) - keep, "decoded": 0}
         logits = None
         while len(doc.ids) < len(prompt):
             if should_stop():
@@ -441,6 +455,7 @@ class Engine:
         budget = max(1, min(query.max_tokens, self.context // 2))
         doc = self._document(query.uri)
         prompt, healed = self._prompt(doc, query, budget)
+        prompt = prompt or [tok.eof_id]
         rules = StopRules.for_query(query)
         logits = self._prefill(doc, prompt, should_stop)
 
@@ -461,9 +476,10 @@ class Engine:
         for step in range(budget):
             if should_stop():
                 raise Cancelled("completion cancelled")
-            next_ids = self._pick(logits, rows, query)
-            logprobs = torch.log_softmax(logits, dim=-1).gather(-1, next_ids[:, None]).squeeze(-1).tolist()
+            self.last_stats["decoded"] = step + 1
+            next_ids, logprobs = self._pick(logits, rows, query)
             chosen = next_ids.tolist()
+            logprobs = logprobs.tolist()
             for row, token, logprob in zip(rows, chosen, logprobs):
                 if row.done:
                     continue
@@ -486,23 +502,30 @@ class Engine:
                 for row in rows:
                     row.truncated = not row.done
                 break
-            logits = self._forward([[t] for t in chosen], cache)
+            logits = self._forward(next_ids[:, None], cache)
             if cache is doc.cache:
                 doc.ids.append(chosen[0])
 
         return self._suggestions(rows, healed, rules, query.mode)
 
-    def _pick(self, logits: torch.Tensor, rows: list[_Row], query: CompletionQuery) -> torch.Tensor:
-        if any(row.pending for row in rows):
-            masked = torch.full_like(logits, float("-inf"))
+    def _pick(self, logits: torch.Tensor, rows: list[_Row], query: CompletionQuery) -> tuple[torch.Tensor, torch.Tensor]:
+        """The next token of every row (B,) and its log-probability under the model (B,)."""
+        candidates = logits
+        if any(row.pending for row in rows):  # token healing: spell the removed bytes first
+            candidates = torch.full_like(logits, float("-inf"))
             for r, row in enumerate(rows):
                 if row.pending:
                     allowed = self.table.allowed(row.pending).to(logits.device)
-                    masked[r, allowed] = logits[r, allowed]
+                    candidates[r, allowed] = logits[r, allowed]
                 else:
-                    masked[r] = logits[r]
-            logits = masked
-        return pick_next(logits, query.temperature, query.top_p, None)
+                    candidates[r] = logits[r]
+        if query.temperature <= 0:
+            best, next_ids = candidates.max(dim=-1)  # one op gives both (greedy is the common case)
+            if candidates is logits:
+                return next_ids, best - logits.logsumexp(dim=-1)
+        else:
+            next_ids = pick_next(candidates, query.temperature, query.top_p, None)
+        return next_ids, logits.gather(-1, next_ids[:, None]).squeeze(-1) - logits.logsumexp(dim=-1)
 
     def _suggestions(self, rows: list[_Row], healed: bytes, rules: StopRules, mode: str) -> list[Suggestion]:
         best: dict[str, Suggestion] = {}
@@ -523,3 +546,186 @@ class Engine:
             if text not in best or best[text].score < score:
                 best[text] = Suggestion(text=text, score=score, tokens=tokens)
         return sorted(best.values(), key=lambda s: s.score, reverse=True)
+
+
+# -- benchmarks (used by `bashlsp bench serve` and `python -m bashlsp.server.engine --bench`) ------
+
+
+def _percentile(values: Sequence[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
+
+
+def decode_tokens_per_second(engine: Engine, tokens: int = 128, context: int = 256, samples: int = 1) -> dict:
+    """Decode speed of the engine's own step (pick + forward), greedy, after `context` tokens
+    of cached context. Returns tokens, seconds, tokens_per_second, ms_per_token."""
+    tokens = max(1, min(tokens, engine.context - context - 1))
+    rows = [_Row(pending=b"") for _ in range(samples)]
+    greedy = CompletionQuery(uri="", prefix="", suffix="", mode="generate")
+    with engine._lock, torch.inference_mode():
+        cache = engine.model.new_cache(samples, context + tokens + 1)
+        generator = torch.Generator().manual_seed(0)
+        prompt = torch.randint(0, engine.tokenizer.vocab_size, (samples, context), generator=generator)
+        logits = engine._forward(prompt.to(engine.device), cache)
+        start = time.perf_counter()
+        for _ in range(tokens):
+            next_ids, logprobs = engine._pick(logits, rows, greedy)
+            next_ids.tolist(), logprobs.tolist()
+            logits = engine._forward(next_ids[:, None], cache)
+        seconds = time.perf_counter() - start
+    return {
+        "tokens": tokens,
+        "seconds": seconds,
+        "tokens_per_second": tokens * samples / seconds,
+        "ms_per_token": 1000 * seconds / tokens,
+    }
+
+
+def prefill_ms(engine: Engine, tokens: int, context: int = 0, repeats: int = 3) -> float:
+    """Best-of-`repeats` time to pre-fill `tokens` new tokens after `context` cached ones."""
+    best = float("inf")
+    with engine._lock, torch.inference_mode():
+        cache = engine.model.new_cache(1, context + tokens)
+        ids = torch.randint(0, engine.tokenizer.vocab_size, (1, context + tokens))
+        if context:
+            engine._forward(ids[:, :context], cache)
+        for _ in range(repeats):
+            cache.length = context
+            start = time.perf_counter()
+            for offset in range(context, context + tokens, PREFILL_CHUNK):
+                engine._forward(ids[:, offset : min(offset + PREFILL_CHUNK, context + tokens)], cache)
+            best = min(best, time.perf_counter() - start)
+    return 1000 * best
+
+
+def typing_latency(engine: Engine, text: str, mode: str = "line", max_tokens: int = 16, every: int = 1, at_end: bool = False) -> dict:
+    """Type `text` one character at a time (a query every `every` characters) and time each
+    `complete` call. at_end: the cursor is at the end of the document (no suffix); otherwise
+    the rest of the text follows the cursor (fill-in-the-middle). Returns latency percentiles
+    in ms and the mean of pre-filled tokens per request."""
+    latencies, prefilled = [], []
+    for cursor in range(1, len(text) + 1, every):
+        q = CompletionQuery(
+            uri="bench://typing", prefix=text[:cursor], suffix="" if at_end else text[cursor:], mode=mode, max_tokens=max_tokens
+        )
+        start = time.perf_counter()
+        engine.complete(q)
+        latencies.append(1000 * (time.perf_counter() - start))
+        prefilled.append(engine.last_stats["prefilled"])
+    return {
+        "requests": len(latencies),
+        "p50_ms": _percentile(latencies, 0.5),
+        "p95_ms": _percentile(latencies, 0.95),
+        "p99_ms": _percentile(latencies, 0.99),
+        "mean_prefilled_tokens": sum(prefilled) / len(prefilled),
+    }
+
+
+def psm_prefill_tokens(engine: Engine, text: str, every: int = 1) -> float:
+    """For comparison with the SPM order the engine uses: the mean tokens a PSM prompt
+    (prefix, then suffix, then <|fim_middle|>) would pre-fill per keystroke while typing `text`,
+    with the same cache reuse (everything after the first changed token is pre-filled again)."""
+    tok = engine.tokenizer
+    previous: list[int] = []
+    counts = []
+    for cursor in range(1, len(text) + 1, every):
+        prefix_ids = tok.encode(text[:cursor])
+        suffix_ids = tok.encode(text[cursor:])[: (engine.context - 48) // SUFFIX_SHARE]
+        prompt = [tok.fim_prefix_id, *prefix_ids, tok.fim_suffix_id, *suffix_ids, tok.fim_middle_id]
+        counts.append(len(prompt) - min(_common_prefix_length(previous, prompt), len(prompt) - 1))
+        previous = prompt
+    return sum(counts) / len(counts)
+
+
+def _random_nano_model(vocab_texts: list[str]) -> LoadedModel:
+    """A randomly initialised nano model (speed does not depend on the weights) with a
+    tokenizer trained to 8192 tokens on the given shell text."""
+    from pathlib import Path
+
+    from bashlsp.model.gpt import GPT, preset_config
+
+    tok = BashTokenizer.train(vocab_texts, vocab_size=8192)
+    torch.manual_seed(0)
+    model = GPT(preset_config("nano", tok.vocab_size)).eval()
+    return LoadedModel(model, tok, model.config, {"id": "random-nano"}, Path("(random nano)"), torch.device("cpu"))
+
+
+def _shell_texts(limit_bytes: int = 4_000_000) -> list[str]:
+    """Shell scripts found on this machine (the repository's fixtures, then /usr/bin, /etc)."""
+    from pathlib import Path
+
+    roots = [Path(__file__).resolve().parent.parent / "tests" / "fixtures" / "scripts", Path("/usr/bin"), Path("/etc")]
+    texts, total = [], 0
+    for root in roots:
+        if not root.is_dir():
+            continue
+        for path in sorted(root.rglob("*")):
+            try:
+                if not path.is_file() or path.stat().st_size > 200_000:
+                    continue
+                with open(path, "rb") as f:
+                    data = f.read()
+            except OSError:
+                continue
+            if not (path.suffix in (".sh", ".bash") or (data.startswith(b"#!") and b"sh" in data[:40].split(b"\n")[0])):
+                continue
+            texts.append(data.decode("utf-8", errors="replace"))
+            total += len(data)
+            if total > limit_bytes:
+                return texts
+    return texts
+
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+    import os
+
+    parser = argparse.ArgumentParser(prog="python -m bashlsp.server.engine", description=__doc__.split("\n")[0])
+    parser.add_argument("--bench", action="store_true", help="print the engine's micro-benchmark figures")
+    parser.add_argument("--checkpoint", help="checkpoint dir, store id, 'current' or 'default' (else a random nano model)")
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: the engine's default)")
+    parser.add_argument("--max-tokens", type=int, default=16, help="tokens per completion in the typing benchmark")
+    parser.add_argument("--every", type=int, default=1, help="query every N typed characters")
+    args = parser.parse_args(argv)
+    if not args.bench:
+        parser.print_help()
+        return 0
+
+    from bashlsp.model.checkpoint import load_checkpoint, resolve_checkpoint
+
+    start = time.perf_counter()
+    texts = _shell_texts()
+    if args.checkpoint:
+        loaded = load_checkpoint(resolve_checkpoint(args.checkpoint))
+    else:
+        loaded = _random_nano_model(texts)
+    engine = Engine(loaded, num_threads=args.threads or None)
+    engine.warm_up()
+    print(f"model {loaded.id}: {engine.model.num_params() / 1e6:.2f}M params, config {loaded.config.to_dict()}")
+    print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, cpus {os.cpu_count()}, load ready in {time.perf_counter() - start:.2f}s")
+
+    for context in (64, 512):
+        figures = decode_tokens_per_second(engine, tokens=128, context=context)
+        print(f"decode (1 stream, {context} cached): {figures['tokens_per_second']:.0f} tokens/s ({figures['ms_per_token']:.2f} ms/token)")
+    figures = decode_tokens_per_second(engine, tokens=64, context=256, samples=4)
+    print(f"decode (4 streams, 256 cached): {figures['tokens_per_second']:.0f} tokens/s in all ({figures['ms_per_token']:.2f} ms/step)")
+    for tokens in (1, 4, 64, 256):
+        print(f"prefill {tokens} tokens after 256 cached: {prefill_ms(engine, tokens, context=256):.1f} ms")
+    print(f"prefill 768 tokens cold: {prefill_ms(engine, 768):.1f} ms")
+
+    script = max((t for t in texts if 1500 < len(t) < 6000), key=len, default=texts[0])[:1500]
+    for label, at_end in (("end of document", True), ("mid-document, fill-in-the-middle", False)):
+        figures = typing_latency(engine, script, max_tokens=args.max_tokens, every=args.every, at_end=at_end)
+        print(
+            f"typing {figures['requests']} keystrokes, line completion of {args.max_tokens} tokens, {label}: "
+            f"p50 {figures['p50_ms']:.1f} ms, p95 {figures['p95_ms']:.1f} ms, p99 {figures['p99_ms']:.1f} ms, "
+            f"{figures['mean_prefilled_tokens']:.1f} tokens pre-filled per request"
+        )
+    psm = psm_prefill_tokens(engine, script, every=args.every)
+    print(f"the same typing with a PSM prompt would pre-fill {psm:.1f} tokens per request "
+          f"({prefill_ms(engine, max(1, round(psm)), context=256):.1f} ms each)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

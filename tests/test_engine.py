@@ -1,0 +1,288 @@
+"""The resident inference engine: cache reuse, token healing, stop rules, cancel, swap, fast path."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from bashlsp.model.checkpoint import load_checkpoint
+from bashlsp.model.gpt import GPT, GPTConfig
+from bashlsp.server.engine import (
+    Cancelled,
+    CompletionQuery,
+    Engine,
+    StopRules,
+    TokenTable,
+    _utf8_text,
+    block_delta,
+    decode_tokens_per_second,
+)
+from bashlsp.server.engine_fast import FastForward
+from conftest import FIXTURE_SCRIPTS, make_tiny_checkpoint
+
+SCRIPT = FIXTURE_SCRIPTS[0].read_text()
+
+
+@pytest.fixture(scope="module")
+def loaded(tiny_checkpoint):
+    return load_checkpoint(tiny_checkpoint)
+
+
+@pytest.fixture()
+def engine(loaded):
+    return Engine(loaded)
+
+
+def query(prefix: str, suffix: str = "", mode: str = "line", uri: str = "file:///a.sh", **kw) -> CompletionQuery:
+    return CompletionQuery(uri=uri, prefix=prefix, suffix=suffix, mode=mode, **kw)
+
+
+def as_tuples(suggestions):
+    return [(s.text, round(s.score, 4), s.tokens) for s in suggestions]
+
+
+# -- the fast forward path -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("use_checkpoint", [True, False])
+def test_fast_path_matches_model_forward(loaded, use_checkpoint):
+    if use_checkpoint:
+        model = loaded.model
+    else:
+        torch.manual_seed(3)
+        model = GPT(GPTConfig(vocab_size=300, block_size=128, n_layer=3, n_head=4, n_embd=64)).eval()
+    fast = FastForward(model)
+    ids = torch.randint(0, model.config.vocab_size, (1, 90))
+    with torch.inference_mode():
+        slow_cache, fast_cache = model.new_cache(1, 128), model.new_cache(1, 128)
+        for a, b in [(0, 40), (40, 70), (70, 71), (71, 72)]:  # cold prefill, prefill after cache, decode
+            expected = model(ids[:, a:b], cache=slow_cache, last_only=True)[:, -1]
+            got = fast(ids[:, a:b], fast_cache)
+            torch.testing.assert_close(got, expected, atol=1e-4, rtol=1e-4)
+            assert fast_cache.length == slow_cache.length == b
+        torch.testing.assert_close(fast_cache.k[:, :, :, :72], slow_cache.k[:, :, :, :72], atol=1e-5, rtol=1e-5)
+        # several streams sharing one prefix
+        slow_rows, fast_rows = slow_cache.expand(3), fast_cache.expand(3)
+        step = torch.randint(0, model.config.vocab_size, (3, 1))
+        expected = model(step, cache=slow_rows, last_only=True)[:, -1]
+        torch.testing.assert_close(fast(step, fast_rows), expected, atol=1e-4, rtol=1e-4)
+
+
+# -- KV cache reuse across keystrokes ------------------------------------------------------------
+
+
+@pytest.mark.parametrize("with_suffix", [False, True])
+def test_cache_reuse_gives_the_same_suggestions_as_a_cold_run(loaded, with_suffix):
+    warm = Engine(loaded)
+    cursor = SCRIPT.index("mkdir")
+    for typed in range(0, 6):
+        prefix = SCRIPT[: cursor + typed]
+        suffix = SCRIPT[cursor + 12 :] if with_suffix else ""
+        q = query(prefix, suffix, mode="inline", max_tokens=12)
+        got = warm.complete(q)
+        stats = dict(warm.last_stats)
+        cold = Engine(loaded).complete(q)
+        assert as_tuples(got) == as_tuples(cold)
+        if typed > 0:
+            # only the tokens around the cursor are pre-filled again
+            assert stats["reused"] >= stats["prompt"] - 6, stats
+    # and the reuse is per document: another URI starts cold
+    warm.complete(query(SCRIPT[:cursor], uri="file:///other.sh"))
+    assert warm.last_stats["reused"] == 0
+
+
+def test_samples_share_the_prefix_and_come_sorted(engine):
+    q = query(SCRIPT[:200], mode="inline", max_tokens=10, num_samples=4, temperature=1.0)
+    got = engine.complete(q)
+    assert 1 <= len(got) <= 4
+    assert [s.score for s in got] == sorted((s.score for s in got), reverse=True)
+    assert len({s.text for s in got}) == len(got)
+    assert all(1 <= s.tokens <= 10 for s in got)
+    # the document cache still holds the prompt: a greedy request after it reuses it
+    engine.complete(query(SCRIPT[:200], mode="inline", max_tokens=4))
+    assert engine.last_stats["prefilled"] <= 4
+
+
+def test_long_document_keeps_a_stable_window(loaded):
+    engine = Engine(loaded, max_context=128)
+    document = SCRIPT * 20
+    engine.complete(query(document[:3000], max_tokens=16))
+    first = engine.last_stats
+    assert first["prompt"] <= 128 - 16
+    engine.complete(query(document[:3001], max_tokens=16))
+    assert engine.last_stats["prefilled"] <= 4, engine.last_stats
+
+
+# -- token healing -------------------------------------------------------------------------------
+
+
+def test_healing_backs_off_the_partial_word(loaded):
+    tok = loaded.tokenizer
+    table = TokenTable(tok)
+    text = "for f in *; do\n  ech"
+    ids = tok.encode(text)
+    kept, removed = table.heal(ids)
+    assert tok.decode_bytes(kept) + removed == text.encode()
+    assert removed.endswith(b"ech") and b"\n" not in removed
+    assert all(i in table.extendable for i in ids[len(kept) :])
+    # A prompt ending after a complete, non-extendable token is left alone.
+    lone = [i for i, b in enumerate(tok.token_bytes) if b and i not in table.extendable][0]
+    assert table.heal([lone]) == ([lone], b"")
+
+
+def test_allowed_tokens_spell_the_healed_bytes(loaded):
+    table = TokenTable(loaded.tokenizer)
+    for pending in (b"ech", b" ", b"$HO", b"\n"):
+        got = set(table.allowed(pending).tolist())
+        expected = {
+            i
+            for i, b in enumerate(table.token_bytes)
+            if b and (b.startswith(pending) or (len(b) < len(pending) and pending.startswith(b)))
+        }
+        assert got == expected and got
+
+
+def test_healed_suggestion_starts_at_the_cursor(engine, loaded):
+    tok, model = loaded.tokenizer, loaded.model
+    prefix = SCRIPT[: SCRIPT.index("echo") + 2]  # "...\nec"
+    q = query(prefix, mode="line", max_tokens=8)
+    doc = engine._document(q.uri)
+    prompt, healed = engine._prompt(doc, q, budget=8)
+    assert healed == b"ec"  # the partial word, not the newline before it
+    assert tok.decode_bytes([t for t in prompt if t not in tok.special_ids]) + healed == prefix.encode()
+    got = engine.complete(q)
+    assert got, "the model proposes something"
+    # The first token is the model's best among those that spell the healed bytes again, and
+    # the suggestion is what follows them: it starts at the cursor.
+    with torch.inference_mode():
+        logits = model(torch.tensor([prompt]))[0, -1]
+    allowed = engine.table.allowed(healed)
+    first = allowed[logits[allowed].argmax()].item()
+    assert first != tok.encode("ec")[-1] or len(tok.encode("ec")) > 1
+    spelled = healed + got[0].text.encode()
+    first_bytes = tok.token_bytes[first]
+    assert spelled.startswith(first_bytes) or first_bytes.startswith(spelled)
+    assert not got[0].text.startswith("ec")
+
+
+# -- stop rules ----------------------------------------------------------------------------------
+
+
+def rules(prefix: str, suffix: str = "", mode: str = "inline", multiline: bool = True) -> StopRules:
+    return StopRules.for_query(query(prefix, suffix, mode=mode, multiline=multiline))
+
+
+def finished(r: StopRules, text: str, truncated: bool = False) -> str:
+    """Feed the text as it would grow and return the suggestion it is cut to."""
+    for end in range(1, len(text) + 1):
+        cut = r.cut(text[:end], final=False)
+        if cut is not None:
+            return text[:end][:cut]
+    return text[: r.cut(text, final=True, truncated=truncated)]
+
+
+def test_line_mode_stops_at_the_newline_and_does_not_repeat_the_rest_of_the_line():
+    assert finished(rules("echo hel", mode="line"), 'lo world\necho again') == "lo world"
+    assert finished(rules('echo "', '"\nls', mode="line"), 'hello"\n') == "hello"
+    assert finished(rules("ls", mode="inline", multiline=False), " -la\n  foo\n") == " -la"
+
+
+def test_inline_stops_at_the_end_of_the_block():
+    r = rules("if [ -f x ]; then")
+    assert finished(r, "\n  echo yes\n  rm x\nfi\necho after\n") == "\n  echo yes\n  rm x\nfi"
+    r = rules("for f in *; do\n  ")
+    assert finished(r, "echo $f\n  ls $f\ndone\n") == "echo $f\n  ls $f"  # dedent below the cursor line
+    r = rules("echo hel")  # a plain statement: its line, then stop at the next statement
+    assert finished(r, "lo\necho world\n") == "lo"
+    r = rules("main() {")
+    assert finished(r, "\n  run\n\n  more\n}\n") == "\n  run"  # blank line
+    r = rules("cat <<EOF |\\")
+    assert finished(r, "\n  sort\nEOF\n").startswith("\n  sort")
+    r = rules("while read -r line; do")
+    assert finished(r, "\n  echo \"$line\"\n  if x; then\n    y\n  fi\ndone < f\nnext\n") == (
+        "\n  echo \"$line\"\n  if x; then\n    y\n  fi\ndone < f"
+    )
+    # cut off at the token limit: the partial last line is not offered
+    r = rules("if a; then")
+    assert r.cut("\n  echo one\n  ech", final=True, truncated=True) == len("\n  echo one")
+
+
+def test_inline_never_repeats_the_lines_after_the_cursor():
+    r = rules("if [ -f x ]; then", "\n  rm x\nfi\n")
+    assert finished(r, "\n  echo removing\n  rm x\nfi\n") == "\n  echo removing"
+    r = rules("if a; then\n  b\n", "fi\n")
+    assert finished(r, "  c\nfi\n") == "  c"
+
+
+def test_generate_stops_at_a_blank_line_before_a_comment():
+    r = rules("# list big files\n", "", mode="generate")
+    body = "find . -size +10M\nls -la\n\n# next task\nrm -rf /\n"
+    assert finished(r, body) == "find . -size +10M\nls -la"
+    assert finished(r, "du -sh *\n\nfor f in *; do\n") == "du -sh *\n\nfor f in *; do\n"  # not a comment
+
+
+def test_block_delta():
+    assert [block_delta(x) for x in ("if x; then", "fi", "done < f", "f() {", "}", "case $x in", "esac")] == [1, -1, -1, 1, -1, 1, -1]
+    assert [block_delta(x) for x in ("if x; then y; fi", "else", "elif z; then", "# then", "echo done")] == [0, 0, 0, 0, 0]
+
+
+def test_utf8_text_waits_for_a_whole_character():
+    data = "é".encode()
+    assert _utf8_text(b"ab" + data[:1]) == "ab"
+    assert _utf8_text(b"ab" + data) == "abé"
+
+
+# -- cancel, swap, info ----------------------------------------------------------------------------
+
+
+def test_cancel_takes_effect_within_one_step(engine, loaded):
+    polls = 0
+
+    def should_stop():
+        nonlocal polls
+        polls += 1
+        return polls >= 5
+
+    q = query(SCRIPT[:300], mode="generate", max_tokens=64)
+    with pytest.raises(Cancelled):
+        engine.complete(q, should_stop)
+    assert polls == 5  # no more work after the flag turned
+    # the cache stays consistent: the next request equals a cold run
+    assert as_tuples(engine.complete(q)) == as_tuples(Engine(loaded).complete(q))
+
+
+def test_cancel_during_a_long_prefill(loaded):
+    engine = Engine(loaded)
+    with pytest.raises(Cancelled):
+        engine.complete(query(SCRIPT * 3, mode="line"), should_stop=lambda: True)
+
+
+def test_swap_changes_the_model_and_drops_caches(engine, loaded, tmp_path):
+    other = load_checkpoint(make_tiny_checkpoint(tmp_path / "other", steps=5, seed=1))
+    q = query(SCRIPT[:250], mode="inline", max_tokens=10)
+    before = engine.complete(q)
+    old_info = engine.info()
+    engine.swap(other)
+    assert engine.info()["id"] != old_info["id"] and engine.info()["path"] == str(other.path)
+    after = engine.complete(q)
+    assert engine.last_stats["reused"] == 0
+    assert as_tuples(after) != as_tuples(before)
+    assert as_tuples(after) == as_tuples(Engine(other).complete(q))
+
+
+def test_info_and_warm_up(engine, loaded):
+    engine.warm_up()
+    info = engine.info()
+    assert info["params"] == loaded.model.num_params()
+    assert info["config"]["vocab_size"] == loaded.tokenizer.vocab_size
+    assert info["device"] == "cpu" and info["context"] == loaded.config.block_size
+
+
+def test_bad_mode_is_rejected(engine):
+    with pytest.raises(ValueError):
+        engine.complete(query("ls", mode="poem"))
+
+
+def test_decode_speed_helper_counts_tokens(engine):
+    figures = decode_tokens_per_second(engine, tokens=16, context=32)
+    assert figures["tokens"] == 16 and figures["tokens_per_second"] > 0
