@@ -16,6 +16,8 @@ from pathlib import Path
 
 import pytest
 
+from editors_support import memorized_checkpoint
+
 from bashlsp.model.device import DEVICE_CHOICES
 from bashlsp.server.settings import Settings, parse_settings, settings_schema
 
@@ -166,7 +168,8 @@ def test_extension_compiles_and_packages(node_modules, tmp_path):
 
 # --- the protocol, with the client library the extension uses --------------------------------
 
-SCRIPT = """#!/bin/bash
+# Completion and ghost text at "ech|" (the last line) of a script like the fixtures.
+TYPED = """#!/bin/bash
 # Back up a directory to a dated tarball.
 set -euo pipefail
 
@@ -176,6 +179,15 @@ STAMP="$(date +%Y-%m-%d)"
 
 mkdir -p "$DEST"
 ech"""
+# "Generate script from comment" on line 1 of a new file.
+COMMENTED = """#!/bin/sh
+# Count lines of every file given on the command line.
+"""
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory) -> Path:
+    return memorized_checkpoint(tmp_path_factory)
 
 
 def items_of(result) -> list[dict]:
@@ -186,16 +198,18 @@ def items_of(result) -> list[dict]:
 
 @needs_node
 @pytest.mark.timeout(240)
-def test_protocol_completion_inline_completion_and_code_action(compiled_extension, tiny_checkpoint, tmp_path):
-    script = tmp_path / "backup.sh"
-    script.write_text(SCRIPT)
-    last_line = SCRIPT.count("\n")
+def test_protocol_completion_inline_completion_and_code_action(compiled_extension, checkpoint, tmp_path):
+    typed, commented = tmp_path / "backup.sh", tmp_path / "count.sh"
+    typed.write_text(TYPED)
+    commented.write_text(COMMENTED)
+    last_line = TYPED.count("\n")
     scenario = {
         "serverCommand": [sys.executable, "-m", "bashlsp.server.cli", "serve", "--stdio"],
-        "settings": {"checkpoint": str(tiny_checkpoint), "store": str(tmp_path / "store"), "device": "cpu"},
-        "document": str(script),
+        "settings": {"checkpoint": str(checkpoint), "store": str(tmp_path / "store"), "device": "cpu"},
+        "document": str(typed),
         "completionAt": {"line": last_line, "character": 3},
         "inlineAt": {"line": last_line, "character": 3},
+        "generateDocument": str(commented),
         "commentLine": 1,
         "timeoutMs": 90000,
     }
@@ -206,46 +220,48 @@ def test_protocol_completion_inline_completion_and_code_action(compiled_extensio
     log = "\n".join(m["message"] for m in result["logMessages"]) + "\n" + result["stderr"]
 
     caps = result["capabilities"]
-    assert caps.get("completionProvider"), caps
-    assert caps.get("inlineCompletionProvider"), caps
-    assert caps.get("codeActionProvider"), caps
+    for provider in ("completionProvider", "inlineCompletionProvider", "codeActionProvider"):
+        assert caps.get(provider) not in (None, False), f"the server does not offer {provider}: {caps}"
     assert SERVER_COMMANDS <= set(caps["executeCommandProvider"]["commands"])
     assert not [m for m in result["logMessages"] if "unknown setting" in m["message"]], log
-    assert result["modelInfo"], "bashlsp.modelInfo (the status bar's source) returned nothing"
 
-    # Completion: items VS Code would show for the typed word "ech".
+    # The status bar (the extension's modelInfo.js on the server's bashlsp.modelInfo).
+    assert result["modelInfo"]["loaded"] is True, result["modelInfo"]
+    assert result["statusBar"]["loaded"] == {"text": f"bashlsp: {checkpoint.name} (cpu)", "loading": False, "problem": False}
+
+    # Completion: items VS Code would show for the typed word "ech", replacing it.
     items = items_of(result["completion"])
     assert items, f"no completion items\n{log}"
     for item in items:
-        shown = item.get("filterText") or item["label"]
-        assert shown.startswith("ech"), f"VS Code would filter out {item!r}"
-        edit = item.get("textEdit")
-        if edit:
-            edit_range = edit.get("range") or edit["replace"]
-            assert edit_range["start"]["line"] == last_line and edit_range["start"]["character"] <= 3
-            assert edit["newText"].startswith("ech")
+        assert (item.get("filterText") or item["label"]).startswith("ech"), f"VS Code would filter out {item!r}"
+        edit = item["textEdit"]
+        edit_range = edit.get("range") or edit["replace"]
+        assert edit_range["start"] == {"line": last_line, "character": 0}
+        assert edit_range["end"] == {"line": last_line, "character": 3}
+        assert edit["newText"].startswith("ech")
 
-    # Inline completion: ghost text at the cursor.
+    # Inline completion: ghost text that continues "ech".
     ghosts = items_of(result["inlineCompletion"])
     assert ghosts, f"no inline completion\n{log}"
     for ghost in ghosts:
         text = ghost["insertText"] if isinstance(ghost["insertText"], str) else ghost["insertText"]["value"]
-        assert text.strip()
         if ghost.get("range"):
-            assert ghost["range"]["start"]["line"] == last_line
+            start = ghost["range"]["start"]
+            text = "ech"[: 3 - start["character"]] + text if start["line"] == last_line else text
+        else:
+            text = "ech" + text
+        assert text.startswith("echo"), f"ghost text does not continue the word: {ghost!r}"
 
-    # The code action: offered on the comment line, applied, and the script below it passes bash -n.
+    # The code action: offered on the comment, applied, and the script below it passes bash -n.
     titles = [a["title"] for a in result["codeActions"] or []]
     assert "Generate script from comment" in titles, f"code actions: {titles}\n{log}"
     before, after = result["textBefore"].split("\n"), result["textAfter"].split("\n")
     assert after[:2] == before[:2], "the comment and the lines above it must stay"
     assert after[len(after) - (len(before) - 2):] == before[2:], "the lines below the comment must stay"
     inserted = after[2 : len(after) - (len(before) - 2)]
-    assert any(line.strip() for line in inserted), f"nothing was inserted below the comment\n{log}"
-    generated = tmp_path / "generated.sh"
-    generated.write_text(result["textAfter"].removesuffix("ech") + "\n")
-    syntax = subprocess.run(["bash", "-n", str(generated)], capture_output=True, text=True)
-    assert syntax.returncode == 0, f"generated script fails bash -n: {syntax.stderr}\n{inserted}"
+    assert sum(1 for line in inserted if line.strip()) >= 2, f"no script was inserted below the comment\n{log}"
+    syntax = subprocess.run(["bash", "-n"], input=result["textAfter"], capture_output=True, text=True)
+    assert syntax.returncode == 0, f"the generated script fails bash -n: {syntax.stderr}\n{result['textAfter']}"
 
     # didChangeConfiguration, as the extension sends it, turns ghost text off.
     assert items_of(result["inlineAfterDisable"]) == []

@@ -16,7 +16,7 @@ import {
   LanguageClientOptions,
   ServerOptions,
 } from 'vscode-languageclient/node';
-import { modelDetails, modelLabel } from './modelInfo';
+import { modelDetails, modelStatus } from './modelInfo';
 import { nestSettings, serverSettingKeys } from './settings';
 
 // Commands the server implements (workspace/executeCommand).
@@ -28,6 +28,7 @@ let client: LanguageClient | undefined;
 let statusItem: vscode.StatusBarItem;
 let output: vscode.LogOutputChannel;
 let settingKeys: string[] = [];
+let statusTimer: NodeJS.Timeout | undefined;
 
 export async function activate(context: vscode.ExtensionContext): Promise<void> {
   settingKeys = serverSettingKeys(context.extension.packageJSON);
@@ -48,6 +49,7 @@ export async function activate(context: vscode.ExtensionContext): Promise<void> 
 }
 
 export async function deactivate(): Promise<void> {
+  clearTimeout(statusTimer);
   await stopClient();
 }
 
@@ -135,13 +137,20 @@ async function executeServerCommand(command: string, args: unknown[] = []): Prom
 
 /** Show the model in use in the status bar (the server's bashlsp.modelInfo). */
 async function refreshStatus(): Promise<void> {
+  clearTimeout(statusTimer);
   if (!client) {
     return;
   }
   try {
     const info = await executeServerCommand(SERVER_MODEL_INFO);
-    statusItem.text = `$(hubot) ${modelLabel(info)}`;
-    statusItem.tooltip = `bashlsp model\n${modelDetails(info)}\n\nClick for details`;
+    const status = modelStatus(info);
+    const icon = status.loading ? '$(loading~spin)' : status.problem ? '$(warning)' : '$(hubot)';
+    statusItem.text = `${icon} ${status.text}`;
+    statusItem.tooltip = `${modelDetails(info)}\n\nClick for details`;
+    if (status.loading) {
+      // The server loads its model in the background after it starts: look again shortly.
+      statusTimer = setTimeout(() => void refreshStatus(), 1000);
+    }
   } catch (error) {
     statusItem.text = '$(warning) bashlsp';
     statusItem.tooltip = `bashlsp: no model info (${errorText(error)})`;
@@ -155,11 +164,20 @@ async function generateScript(): Promise<void> {
     void vscode.window.showInformationMessage('bashlsp: open a shell script and put the cursor on a comment line.');
     return;
   }
-  // The server inserts the script below the comment itself (workspace/applyEdit).
+  // The server generates, checks (bash -n, shellcheck) and inserts the script below the comment
+  // block itself, with workspace/applyEdit; when nothing passes it says why (window/showMessage).
+  const selection = editor.selection;
+  const target = {
+    uri: editor.document.uri.toString(),
+    range: {
+      start: { line: selection.start.line, character: selection.start.character },
+      end: { line: selection.end.line, character: selection.end.character },
+    },
+  };
   try {
     await vscode.window.withProgress(
       { location: vscode.ProgressLocation.Window, title: 'bashlsp: generating script' },
-      () => executeServerCommand(SERVER_GENERATE, [editor.document.uri.toString(), editor.selection.active.line]),
+      () => executeServerCommand(SERVER_GENERATE, [target]),
     );
   } catch (error) {
     void vscode.window.showErrorMessage(`bashlsp: ${errorText(error)}`);
@@ -180,7 +198,7 @@ async function showModelInfo(): Promise<void> {
     const info = await executeServerCommand(SERVER_MODEL_INFO);
     output.info(`model info:\n${modelDetails(info)}`);
     const choice = await vscode.window.showInformationMessage(
-      `bashlsp model: ${modelLabel(info)}`,
+      modelStatus(info).text,
       { modal: false, detail: modelDetails(info) },
       'Show details',
     );

@@ -12,9 +12,10 @@
  * SCENARIO: {
  *   "serverCommand": ["bashlsp", "serve", "--stdio"],
  *   "settings": {"checkpoint": "/path"},   // overrides of package.json defaults, by flat key
- *   "document": "/path/script.sh",
+ *   "document": "/path/script.sh",            // completion and inline completion here
  *   "completionAt": {"line": 10, "character": 3},
  *   "inlineAt": {"line": 10, "character": 3},
+ *   "generateDocument": "/path/other.sh",     // the code action here, on this line
  *   "commentLine": 1,
  *   "timeoutMs": 60000
  * }
@@ -58,6 +59,7 @@ const { TextDocument } = require('vscode-languageserver-textdocument');
 // The extension's own settings code and manifest: the server gets what the extension would send.
 const extensionRoot = path.join(__dirname, '..');
 const { declaredDefaults, nestSettings, serverSettingKeys } = require(path.join(extensionRoot, 'out', 'settings.js'));
+const { modelStatus } = require(path.join(extensionRoot, 'out', 'modelInfo.js'));
 const packageJson = require(path.join(extensionRoot, 'package.json'));
 
 const GENERATE_TITLE = 'Generate script from comment';
@@ -102,19 +104,32 @@ async function main() {
     new StreamMessageWriter(server.stdin),
   );
 
-  const uri = pathToFileURL(scenario.document).toString();
-  let document = TextDocument.create(uri, 'shellscript', 1, fs.readFileSync(scenario.document, 'utf8'));
+  // The open documents, as the editor holds them: uri -> TextDocument.
+  const documents = new Map();
+  function open(file) {
+    const uri = pathToFileURL(file).toString();
+    documents.set(uri, TextDocument.create(uri, 'shellscript', 1, fs.readFileSync(file, 'utf8')));
+    return uri;
+  }
+  const uri = open(scenario.document);
+  const generateUri = open(scenario.generateDocument);
 
   // Apply an edit the way the editor would, and tell the server about the new text.
   async function applyEdit(workspaceEdit, origin) {
-    const edits = editsFor(workspaceEdit, uri);
-    result.appliedEdits.push({ origin, edits });
-    const text = TextDocument.applyEdits(document, edits);
-    document = TextDocument.create(uri, 'shellscript', document.version + 1, text);
-    await connection.sendNotification(DidChangeTextDocumentNotification.type, {
-      textDocument: { uri, version: document.version },
-      contentChanges: [{ text }],
-    });
+    for (const [docUri, document] of documents) {
+      const edits = editsFor(workspaceEdit, docUri);
+      if (edits.length === 0) {
+        continue;
+      }
+      result.appliedEdits.push({ origin, uri: docUri, edits });
+      const text = TextDocument.applyEdits(document, edits);
+      const changed = TextDocument.create(docUri, 'shellscript', document.version + 1, text);
+      documents.set(docUri, changed);
+      await connection.sendNotification(DidChangeTextDocumentNotification.type, {
+        textDocument: { uri: docUri, version: changed.version },
+        contentChanges: [{ text }],
+      });
+    }
   }
 
   connection.onNotification(LogMessageNotification.type, (params) => result.logMessages.push(params));
@@ -197,11 +212,24 @@ async function main() {
 
   const sync = init.capabilities.textDocumentSync;
   result.syncKind = typeof sync === 'number' ? sync : sync && sync.change;
-  await connection.sendNotification(DidOpenTextDocumentNotification.type, {
-    textDocument: { uri, languageId: 'shellscript', version: document.version, text: document.getText() },
-  });
+  for (const document of documents.values()) {
+    await connection.sendNotification(DidOpenTextDocumentNotification.type, {
+      textDocument: { uri: document.uri, languageId: 'shellscript', version: document.version, text: document.getText() },
+    });
+  }
 
-  result.modelInfo = await request(ExecuteCommandRequest.type, { command: 'bashlsp.modelInfo', arguments: [] }, 'bashlsp.modelInfo');
+  // The server loads its model in the background after `initialize`; the extension's status bar
+  // polls bashlsp.modelInfo until it is loaded, and so do we (requests before that get nothing).
+  const modelInfo = () => request(ExecuteCommandRequest.type, { command: 'bashlsp.modelInfo', arguments: [] }, 'bashlsp.modelInfo');
+  result.modelInfoAtStart = await modelInfo();
+  const deadline = Date.now() + timeoutMs;
+  result.modelInfo = result.modelInfoAtStart;
+  while (result.modelInfo && result.modelInfo.loaded === false && Date.now() < deadline) {
+    await new Promise((resolve) => setTimeout(resolve, 250));
+    result.modelInfo = await modelInfo();
+  }
+  result.loadMs = Date.now() - started;
+  result.statusBar = { atStart: modelStatus(result.modelInfoAtStart), loaded: modelStatus(result.modelInfo) };
 
   result.completion = await request(
     CompletionRequest.type,
@@ -217,24 +245,24 @@ async function main() {
   result.inlineCompletion = await request(InlineCompletionRequest.type, inlineParams, 'inline completion');
 
   // The code action on the comment line; apply it as VS Code does: resolve if needed, edit, command.
-  const commentEnd = document.getText({
-    start: { line: scenario.commentLine, character: 0 },
-    end: { line: scenario.commentLine + 1, character: 0 },
-  }).replace(/\r?\n$/, '').length;
+  const before = documents.get(generateUri);
+  const commentEnd = before.getText().split('\n')[scenario.commentLine].length;
+  const commentPosition = { line: scenario.commentLine, character: commentEnd };
   const actions = await request(
     CodeActionRequest.type,
     {
-      textDocument: { uri },
-      range: { start: { line: scenario.commentLine, character: commentEnd }, end: { line: scenario.commentLine, character: commentEnd } },
+      textDocument: { uri: generateUri },
+      range: { start: commentPosition, end: commentPosition },
       context: { diagnostics: [], triggerKind: CodeActionTriggerKind.Invoked },
     },
     'code action',
   );
   result.codeActions = actions;
-  result.textBefore = document.getText();
+  result.textBefore = before.getText();
   let action = (actions || []).find((candidate) => candidate.title === GENERATE_TITLE);
   if (action) {
-    if (!action.edit && !action.command && init.capabilities.codeActionProvider && init.capabilities.codeActionProvider.resolveProvider) {
+    const provider = init.capabilities.codeActionProvider;
+    if (!action.edit && !action.command && provider && provider.resolveProvider) {
       action = await request(CodeActionResolveRequest.type, action, 'code action resolve');
       result.resolvedAction = action;
     }
@@ -249,18 +277,13 @@ async function main() {
       );
     }
   }
-  result.textAfter = document.getText();
+  result.textAfter = documents.get(generateUri).getText();
 
   // A settings change, sent as the extension sends it: ghost text off, then ask again.
   values['inlineCompletion.enable'] = false;
   settings = nestSettings(keys, (key) => values[key]);
   await connection.sendNotification(DidChangeConfigurationNotification.type, { settings: { bashlsp: settings } });
-  const lastLine = document.lineCount - 1;
-  result.inlineAfterDisable = await request(
-    InlineCompletionRequest.type,
-    { ...inlineParams, position: { line: lastLine, character: document.getText().split('\n')[lastLine].length } },
-    'inline completion after disabling it',
-  );
+  result.inlineAfterDisable = await request(InlineCompletionRequest.type, inlineParams, 'inline completion after disabling it');
 
   await request(ShutdownRequest.type, undefined, 'shutdown');
   await connection.sendNotification(ExitNotification.type);
