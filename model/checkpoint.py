@@ -73,8 +73,12 @@ def _write_file_synced(path: Path, data: bytes) -> None:
         os.fsync(f.fileno())
 
 
-def save_checkpoint(directory: Path, model: GPT, tokenizer: BashTokenizer, meta: dict | None = None) -> Path:
-    """Write a complete checkpoint into `directory` (created; must not exist or be empty), fsynced."""
+def save_checkpoint(
+    directory: Path, model: GPT, tokenizer: BashTokenizer, meta: dict | None = None, dtype: torch.dtype | None = None
+) -> Path:
+    """Write a complete checkpoint into `directory` (created; must not exist or be empty), fsynced.
+    `dtype` (e.g. torch.float16 for the shipped model) stores the weights smaller; loading
+    always casts them back to the model's float32 parameters."""
     from safetensors.torch import save as safetensors_save
 
     if tokenizer.vocab_size != model.config.vocab_size:
@@ -83,7 +87,7 @@ def save_checkpoint(directory: Path, model: GPT, tokenizer: BashTokenizer, meta:
         )
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    tensors = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
+    tensors = {k: v.detach().to("cpu", dtype=dtype or v.dtype).contiguous() for k, v in model.state_dict().items()}
     _write_file_synced(directory / WEIGHTS_FILE, safetensors_save(tensors))
     config = {"format": FORMAT_VERSION, "model": model.config.to_dict()}
     _write_file_synced(directory / CONFIG_FILE, json.dumps(config, indent=2).encode())

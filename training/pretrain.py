@@ -15,14 +15,16 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 import torch
 import torch.distributed as dist
 
-from bashlsp.model.checkpoint import CheckpointStore, save_checkpoint
+from bashlsp.model.checkpoint import CHECKPOINT_FILES, CheckpointStore, load_checkpoint, resolve_checkpoint, save_checkpoint
 from bashlsp.model.device import resolve_device
 from bashlsp.model.errors import BashlspError, TrainingError
 from bashlsp.model.gpt import GPT, PRESETS, preset_config
@@ -77,6 +79,8 @@ def build_parser(prog: str = "bashlsp-train --pretrain") -> argparse.ArgumentPar
     p = argparse.ArgumentParser(prog=prog, description="Pre-train the base model on a corpus (resumable; torchrun-capable).")
     p.add_argument("corpus", type=Path, help="corpus directory (training/corpus builders) or a folder of scripts")
     p.add_argument("--out", type=Path, required=True, help="run directory (tokenizer, resumable state, final checkpoint)")
+    p.add_argument("--init", help="start from this checkpoint (its tokenizer and weights; --size/--vocab-size/--block-size are ignored)")
+    p.add_argument("--export", type=Path, help="also write the final checkpoint here with float16 weights (e.g. model/weights)")
     p.add_argument("--size", default="nano", choices=list(PRESETS))
     p.add_argument("--vocab-size", type=int, default=8192)
     p.add_argument("--block-size", type=int, default=1024)
@@ -107,15 +111,24 @@ def run_pretraining(args) -> Path:
     train, holdout, summary = load_documents(args.corpus)
     out = Path(args.out)
     tokenizer_path = out / "tokenizer.json"
+    init = load_checkpoint(resolve_checkpoint(args.init)) if args.init else None
     if is_main_process():
         out.mkdir(parents=True, exist_ok=True)
+        if init is not None and not tokenizer_path.is_file():
+            init.tokenizer.save(tokenizer_path)
         if not tokenizer_path.is_file():
             print(f"training a {args.vocab_size}-token BPE tokenizer on {len(train)} documents", flush=True)
             BashTokenizer.train(train, vocab_size=args.vocab_size).save(tokenizer_path)
     if dist.is_initialized():
         dist.barrier()
     tokenizer = BashTokenizer.from_file(tokenizer_path)
-    model = GPT(preset_config(args.size, tokenizer.vocab_size, args.block_size))
+    if init is not None:
+        if init.tokenizer.to_str() != tokenizer.to_str():
+            raise TrainingError(f"{tokenizer_path} differs from the tokenizer of --init {init.path}; use a new --out")
+        model = init.model.train()
+        summary["init"] = {"path": str(init.path), "id": init.id, "steps_before": init.meta.get("training", {}).get("total_steps")}
+    else:
+        model = GPT(preset_config(args.size, tokenizer.vocab_size, args.block_size))
     config = TrainConfig(
         steps=args.steps, batch_size=args.batch_size, seq_len=args.seq_len, grad_accum=args.grad_accum,
         lr=args.lr, warmup_steps=args.warmup, fim_rate=args.fim_rate, eval_every=args.eval_every,
@@ -141,21 +154,23 @@ def run_pretraining(args) -> Path:
         metrics = trainer.evaluate()
         meta = {
             "kind": "base",
-            "size": args.size,
+            "size": args.size if init is None else init.meta.get("size", "custom"),
             "data": summary,
             "training": {
                 "steps": result.steps_done, "tokens_seen": result.tokens_seen, "seq_len": args.seq_len,
                 "batch_size": args.batch_size, "grad_accum": args.grad_accum, "lr": args.lr, "fim_rate": args.fim_rate,
                 "skipped_nonfinite": result.skipped_nonfinite, "world_size": dist.get_world_size() if dist.is_initialized() else 1,
                 "seconds_this_run": round(time.time() - started, 1), "device": str(device),
+                "total_steps": result.steps_done + ((init.meta.get("training", {}).get("total_steps") or 0) if init else 0),
             },
             "metrics": {"holdout_bpb": metrics.get("bpb"), "holdout_docs": len(eval_docs), "final_train_loss": result.final_loss},
             "credits": "Includes data derived from tldr-pages, © the tldr-pages team and contributors, CC BY 4.0.",
         }
-        import shutil
-
         shutil.rmtree(final, ignore_errors=True)
         save_checkpoint(final, model, tokenizer, meta)
+        if args.export:
+            export_checkpoint(args.export, model, tokenizer, meta)
+            print(f"exported float16 checkpoint to {args.export}", flush=True)
         (out / "history.json").write_text(json.dumps(result.history, indent=1))
         print(f"final checkpoint: {final}  holdout bpb {metrics.get('bpb', float('nan')):.4f}", flush=True)
         if args.publish:
@@ -165,6 +180,17 @@ def run_pretraining(args) -> Path:
         dist.barrier()
         dist.destroy_process_group()
     return final
+
+
+def export_checkpoint(directory: Path, model: GPT, tokenizer: BashTokenizer, meta: dict) -> None:
+    """Replace the checkpoint files in `directory` (other files there, such as the model card
+    and the holdout, stay) with float16 weights, validating the result before it counts."""
+    directory.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=directory.parent) as tmp:
+        staged = save_checkpoint(Path(tmp) / "ckpt", model, tokenizer, meta, dtype=torch.float16)
+        load_checkpoint(staged)
+        for name in CHECKPOINT_FILES:
+            os.replace(staged / name, directory / name)
 
 
 def main(argv: list[str] | None = None, prog: str = "bashlsp-train --pretrain") -> int:
