@@ -1,0 +1,493 @@
+"""Personal fine-tuning: `bashlsp-train DIR [DIR...]`.
+
+One round:
+ 1. collect the scripts under the folders (read-only), redact secrets, split a holdout by file;
+ 2. load the checkpoint to start from (--base, else the store's current one, else the bundled
+    model; in later rounds the newest checkpoint this trainer published);
+ 3. measure bits per byte on the user's holdout and on the general holdout shipped with the
+    default model;
+ 4. fine-tune with the shared loop (training/loop.py) at a low learning rate;
+ 5. measure again and let the quality gate (training/gate.py) decide; publish through the
+    checkpoint store only if it passes. The decision and the figures are printed, stored in the
+    checkpoint's meta.json and appended to `<store>/trainer-history.jsonl`.
+Then, unless --once, watch the folders: after edits settle, train again on the changed scripts
+plus a replay of the others, starting from the newest checkpoint.
+
+One trainer per store (training/lock.py). Ctrl-C stops at the next step boundary; the partial
+model is not published and the last good checkpoint stays current. The resumable state lives in
+`<store>/trainer-state/`, so a killed round resumes where it stopped when run again on the same
+data and base.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import random
+import shutil
+import signal
+import sys
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+
+from bashlsp.model.checkpoint import BUNDLED_DIR, CheckpointStore, LoadedModel, load_checkpoint, resolve_checkpoint
+from bashlsp.model.device import resolve_device
+from bashlsp.model.errors import TrainingError
+from bashlsp.training.collect import DEFAULT_MAX_FILE_BYTES, Collection, Script, collect_scripts, holdout_split
+from bashlsp.training.gate import DEFAULT_MAX_GENERAL_LOSS, GateDecision, decide
+from bashlsp.training.lock import StoreLock
+from bashlsp.training.redact import Redaction, redact
+
+GENERAL_HOLDOUT_DIR = BUNDLED_DIR / "holdout"
+STATE_DIR_NAME = "trainer-state"
+HISTORY_FILE = "trainer-history.jsonl"
+
+
+@dataclass
+class PersonalOptions:
+    dirs: list[Path]
+    store: Path | None = None
+    base: str | None = None  # checkpoint for the first round (dir, store id, "default")
+    device: str = "auto"
+    steps: int | None = None  # fixed optimizer steps per round; None: from epochs
+    epochs: float | None = None  # passes over the round's training tokens; None: 1 pass, capped at max_steps
+    max_steps: int = 60  # cap when neither steps nor epochs is given (time to first checkpoint, see bench)
+    lr: float = 3e-4  # pre-training uses 2e-3; a lower rate keeps what the model knows
+    warmup_steps: int = 5
+    batch_size: int = 8
+    seq_len: int = 256
+    fim_rate: float = 0.5
+    save_every: int = 10  # steps between resumable state saves
+    seed: int = 0
+    once: bool = False
+    dry_run: bool = False
+    report: Path | None = None
+    holdout_fraction: float = 0.1
+    max_holdout_bytes: int = 48 * 1024  # the gate's measurement of your holdout stays quick
+    max_general_bytes: int = 48 * 1024  # likewise for the general holdout
+    max_general_loss: float = DEFAULT_MAX_GENERAL_LOSS
+    general_holdout: Path | None = None  # default: the holdout shipped with the default model
+    max_file_bytes: int = DEFAULT_MAX_FILE_BYTES
+    replay_ratio: float = 3.0  # later rounds: bytes of unchanged scripts replayed per changed byte
+    debounce_s: float = 2.0
+    progress: bool = True
+
+
+# -- data ----------------------------------------------------------------------------------------
+
+
+@dataclass
+class PreparedData:
+    collection: Collection
+    train: list[Script]  # redacted texts
+    holdout: list[Script]
+    redactions: dict[str, list[Redaction]] = field(default_factory=dict)  # script name -> where
+
+    @property
+    def num_redactions(self) -> int:
+        return sum(len(r) for r in self.redactions.values())
+
+    def digests(self) -> dict[str, str]:
+        """name -> digest of the original bytes, for both sides (to see what an edit changed)."""
+        return {s.name: s.digest for s in self.train + self.holdout}
+
+
+def prepare(collection: Collection, holdout_fraction: float, max_holdout_bytes: int) -> PreparedData:
+    """Redact every script (before anything is tokenised) and split the holdout by file."""
+    redactions: dict[str, list[Redaction]] = {}
+    cleaned = []
+    for script in collection.scripts:
+        text, found = redact(script.text)
+        if found:
+            redactions[script.name] = found
+        cleaned.append(Script(path=script.path, name=script.name, text=text, digest=script.digest, reason=script.reason))
+    if holdout_fraction > 0:
+        train, holdout = holdout_split(cleaned, fraction=holdout_fraction)
+    else:
+        train, holdout = cleaned, []
+    # Keep the gate's measurement quick: a capped, stable part of the holdout is scored; the rest
+    # of the held-out files are still never trained on.
+    measured, total = [], 0
+    for script in sorted(holdout, key=lambda s: s.name):
+        if measured and total + script.num_bytes > max_holdout_bytes:
+            continue
+        measured.append(script)
+        total += script.num_bytes
+    return PreparedData(collection=collection, train=sorted(train, key=lambda s: s.name), holdout=measured, redactions=redactions)
+
+
+def load_general_holdout(folder: Path | None, max_bytes: int) -> tuple[list[str], str | None]:
+    """General bash for the forgetting check: every file in `folder` is one document (a `.jsonl`
+    file holds one {"text": ...} per line). Returns (texts, note when there is none)."""
+    folder = folder or GENERAL_HOLDOUT_DIR
+    if not folder.is_dir():
+        return [], f"no general holdout at {folder} (it ships with the default model); the forgetting check is skipped"
+    texts, total = [], 0
+    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+        try:
+            raw = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError):
+            continue
+        if path.suffix == ".jsonl":
+            docs = [json.loads(line).get("text", "") for line in raw.splitlines() if line.strip()]
+        else:
+            docs = [raw]
+        for doc in docs:
+            if not doc or (texts and total + len(doc.encode()) > max_bytes):
+                continue
+            texts.append(doc)
+            total += len(doc.encode())
+    if not texts:
+        return [], f"the general holdout {folder} holds no documents; the forgetting check is skipped"
+    return texts, None
+
+
+def texts_digest(texts: list[str]) -> str:
+    h = hashlib.sha256()
+    for text in texts:
+        h.update(hashlib.sha256(text.encode("utf-8")).digest())
+    return h.hexdigest()[:16]
+
+
+def _kb(n: int) -> str:
+    return f"{n / 1024:.1f} KB"
+
+
+def describe_dry_run(prepared: PreparedData, base: str, general_note: str | None, general_docs: int) -> str:
+    c = prepared.collection
+    lines = ["dry run: nothing is trained, nothing is written"]
+    lines.append(
+        f"would train on {len(prepared.train)} scripts ({_kb(sum(s.num_bytes for s in prepared.train))}) and measure on "
+        f"{len(prepared.holdout)} held-out scripts ({_kb(sum(s.num_bytes for s in prepared.holdout))})"
+    )
+    for script in prepared.train:
+        lines.append(f"  train    {script.name}  ({_kb(script.num_bytes)}, {script.reason})")
+    for script in prepared.holdout:
+        lines.append(f"  holdout  {script.name}  ({_kb(script.num_bytes)}, {script.reason})")
+    skipped = sum(c.skipped.values())
+    lines.append(f"skipped {skipped} files" + (":" if skipped else ""))
+    for reason, count in sorted(c.skipped.items(), key=lambda kv: (-kv[1], kv[0])):
+        examples = ", ".join(c.examples.get(reason, []))
+        lines.append(f"  {reason}: {count} (e.g. {examples})")
+    lines.append(f"redacted {prepared.num_redactions} secrets (kinds and places; the values are never shown)" + (":" if prepared.num_redactions else ""))
+    for name, found in sorted(prepared.redactions.items()):
+        for redaction in found:
+            lines.append(f"  {redaction.describe(name)}")
+    lines.append(f"would start from: {base}")
+    lines.append(f"general holdout: {general_docs} documents" if not general_note else f"general holdout: {general_note}")
+    return "\n".join(lines)
+
+
+# -- measuring -----------------------------------------------------------------------------------
+
+
+def holdout_bpb(loaded: LoadedModel, texts: list[str]) -> float | None:
+    """Byte-weighted bits per byte over `texts` (windows of the full block, not overlapping, so
+    the gate's measurement stays cheap; before and after are measured the same way)."""
+    if not texts:
+        return None
+    from bashlsp.training.evaluate import evaluate_bpb
+
+    was_training = loaded.model.training
+    loaded.model.eval()
+    try:
+        return float(evaluate_bpb(loaded, texts, stride=loaded.model.config.block_size)["bpb"])
+    finally:
+        loaded.model.train(was_training)
+
+
+# -- one round -----------------------------------------------------------------------------------
+
+
+@dataclass
+class RoundResult:
+    decision: GateDecision | None
+    published_id: str | None
+    stopped: bool
+    steps: int
+    history: list[dict]
+    meta: dict
+
+
+class PersonalTrainer:
+    def __init__(self, options: PersonalOptions, out=None) -> None:
+        self.options = options
+        self.store = CheckpointStore(options.store) if options.store else CheckpointStore()
+        self.device = resolve_device(options.device)
+        self.stop_event = threading.Event()
+        self.latest: Path | None = None  # newest checkpoint this trainer published
+        self.out = out or (lambda text: print(text, flush=True))
+        self.rounds = 0
+        self._watcher = None
+
+    def say(self, text: str) -> None:
+        self.out(text)
+
+    def collect(self) -> PreparedData:
+        collection = collect_scripts(self.options.dirs, self.options.max_file_bytes, exclude=[self.store.root])
+        return prepare(collection, self.options.holdout_fraction, self.options.max_holdout_bytes)
+
+    def start_checkpoint(self) -> Path:
+        if self.latest is not None:
+            return self.latest
+        return resolve_checkpoint(self.options.base, self.store)
+
+    # steps and config
+
+    def _steps_for(self, num_tokens: int) -> int:
+        o = self.options
+        if o.steps is not None:
+            return o.steps
+        per_step = o.batch_size * o.seq_len
+        steps = max(1, math.ceil((o.epochs or 1.0) * num_tokens / per_step))
+        return steps if o.epochs is not None else min(steps, o.max_steps)
+
+    def _state_dir(self, key: str) -> Path:
+        root = self.store.root / STATE_DIR_NAME
+        # One round's state at a time: older rounds' leftovers are of no use.
+        if root.is_dir():
+            for old in root.iterdir():
+                if old.name != key:
+                    shutil.rmtree(old, ignore_errors=True)
+        return root / key
+
+    def train_round(self, prepared: PreparedData, changed: set[str] | None = None) -> RoundResult | None:
+        """Fine-tune once and publish if the gate passes. `changed`: names of scripts edited since
+        the last round (None: the first round, all scripts)."""
+        from bashlsp.training.loop import Trainer, TrainConfig
+
+        o = self.options
+        self.rounds += 1
+        train_scripts = prepared.train
+        if changed is not None:
+            fresh = [s for s in prepared.train if s.name in changed]
+            if not fresh:
+                self.say("the changed scripts are all held out for measuring; nothing new to train on")
+                return None
+            rest = [s for s in prepared.train if s.name not in changed]
+            random.Random(f"{o.seed}-{self.rounds}").shuffle(rest)
+            budget, replay = o.replay_ratio * sum(s.num_bytes for s in fresh), []
+            for script in rest:
+                if sum(s.num_bytes for s in replay) >= budget:
+                    break
+                replay.append(script)
+            train_scripts = fresh + replay
+            self.say(f"training on {len(fresh)} changed scripts and a replay of {len(replay)} others")
+        if not train_scripts:
+            raise TrainingError("no scripts to train on (need at least 2: one is held out to measure improvement)")
+
+        start_path = self.start_checkpoint()
+        loaded = load_checkpoint(start_path, device=self.device)
+        tokenizer = loaded.tokenizer
+        self.say(f"starting from {loaded.id} ({start_path})")
+        texts = [s.text for s in train_scripts]
+        num_tokens = sum(len(ids) + 1 for ids in tokenizer.encode_batch(texts))
+        seq_len = min(o.seq_len, loaded.config.block_size, num_tokens - 1)
+        if seq_len < 8:
+            raise TrainingError(f"too little to train on: {num_tokens} tokens")
+        steps = self._steps_for(num_tokens)
+        config = TrainConfig(
+            steps=steps, batch_size=o.batch_size, seq_len=seq_len, lr=o.lr,
+            warmup_steps=min(o.warmup_steps, max(1, steps // 10)), fim_rate=o.fim_rate,
+            save_every=o.save_every, log_every=1, seed=o.seed, progress=o.progress,
+        )
+
+        # Figures before training (reused from the start checkpoint's own gate when the texts match).
+        holdout_texts = [s.text for s in prepared.holdout]
+        general_texts, general_note = load_general_holdout(o.general_holdout, o.max_general_bytes)
+        user_digest, general_digest = texts_digest(holdout_texts), texts_digest(general_texts)
+        previous = loaded.meta.get("gate", {}) if isinstance(loaded.meta.get("gate"), dict) else {}
+        if previous.get("user_holdout_digest") == user_digest and previous.get("user_bpb_after") is not None:
+            user_before = previous["user_bpb_after"]
+        else:
+            user_before = holdout_bpb(loaded, holdout_texts)
+        general_before = None
+        if general_texts:
+            if previous.get("general_holdout_digest") == general_digest and previous.get("general_bpb_after") is not None:
+                general_before = previous["general_bpb_after"]
+            else:
+                general_before = holdout_bpb(loaded, general_texts)
+        # Forgetting is judged against the first model of this line of checkpoints, so many small
+        # allowed losses cannot add up round after round.
+        if previous.get("general_holdout_digest") == general_digest and previous.get("general_reference_bpb") is not None:
+            general_reference = previous["general_reference_bpb"]
+        else:
+            general_reference = general_before
+        if self.stop_event.is_set():
+            return RoundResult(None, None, True, 0, [], {})
+
+        key = hashlib.sha256(
+            json.dumps([str(start_path), loaded.meta.get("id"), loaded.meta.get("created"), texts_digest(texts), asdict(config)]).encode()
+        ).hexdigest()[:16]
+        trainer = Trainer(loaded.model, tokenizer, texts, config, self.device, state_dir=self._state_dir(key))
+        if trainer.load_state():
+            self.say(f"resumed from step {trainer.step} of {steps} (saved state in {trainer.state_dir})")
+        self.say(
+            f"fine-tuning {loaded.model.num_params() / 1e6:.2f}M parameters on {len(train_scripts)} scripts "
+            f"({num_tokens:,} tokens): {steps} steps of {o.batch_size}x{seq_len} tokens, lr {o.lr:g}, device {self.device}"
+        )
+        reported = [len(trainer.history)]
+
+        def between_steps() -> bool:
+            # Called before every step: log lines when there is no progress bar, and the stop flag.
+            if not o.progress:
+                for entry in trainer.history[reported[0]:]:
+                    if "loss" in entry:
+                        self.say(f"step {entry['step']}/{steps} loss {entry['loss']:.4f} {entry['tokens_per_second']:,.0f} tok/s")
+                reported[0] = len(trainer.history)
+            return self.stop_event.is_set()
+
+        started = time.perf_counter()
+        result = trainer.train(should_stop=between_steps)
+        between_steps()
+        if result.stopped_early:
+            self.say(f"stopped at step {result.steps_done} of {steps}; nothing published, the current checkpoint stays")
+            return RoundResult(None, None, True, result.steps_done, result.history, {})
+        train_seconds = time.perf_counter() - started
+
+        user_after = holdout_bpb(loaded, holdout_texts)
+        general_after = holdout_bpb(loaded, general_texts) if general_texts else None
+        decision = decide(user_before, user_after, general_reference, general_after, max_general_loss=o.max_general_loss)
+        if general_note:
+            decision.notes.append(general_note)
+        gate = decision.to_dict()
+        gate.update(
+            user_holdout_digest=user_digest, general_holdout_digest=general_digest if general_texts else None,
+            general_reference_bpb=general_reference, general_bpb_start=general_before,
+            user_holdout_files=len(holdout_texts), general_holdout_docs=len(general_texts),
+        )
+        meta = {
+            "kind": "personal",
+            "base": {"id": loaded.id, "path": str(start_path)},
+            "data": {
+                **prepared.collection.summary(),
+                "train_files": len(prepared.train),
+                "round_train_files": len(train_scripts),
+                "holdout_files": len(prepared.holdout),
+                "redactions": prepared.num_redactions,
+                "tokens": num_tokens,
+            },
+            "training": {
+                "steps": result.steps_done, "tokens_seen": result.tokens_seen, "seq_len": seq_len,
+                "batch_size": o.batch_size, "lr": o.lr, "fim_rate": o.fim_rate,
+                "skipped_nonfinite": result.skipped_nonfinite, "tokens_per_second": round(result.tokens_per_second, 1),
+                "seconds": round(train_seconds, 1), "device": str(self.device), "round": self.rounds,
+                "changed_files": None if changed is None else len(changed),
+            },
+            "metrics": {
+                "user_holdout_bpb": user_after, "general_holdout_bpb": general_after, "final_train_loss": result.final_loss,
+            },
+            "gate": gate,
+        }
+        self.say(decision.summary())
+        published = None
+        if decision.publish:
+            published = self.store.publish(loaded.model, tokenizer, meta)
+            self.latest = self.store.path_of(published)
+            self.say(f"published checkpoint {published} to {self.store.root}; running servers pick it up")
+        else:
+            self.say("not published; the current checkpoint stays")
+        self._log_round(meta, published, result.history)
+        shutil.rmtree(trainer.state_dir, ignore_errors=True)  # the round is decided: nothing to resume
+        if o.report is not None:
+            from bashlsp.training.report import write_report
+
+            self.say(write_report(o.report, result.history, decision))
+        return RoundResult(decision, published, False, result.steps_done, result.history, meta)
+
+    def _log_round(self, meta: dict, published: str | None, history: list[dict]) -> None:
+        self.store.root.mkdir(parents=True, exist_ok=True)
+        entry = {"time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "published": published, **meta, "history": history}
+        with open(self.store.root / HISTORY_FILE, "a", encoding="utf-8") as f:
+            f.write(json.dumps(entry) + "\n")
+
+    # the whole run
+
+    def run(self) -> int:
+        o = self.options
+        prepared = self.collect()
+        c = prepared.collection
+        self.say(
+            f"found {len(c.scripts)} scripts ({_kb(c.num_bytes)}) under {', '.join(str(d) for d in o.dirs)}; "
+            f"skipped {sum(c.skipped.values())} files"
+            + (" (" + ", ".join(f"{r}: {n}" for r, n in sorted(c.skipped.items())) + ")" if c.skipped else "")
+            + f"; redacted {prepared.num_redactions} secrets"
+        )
+        if o.dry_run:
+            try:
+                base = str(self.start_checkpoint())
+            except Exception as exc:  # noqa: BLE001 - a dry run reports the problem instead of failing
+                base = f"(none: {exc})"
+            general, note = load_general_holdout(o.general_holdout, o.max_general_bytes)
+            self.say(describe_dry_run(prepared, base, note, len(general)))
+            return 0
+        with StoreLock(self.store.root) as lock:
+            note = lock.stale_note()
+            if note:
+                self.say(note)
+            self.store.clean_staging()  # leftovers of a trainer killed mid-publish (we hold the lock)
+            if prepared.train and prepared.holdout:
+                self.train_round(prepared)
+            else:
+                self.say("need at least 2 scripts to train (one is held out to check the model improved)")
+                if o.once:
+                    raise TrainingError(f"found {len(c.scripts)} scripts; need at least 2")
+            if o.once or self.stop_event.is_set():
+                return 0
+            return self.watch(prepared)
+
+    def watch(self, prepared: PreparedData) -> int:
+        from bashlsp.training.watch import FolderWatcher
+
+        trained = prepared.digests()
+        with FolderWatcher(self.options.dirs, self.options.debounce_s, ignore=[self.store.root]) as watcher:
+            self._watcher = watcher
+            self.say(f"watching {', '.join(str(d) for d in self.options.dirs)} for changes (Ctrl-C to stop)")
+            while not self.stop_event.is_set():
+                if not watcher.wait_for_changes():
+                    continue
+                prepared = self.collect()
+                now = prepared.digests()
+                changed = {name for name, digest in now.items() if trained.get(name) != digest}
+                if not changed:
+                    continue  # a file that is not a script, or a save without changes
+                self.say(f"{len(changed)} scripts changed: {', '.join(sorted(changed)[:5])}{' ...' if len(changed) > 5 else ''}")
+                if not (prepared.train and prepared.holdout):
+                    self.say("need at least 2 scripts to train")
+                    continue
+                outcome = self.train_round(prepared, changed)
+                if outcome is None or not outcome.stopped:
+                    trained = now  # trained on (published or not): wait for the next edit
+        return 0
+
+    def request_stop(self) -> None:
+        self.stop_event.set()
+        if self._watcher is not None:
+            self._watcher.stop()
+
+
+def run_personal_training(options: PersonalOptions) -> int:
+    """The `bashlsp-train DIR...` command. First Ctrl-C: stop at the next step boundary; second: now."""
+    trainer = PersonalTrainer(options)
+    previous = None
+
+    def on_interrupt(signum, frame):
+        if trainer.stop_event.is_set():
+            raise KeyboardInterrupt
+        print("\nbashlsp-train: stopping at the next step boundary (Ctrl-C again to stop now)", file=sys.stderr, flush=True)
+        trainer.request_stop()
+
+    if threading.current_thread() is threading.main_thread():
+        previous = signal.signal(signal.SIGINT, on_interrupt)
+        signal.signal(signal.SIGTERM, on_interrupt)
+    try:
+        return trainer.run()
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGINT, previous)
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
