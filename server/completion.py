@@ -76,7 +76,7 @@ async def completion(ls, doc: Document, position: types.Position) -> types.Compl
     settings = ls.settings
     alternatives = settings.completion.alternatives
     temperature = settings.temperature if alternatives == 1 else max(settings.temperature, ALTERNATIVES_TEMPERATURE)
-    if ls.host.engine is not None:
+    if ls.host.may_serve:
         ticket = ls.begin(doc.uri, "completion")
         try:
             query = CompletionQuery(
@@ -96,7 +96,7 @@ async def completion(ls, doc: Document, position: types.Position) -> types.Compl
 async def inline_completion(ls, doc: Document, position: types.Position) -> types.InlineCompletionList:
     cursor = Cursor.at(doc, position)
     settings = ls.settings
-    if ls.host.engine is None:
+    if not ls.host.may_serve:
         return convert.inline_completion_list([])
     prefix, suffix = cursor.prefix(), cursor.suffix()
     ticket = ls.begin(doc.uri, "inline")

@@ -28,7 +28,7 @@ def initialize(ls: BashLanguageServer, params: types.InitializeParams) -> None:
     ls.documents.encoding = ls.workspace.position_encoding or types.PositionEncodingKind.Utf16
     ls.apply_settings(params.initialization_options, "initializationOptions")
     ls.host.configure(ls.settings)
-    asyncio.ensure_future(ls.host.load())  # on the model worker: the first requests wait for it
+    ls.host.start()  # on the model worker: the first requests wait for it
 
 
 def initialized(ls: BashLanguageServer, params: types.InitializedParams) -> None:
@@ -142,7 +142,7 @@ def _kind_requested(only: list[str] | None) -> bool:
 
 def text_document_code_action(ls: BashLanguageServer, params: types.CodeActionParams) -> list[types.CodeAction] | None:
     doc = ls.served_document(params.text_document.uri)
-    if doc is None or not ls.settings.generate.enable or ls.host.engine is None:
+    if doc is None or not ls.settings.generate.enable or not ls.host.may_serve:
         return None
     if not _kind_requested(params.context.only):
         return None

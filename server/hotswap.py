@@ -79,6 +79,12 @@ class ModelHost:
         return changed
 
     @property
+    def may_serve(self) -> bool:
+        """A model is loaded, or the first load is still running (requests then wait for it,
+        queued behind it on the worker)."""
+        return self.engine is not None or (self._first_load is not None and not self._first_load.done())
+
+    @property
     def pinned(self) -> bool:
         return self.spec is not None
 
@@ -138,10 +144,13 @@ class ModelHost:
         self.problem = None
         self.loaded_at = time.time()
 
-    async def load(self) -> None:
-        """Load the configured model on the worker (requests queue behind it), then follow the store."""
-        loop = asyncio.get_running_loop()
-        self._first_load = loop.run_in_executor(self.worker, self._load_first)
+    def start(self) -> None:
+        """Start loading the configured model on the worker (requests queue behind it; see
+        may_serve), then follow the store. Event loop thread."""
+        self._first_load = asyncio.get_running_loop().run_in_executor(self.worker, self._load_first)
+        asyncio.ensure_future(self._after_first_load())
+
+    async def _after_first_load(self) -> None:
         try:
             described = await self._first_load
             self.notify("info", f"bashlsp: serving {described}", False)
