@@ -151,8 +151,8 @@ def test_manifest_declares_the_commands_and_activation():
 
 
 @needs_node
-def test_extension_compiles_and_packages(node_modules, tmp_path):
-    check(run(["npm", "run", "compile"]))
+def test_extension_compiles_and_packages(compiled_extension, tmp_path):
+    # `vsce package` compiles again (the vscode:prepublish script), as it would for a release.
     vsix = tmp_path / "bashlsp.vsix"
     proc = check(run(["npx", "--no-install", "vsce", "package", "--allow-missing-repository", "--out", str(vsix)]))
     assert vsix.is_file(), proc.stdout
@@ -196,12 +196,24 @@ def items_of(result) -> list[dict]:
     return result["items"] if isinstance(result, dict) else result
 
 
+def assert_script_inserted(text_before: str, text_after: str, log: str) -> None:
+    """A script went in right below the comment (line 1), and the result passes bash -n."""
+    before, after = text_before.split("\n"), text_after.split("\n")
+    assert after[:2] == before[:2], "the comment and the lines above it must stay"
+    assert after[len(after) - (len(before) - 2):] == before[2:], "the lines below the comment must stay"
+    inserted = after[2 : len(after) - (len(before) - 2)]
+    assert sum(1 for line in inserted if line.strip()) >= 2, f"no script was inserted below the comment\n{log}"
+    syntax = subprocess.run(["bash", "-n"], input=text_after, capture_output=True, text=True)
+    assert syntax.returncode == 0, f"the generated script fails bash -n: {syntax.stderr}\n{text_after}"
+
+
 @needs_node
 @pytest.mark.timeout(240)
 def test_protocol_completion_inline_completion_and_code_action(compiled_extension, checkpoint, tmp_path):
-    typed, commented = tmp_path / "backup.sh", tmp_path / "count.sh"
+    typed, commented, commanded = tmp_path / "backup.sh", tmp_path / "count.sh", tmp_path / "count2.sh"
     typed.write_text(TYPED)
     commented.write_text(COMMENTED)
+    commanded.write_text(COMMENTED)
     last_line = TYPED.count("\n")
     scenario = {
         "serverCommand": [sys.executable, "-m", "bashlsp.server.cli", "serve", "--stdio"],
@@ -211,6 +223,7 @@ def test_protocol_completion_inline_completion_and_code_action(compiled_extensio
         "inlineAt": {"line": last_line, "character": 3},
         "generateDocument": str(commented),
         "commentLine": 1,
+        "commandDocument": str(commanded),
         "timeoutMs": 90000,
     }
     (tmp_path / "scenario.json").write_text(json.dumps(scenario))
@@ -255,13 +268,12 @@ def test_protocol_completion_inline_completion_and_code_action(compiled_extensio
     # The code action: offered on the comment, applied, and the script below it passes bash -n.
     titles = [a["title"] for a in result["codeActions"] or []]
     assert "Generate script from comment" in titles, f"code actions: {titles}\n{log}"
-    before, after = result["textBefore"].split("\n"), result["textAfter"].split("\n")
-    assert after[:2] == before[:2], "the comment and the lines above it must stay"
-    assert after[len(after) - (len(before) - 2):] == before[2:], "the lines below the comment must stay"
-    inserted = after[2 : len(after) - (len(before) - 2)]
-    assert sum(1 for line in inserted if line.strip()) >= 2, f"no script was inserted below the comment\n{log}"
-    syntax = subprocess.run(["bash", "-n"], input=result["textAfter"], capture_output=True, text=True)
-    assert syntax.returncode == 0, f"the generated script fails bash -n: {syntax.stderr}\n{result['textAfter']}"
+    assert_script_inserted(result["textBefore"], result["textAfter"], log)
+
+    # The extension's command: the server applies the edit itself (workspace/applyEdit).
+    assert result["generateCommandResult"]["applied"] is True, result["generateCommandResult"]
+    assert [e["origin"] for e in result["appliedEdits"]] == ["codeAction.edit", "workspace/applyEdit"]
+    assert_script_inserted(result["commandTextBefore"], result["commandTextAfter"], log)
 
     # didChangeConfiguration, as the extension sends it, turns ghost text off.
     assert items_of(result["inlineAfterDisable"]) == []

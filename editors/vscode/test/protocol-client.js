@@ -17,6 +17,7 @@
  *   "inlineAt": {"line": 10, "character": 3},
  *   "generateDocument": "/path/other.sh",     // the code action here, on this line
  *   "commentLine": 1,
+ *   "commandDocument": "/path/third.sh",      // the extension's command here, on commentLine
  *   "timeoutMs": 60000
  * }
  */
@@ -113,6 +114,7 @@ async function main() {
   }
   const uri = open(scenario.document);
   const generateUri = open(scenario.generateDocument);
+  const commandUri = open(scenario.commandDocument);
 
   // Apply an edit the way the editor would, and tell the server about the new text.
   async function applyEdit(workspaceEdit, origin) {
@@ -278,6 +280,17 @@ async function main() {
     }
   }
   result.textAfter = documents.get(generateUri).getText();
+
+  // The extension's "Generate script from comment" command: the cursor's selection goes to the
+  // server, which inserts the script itself with workspace/applyEdit.
+  const commandPosition = { line: scenario.commentLine, character: 0 };
+  result.commandTextBefore = documents.get(commandUri).getText();
+  result.generateCommandResult = await request(
+    ExecuteCommandRequest.type,
+    { command: 'bashlsp.generateFromComment', arguments: [{ uri: commandUri, range: { start: commandPosition, end: commandPosition } }] },
+    'bashlsp.generateFromComment',
+  );
+  result.commandTextAfter = documents.get(commandUri).getText();
 
   // A settings change, sent as the extension sends it: ghost text off, then ask again.
   values['inlineCompletion.enable'] = false;
