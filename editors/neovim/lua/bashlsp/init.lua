@@ -128,14 +128,18 @@ end
 -- The server loads its model in the background after it starts: ask until it has one.
 local function follow_loading(client)
   ask_model_info(client, function(err, info)
-    local loading = not err and type(info) == 'table' and info.loaded == false
-      and tostring(info.problem or ''):find('not loaded yet', 1, true)
+    local loading = not err and type(info) == 'table' and M._is_loading(info)
     if loading and not client_stopped(client) then
       vim.defer_fn(function()
         follow_loading(client)
       end, 500)
     end
   end)
+end
+
+-- Until its first load finishes the server says "the model is not loaded yet".
+function M._is_loading(info)
+  return info.loaded == false and (info.loading == true or tostring(info.problem or ''):find('not loaded yet', 1, true) ~= nil)
 end
 
 --- The last bashlsp.modelInfo answer for the buffer's server (nil before the first).
@@ -151,7 +155,7 @@ function M.status(bufnr)
     return M.client(bufnr) and 'bashlsp: starting' or ''
   end
   if info.loaded == false then
-    return tostring(info.problem or ''):find('not loaded yet', 1, true) and 'bashlsp: loading model' or 'bashlsp: no model'
+    return M._is_loading(info) and 'bashlsp: loading model' or 'bashlsp: no model'
   end
   return string.format('bashlsp: %s (%s)', tostring(info.id), tostring(info.device))
 end
