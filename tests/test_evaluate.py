@@ -252,6 +252,16 @@ def test_model_keystroke_savings_real_run_and_early_stop_is_exact(loaded):
     assert 0.0 <= result["ksr"] < 1.0
 
 
+def test_server_engine_completer_gives_a_rest_of_line(loaded):
+    complete = ev.make_completer(loaded, "server", max_new_tokens=8)
+    text = FIXTURE_SCRIPTS[0].read_text()
+    for cut in (0, 12, 40):
+        suggestion = complete(text[:cut], text[cut:])
+        assert isinstance(suggestion, str) and "\n" not in suggestion
+    with pytest.raises(ev.BashlspError):
+        ev.make_completer(loaded, "nonsense")
+
+
 # -- next-line completion ------------------------------------------------------------------------
 
 

@@ -310,6 +310,22 @@ class LineCompleter:
         return _complete_text(bytes(out[healed_length:]))
 
 
+def server_engine_completer(loaded, max_new_tokens: int = DEFAULT_LINE_TOKENS, threads: int | None = None):
+    """The language server's own engine (`bashlsp.server.engine`, "line" mode, greedy, nothing
+    after the cursor) as a completer, to measure exactly what an editor is offered. It cannot
+    stop early on a wrong suggestion, so keystroke simulation through it is slower."""
+    from bashlsp.server.engine import CompletionQuery, Engine
+
+    engine = Engine(loaded, num_threads=threads or None)
+
+    def complete(prefix: str, following: str | None = None) -> str:
+        query = CompletionQuery(uri="bashlsp-eval", prefix=prefix, suffix="", mode="line", max_tokens=max_new_tokens, temperature=0.0)
+        suggestions = engine.complete(query)
+        return suggestions[0].text if suggestions else ""
+
+    return complete
+
+
 # -- next-line completion ------------------------------------------------------------------------
 
 
@@ -439,6 +455,16 @@ def model_keystroke_savings(loaded, texts: Iterable[str], max_chars: int = DEFAU
     return result
 
 
+def make_completer(loaded, kind: str, max_new_tokens: int = DEFAULT_LINE_TOKENS, threads: int | None = None):
+    """A rest-of-line completer: "reference" (this module's LineCompleter) or "server" (the
+    language server's engine)."""
+    if kind == "reference":
+        return LineCompleter(loaded, max_new_tokens).complete
+    if kind == "server":
+        return server_engine_completer(loaded, max_new_tokens, threads)
+    raise BashlspError(f"unknown completer {kind!r}; choose reference or server")
+
+
 # -- comment-to-script generation ----------------------------------------------------------------
 
 
@@ -540,7 +566,8 @@ def generation_pass_rate(
             max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p, stop=("\n\n",), seed=seed + index
         )
         sample = generate(loaded.model, tokenizer, tokenizer.encode(prompt), options)[0]
-        code = sample.text
+        # The script ends at its first blank line, also one right after the comment line.
+        code = "" if sample.text.startswith("\n") else sample.text
         ok = bool(code.strip()) and bash_syntax_ok(prompt + code)
         passed += ok
         empty += not code.strip()
@@ -663,6 +690,10 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
                         help="take descriptions from a tldr pairs JSON-lines file (holdout split) instead of DIR's comments")
     parser.add_argument("--stride", type=int, default=0, metavar="N", help="bpb window stride in tokens for long files (default: block_size / 2)")
     parser.add_argument("--seed", type=int, default=0, help="seed for every sampled choice (default 0)")
+    parser.add_argument("--completer", choices=("reference", "server"), default="reference",
+                        help="rest-of-line completion for next-line and keystroke figures: this module's greedy "
+                        "completer with token healing (default; stops early on a suggestion that is already wrong), "
+                        "or the language server's engine (what editors get; slower)")
     parser.add_argument("--threads", type=int, default=0, metavar="N",
                         help="torch CPU threads (default 0: torch's choice; 1 is often faster on a busy machine)")
     return parser
@@ -730,13 +761,19 @@ def run_eval(args) -> dict:
         "generation": None,
     }
 
+    result["completer"] = args.completer
     if args.lines_per_file:
         mark = time.perf_counter()
-        result["next_line"] = next_line_metrics(loaded, scripts.texts, args.lines_per_file, args.seed, names, progress=show_progress)
+        completer = make_completer(loaded, args.completer, threads=args.threads)
+        result["next_line"] = next_line_metrics(loaded, scripts.texts, args.lines_per_file, args.seed, names, completer=completer, progress=show_progress)
         timings["next_line_s"] = time.perf_counter() - mark
     if args.ksr_chars:
         mark = time.perf_counter()
-        result["ksr"] = model_keystroke_savings(loaded, scripts.texts, args.ksr_chars, progress=show_progress)
+        if args.completer == "reference":
+            result["ksr"] = model_keystroke_savings(loaded, scripts.texts, args.ksr_chars, progress=show_progress)
+        else:
+            completer = make_completer(loaded, args.completer, threads=args.threads)
+            result["ksr"] = keystroke_savings(scripts.texts, completer, args.ksr_chars, progress=show_progress)
         timings["ksr_s"] = time.perf_counter() - mark
     if args.generations:
         if args.generations_from:
@@ -789,7 +826,8 @@ def format_report(result: dict) -> str:
     if nl:
         lines += [
             "",
-            f"next-line completion: {nl['lines']} lines (up to {nl['lines_per_file']} per file, seed {result['seed']}), greedy",
+            f"next-line completion: {nl['lines']} lines (up to {nl['lines_per_file']} per file, seed {result['seed']}), "
+            f"greedy, {result['completer']} completer",
             f"  exact match      {_percent(nl['exact_match'])}",
             f"  edit similarity  {_percent(nl['edit_similarity'])}",
         ]
@@ -797,7 +835,8 @@ def format_report(result: dict) -> str:
     if ksr:
         lines += [
             "",
-            f"keystroke savings: first {ksr['chars_per_file']} characters of {ksr['files']} files (to the line's end), greedy rest-of-line",
+            f"keystroke savings: first {ksr['chars_per_file']} characters of {ksr['files']} files (to the line's end), "
+            f"greedy rest-of-line, {result['completer']} completer",
             f"  {ksr['keystrokes']} keystrokes for {ksr['characters']} characters: KSR {_percent(ksr['ksr'])}",
         ]
     gen = result["generation"]
