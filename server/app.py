@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 
 from bashlsp.model.device import DEVICE_CHOICES
@@ -71,7 +72,11 @@ def main(argv: list[str] | None = None, prog: str = "bashlsp serve") -> int:
         server.start_tcp(args.host, args.port)
     else:
         server.start_io()
-    return server.exit_code
+    # The session is over: leave now. Interpreter shutdown would join the worker threads, and
+    # one may be in the middle of loading a checkpoint (seconds) that nobody will use.
+    logging.shutdown()
+    sys.stderr.flush()
+    os._exit(server.exit_code)
 
 
 if __name__ == "__main__":

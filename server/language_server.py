@@ -234,11 +234,17 @@ class BashLanguageServer(LanguageServer):
     # -- running -----------------------------------------------------------------------------------
 
     def _deliver(self, data: Any) -> None:
-        self.protocol.receive(data)
+        try:
+            self.protocol.receive(data)
+        except SystemExit as exc:  # pygls' `exit` handler calls sys.exit: end the session here
+            self._finish(exc.code if isinstance(exc.code, int) else 0)
 
     def _eof(self) -> None:
+        self._finish(0 if self.protocol._shutdown else 1)
+
+    def _finish(self, code: int) -> None:
         if self._stopped is not None and not self._stopped.done():
-            self.exit_code = 0 if self.protocol._shutdown else 1
+            self.exit_code = code
             self._stopped.set_result(None)
 
     async def _serve(self, start) -> None:
@@ -273,9 +279,9 @@ class BashLanguageServer(LanguageServer):
                 return
             self.protocol.set_writer(writer)
             framer = MessageFramer()
-            while chunk := await reader.read(1 << 20):
+            while not self._stopped.done() and (chunk := await reader.read(1 << 20)):
                 for body in framer.feed(chunk):
-                    self.protocol.receive(parse_body(body))
+                    self._deliver(parse_body(body))
             self._eof()
 
         async def start() -> None:
@@ -288,8 +294,6 @@ class BashLanguageServer(LanguageServer):
     def _run(self, start) -> None:
         try:
             asyncio.run(self._serve(start))
-        except SystemExit as exc:  # the `exit` notification (pygls calls sys.exit)
-            self.exit_code = exc.code if isinstance(exc.code, int) else 0
         except KeyboardInterrupt:
             self.exit_code = 130
         finally:
