@@ -1,0 +1,512 @@
+"""Build the shell-script corpus for the default model from Debian packages.
+
+    python -m bashlsp.training.corpus.debian --out DIR [--packages TSV] [--workdir DIR] [--jobs N]
+
+For every package in the list: ``apt-get download`` its .deb into a cache (never installed),
+``dpkg-deb -x`` it into a temporary directory, keep the shell scripts (see `detect.py`) that
+``bash -n`` accepts, are valid UTF-8 and at most 1 MiB, and drop exact and whitespace-only
+duplicates across the whole corpus. Output in DIR:
+
+- ``files/<sha256[:2]>/<sha256>.sh``: one file per unique script (sha256 of its bytes);
+- ``manifest.jsonl``: one record per file: sha256, file, package, version, path, licence,
+  bytes, reason, split;
+- ``packages.lock``: the exact package versions used (a copy is committed beside this module).
+
+The split is by package, so no package's style leaks from train into holdout: see
+`HOLDOUT_PACKAGES`. Download (`download_deb`) and extraction (`extract_shell_files`) are
+separate so extraction can run on any local .deb.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import shutil
+import stat
+import subprocess
+import sys
+import tempfile
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from bashlsp.model.errors import BashlspError, TrainingError
+from bashlsp.training.corpus.detect import HEAD_BYTES, bash_accepts, is_binary, shell_reason
+
+PACKAGES_TSV = Path(__file__).with_name("debian-shell-packages.tsv")
+EXTRA_PACKAGES_TSV = Path(__file__).with_name("extra-packages.tsv")
+COMMITTED_LOCK = Path(__file__).with_name("debian-packages.lock")
+
+MAX_FILE_BYTES = 1 << 20  # larger "scripts" are generated (configure) or data, not code to learn from
+
+# Chosen once with `choose_holdout_packages` on the 62 surveyed packages (10 source packages,
+# 11 binary packages, 130 files and 658 KB by the survey's figures; the build of 2026-11-21 kept
+# 133 files, 0.71 MB of 12.42 MB, about 6 % of the bytes) and frozen here, so that adding packages to the lists later never moves a file between splits.
+# Packages not named here are "train".
+HOLDOUT_PACKAGES = frozenset(
+    {
+        "bash-builtins",
+        "bash-doc",
+        "console-setup",
+        "dkms",
+        "docker.io",
+        "ifupdown",
+        "initramfs-tools",
+        "initramfs-tools-core",
+        "kdump-tools",
+        "rbenv",
+        "yadm",
+    }
+)
+
+
+@dataclass(frozen=True)
+class PackageSpec:
+    """One row of a package list: name, licence and the survey's figures (unique files, KB)."""
+
+    name: str
+    licence: str
+    surveyed_files: int = 0
+    surveyed_kb: int = 0
+
+
+def read_package_list(path: Path) -> list[PackageSpec]:
+    """Read a package TSV (package, files, KB, licence; '#' starts a comment line)."""
+    specs = []
+    for number, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), start=1):
+        if not line.strip() or line.startswith("#"):
+            continue
+        columns = line.split("\t")
+        if len(columns) != 4:
+            raise TrainingError(f"{path}:{number}: expected 4 tab-separated columns, got {len(columns)}")
+        name, files, kb, licence = (column.strip() for column in columns)
+        try:
+            specs.append(PackageSpec(name, licence, int(files), int(kb)))
+        except ValueError as error:
+            raise TrainingError(f"{path}:{number}: files and KB must be integers ({error})") from None
+    return specs
+
+
+def _name_hash(name: str) -> str:
+    return hashlib.sha256(name.encode("utf-8")).hexdigest()
+
+
+# Binary packages in the lists whose source package has another name (`dpkg-deb -f X Source`).
+# Packages built from one source share authors and style, so they always go to the same split.
+SOURCE_OF = {
+    "bash-builtins": "bash",
+    "bash-doc": "bash",
+    "initramfs-tools-core": "initramfs-tools",
+}
+
+
+def source_of(package: str) -> str:
+    return SOURCE_OF.get(package, package)
+
+
+def choose_holdout_packages(
+    specs: list[PackageSpec], *, min_packages: int = 5, min_kb: int = 600, max_source_kb: int = 300
+) -> list[str]:
+    """Pick holdout packages deterministically: walk the eligible source packages in order of
+    sha256(source name) and take all their binary packages until at least `min_packages`
+    packages and `min_kb` KB (by the survey's figures) are held out.
+
+    Not eligible: sources with fewer than 3 files, sources made of giant files (over 50 KB a
+    file on average: neofetch, screenfetch, libtool, rkhunter) and sources over
+    `max_source_kb` (abs-guide, live-build): a holdout dominated by one program measures that
+    program, not shell in general, and the big packages are worth more in training.
+    """
+    groups: dict[str, list[PackageSpec]] = {}
+    for spec in specs:
+        groups.setdefault(source_of(spec.name), []).append(spec)
+    chosen: list[str] = []
+    total_kb = 0
+    for source in sorted(groups, key=_name_hash):
+        files = sum(spec.surveyed_files for spec in groups[source])
+        kb = sum(spec.surveyed_kb for spec in groups[source])
+        if files < 3 or kb > 50 * files or kb > max_source_kb:
+            continue
+        if len(chosen) >= min_packages and total_kb >= min_kb:
+            break
+        chosen.extend(spec.name for spec in groups[source])
+        total_kb += kb
+    return sorted(chosen)
+
+
+def split_of(package: str) -> str:
+    """'holdout' for the frozen holdout packages, else 'train'."""
+    return "holdout" if package in HOLDOUT_PACKAGES else "train"
+
+
+def _run(command: list[str], **kwargs) -> subprocess.CompletedProcess:
+    try:
+        return subprocess.run(command, capture_output=True, check=False, **kwargs)
+    except FileNotFoundError:
+        raise TrainingError(f"{command[0]} not found: building the corpus needs a Debian system") from None
+
+
+def deb_field(deb: Path, name: str) -> str:
+    """One control field of a .deb (`dpkg-deb -f`), e.g. its exact 'Version'."""
+    result = _run(["dpkg-deb", "-f", str(deb), name], text=True)
+    if result.returncode != 0:
+        raise TrainingError(f"dpkg-deb -f {deb} {name} failed: {result.stderr.strip()}")
+    return result.stdout.strip()
+
+
+def download_deb(package: str, workdir: Path, version: str | None = None) -> Path:
+    """The .deb of `package` (at `version` if given) in `workdir`, downloaded with
+    ``apt-get download`` unless already there. Nothing is installed."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    # Package names cannot contain '_', so "<name>_" matches this package only.
+    cached = sorted(workdir.glob(f"{package}_*.deb"))
+    if version is not None:
+        cached = [deb for deb in cached if deb_field(deb, "Version") == version]
+    if len(cached) == 1:
+        return cached[0]
+    if len(cached) > 1:
+        raise TrainingError(
+            f"several cached .deb files for {package} in {workdir}: "
+            f"{', '.join(deb.name for deb in cached)}; delete the stale ones or pin versions with --lock"
+        )
+    target = package if version is None else f"{package}={version}"
+    result = _run(["apt-get", "download", target], cwd=workdir, text=True)
+    if result.returncode != 0:
+        raise TrainingError(f"apt-get download {target} failed: {result.stderr.strip()[-500:]}")
+    return download_deb(package, workdir, version)
+
+
+def has_code(text: str) -> bool:
+    """True if some line is neither blank nor a comment (a shebang alone teaches nothing)."""
+    return any(line.strip() and not line.lstrip().startswith("#") for line in text.splitlines())
+
+
+def normalise_whitespace(text: str) -> str:
+    """The text with every run of whitespace made one space: two files equal after this are
+    near-duplicates (re-indented or re-wrapped copies)."""
+    return " ".join(text.split())
+
+
+def sha256_hex(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+@dataclass
+class ShellFile:
+    """A script kept from a package: its path as installed, text, why it counts as shell."""
+
+    path: str
+    text: str
+    reason: str
+
+    @property
+    def data(self) -> bytes:
+        return self.text.encode("utf-8")
+
+
+@dataclass
+class PackageScripts:
+    """What one .deb gave: the kept scripts and counts of what was dropped or ignored, by reason.
+
+    `dropped` counts shell candidates that failed a check ('bash -n failed', 'not utf-8',
+    'too large', 'no code', 'duplicate', 'near duplicate'); `ignored` counts the other files
+    ('not shell', 'binary', 'symlink', 'special file').
+    """
+
+    package: str
+    version: str
+    source: str
+    deb_sha256: str
+    files: list[ShellFile] = field(default_factory=list)
+    dropped: Counter = field(default_factory=Counter)
+    ignored: Counter = field(default_factory=Counter)
+
+
+def _classify_tree(root: Path, result: PackageScripts) -> None:
+    """Walk an unpacked package (without following symlinks) and fill `result`."""
+    seen_in_package: set[str] = set()
+    for directory, subdirectories, names in os.walk(root):
+        subdirectories.sort()
+        for name in sorted(names):
+            file_path = Path(directory, name)
+            installed_path = "/" + file_path.relative_to(root).as_posix()
+            mode = file_path.lstat().st_mode
+            if stat.S_ISLNK(mode):
+                result.ignored["symlink"] += 1
+                continue
+            if not stat.S_ISREG(mode):
+                result.ignored["special file"] += 1
+                continue
+            with file_path.open("rb") as handle:
+                head = handle.read(HEAD_BYTES)
+            reason = shell_reason(Path(installed_path), head)
+            if reason is None:
+                result.ignored["binary" if is_binary(head) else "not shell"] += 1
+                continue
+            if file_path.stat().st_size > MAX_FILE_BYTES:
+                result.dropped["too large"] += 1
+                continue
+            data = file_path.read_bytes()
+            try:
+                text = data.decode("utf-8")
+            except UnicodeDecodeError:
+                result.dropped["not utf-8"] += 1
+                continue
+            if not has_code(text):
+                result.dropped["no code"] += 1
+                continue
+            digest = sha256_hex(data)
+            if digest in seen_in_package:
+                result.dropped["duplicate"] += 1
+                continue
+            if not bash_accepts(text):
+                result.dropped["bash -n failed"] += 1
+                continue
+            seen_in_package.add(digest)
+            result.files.append(ShellFile(installed_path, text, reason))
+
+
+def extract_shell_files(deb: Path, package: str | None = None, tmp_parent: Path | None = None) -> PackageScripts:
+    """Unpack `deb` with ``dpkg-deb -x`` into a temporary directory (never installing it) and
+    return its shell scripts. Exact duplicates inside the package are dropped here; duplicates
+    across packages are dropped by `CorpusWriter`."""
+    deb = Path(deb)
+    package = package or deb_field(deb, "Package")
+    result = PackageScripts(
+        package=package,
+        version=deb_field(deb, "Version"),
+        # "Source: name (version)" when it differs from the binary package; absent when equal.
+        source=deb_field(deb, "Source").split(" ")[0] or package,
+        deb_sha256=sha256_hex(deb.read_bytes()),
+    )
+    with tempfile.TemporaryDirectory(prefix="unpack-", dir=tmp_parent) as tmp:
+        unpacked = _run(["dpkg-deb", "-x", str(deb), tmp], text=True)
+        if unpacked.returncode != 0:
+            raise TrainingError(f"dpkg-deb -x {deb} failed: {unpacked.stderr.strip()}")
+        _classify_tree(Path(tmp), result)
+    return result
+
+
+@dataclass
+class PackageRecord:
+    """One line of packages.lock."""
+
+    package: str
+    version: str
+    source: str
+    licence: str
+    split: str
+    deb_sha256: str
+    files: int = 0
+    bytes: int = 0
+
+
+class CorpusWriter:
+    """Writes unique scripts, the manifest and the lock into an output directory.
+
+    Feed packages in a fixed order with `add`; the first package to bring a script keeps it and
+    later copies count as duplicates. Give holdout packages first, so a script shared by a
+    holdout and a train package stays in holdout only and nothing leaks into training.
+    """
+
+    def __init__(self, out: Path):
+        self.out = Path(out)
+        self.files_dir = self.out / "files"
+        # A rebuild replaces the previous Debian output (not other sources' files in `out`).
+        shutil.rmtree(self.files_dir, ignore_errors=True)
+        self.files_dir.mkdir(parents=True)
+        self.manifest_path = self.out / "manifest.jsonl"
+        self._manifest = self.manifest_path.open("w", encoding="utf-8")
+        self._exact: set[str] = set()
+        self._near: set[str] = set()
+        self.packages: list[PackageRecord] = []
+        self.dropped: Counter = Counter()
+        self.ignored: Counter = Counter()
+
+    def add(self, scripts: PackageScripts, licence: str, split: str) -> PackageRecord:
+        record = PackageRecord(scripts.package, scripts.version, scripts.source, licence, split, scripts.deb_sha256)
+        self.dropped.update(scripts.dropped)
+        self.ignored.update(scripts.ignored)
+        for shell_file in scripts.files:
+            data = shell_file.data
+            digest = sha256_hex(data)
+            near_key = sha256_hex(normalise_whitespace(shell_file.text).encode("utf-8"))
+            if digest in self._exact:
+                self.dropped["duplicate"] += 1
+                continue
+            if near_key in self._near:
+                self.dropped["near duplicate"] += 1
+                continue
+            self._exact.add(digest)
+            self._near.add(near_key)
+            relative = f"files/{digest[:2]}/{digest}.sh"
+            target = self.out / relative
+            target.parent.mkdir(exist_ok=True)
+            target.write_bytes(data)
+            manifest_record = {
+                "sha256": digest,
+                "file": relative,
+                "package": scripts.package,
+                "version": scripts.version,
+                "path": shell_file.path,
+                "licence": licence,
+                "bytes": len(data),
+                "reason": shell_file.reason,
+                "split": split,
+            }
+            self._manifest.write(json.dumps(manifest_record, ensure_ascii=False) + "\n")
+            record.files += 1
+            record.bytes += len(data)
+        self.packages.append(record)
+        return record
+
+    def close(self) -> None:
+        self._manifest.close()
+        write_lock(self.out / "packages.lock", self.packages)
+
+
+LOCK_HEADER = "# package\tversion\tsource\tlicence\tsplit\tfiles\tbytes\tdeb_sha256\n"
+
+
+def write_lock(path: Path, records: list[PackageRecord]) -> None:
+    """Write the exact versions used, one package a line, sorted by name."""
+    lines = [
+        "# Debian packages behind the default model's shell corpus (bashlsp.training.corpus.debian).\n",
+        "# files/bytes: unique scripts kept from the package; deb_sha256: the .deb that was unpacked.\n",
+        LOCK_HEADER,
+    ]
+    for record in sorted(records, key=lambda record: record.package):
+        lines.append(
+            f"{record.package}\t{record.version}\t{record.source}\t{record.licence}\t{record.split}\t"
+            f"{record.files}\t{record.bytes}\t{record.deb_sha256}\n"
+        )
+    Path(path).write_text("".join(lines), encoding="utf-8")
+
+
+def read_lock_versions(path: Path) -> dict[str, str]:
+    """package → version from a packages.lock, to rebuild with exactly those versions."""
+    versions = {}
+    for line in Path(path).read_text(encoding="utf-8").splitlines():
+        if line.startswith("#") or not line.strip():
+            continue
+        package, version = line.split("\t")[:2]
+        versions[package] = version
+    return versions
+
+
+def build_corpus(
+    specs: list[PackageSpec],
+    out: Path,
+    workdir: Path,
+    *,
+    jobs: int = 4,
+    versions: dict[str, str] | None = None,
+) -> CorpusWriter:
+    """Download, extract and write every package in `specs`; returns the closed writer, whose
+    `packages`, `dropped` and `ignored` make up the summary."""
+    versions = versions or {}
+    names = [spec.name for spec in specs]
+    duplicates = sorted({name for name in names if names.count(name) > 1})
+    if duplicates:
+        raise TrainingError(f"packages listed twice: {', '.join(duplicates)}")
+    # Holdout first (see CorpusWriter), then train; list order within each.
+    ordered = [spec for spec in specs if split_of(spec.name) == "holdout"]
+    ordered += [spec for spec in specs if split_of(spec.name) == "train"]
+    workdir = Path(workdir)
+    unpack_dir = workdir / "unpack"
+    unpack_dir.mkdir(parents=True, exist_ok=True)
+
+    def fetch_and_extract(spec: PackageSpec) -> PackageScripts:
+        deb = download_deb(spec.name, workdir, versions.get(spec.name))
+        return extract_shell_files(deb, spec.name, unpack_dir)
+
+    writer = CorpusWriter(out)
+    try:
+        with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+            for spec, scripts in zip(ordered, pool.map(fetch_and_extract, ordered)):
+                record = writer.add(scripts, spec.licence, split_of(spec.name))
+                print(
+                    f"{record.package:24} {record.version:32} {record.split:8} "
+                    f"{record.files:5} files {record.bytes / 1000:8.1f} KB",
+                    flush=True,
+                )
+    finally:
+        writer.close()
+    check_sources_within_one_split(writer.packages)
+    return writer
+
+
+def check_sources_within_one_split(records: list[PackageRecord]) -> None:
+    """Raise if binary packages of one source package landed in different splits (their shared
+    style would leak from training into the holdout): add them to SOURCE_OF/HOLDOUT_PACKAGES."""
+    splits_by_source: dict[str, set[str]] = {}
+    for record in records:
+        splits_by_source.setdefault(record.source, set()).add(record.split)
+    mixed = sorted(source for source, splits in splits_by_source.items() if len(splits) > 1)
+    if mixed:
+        raise TrainingError(f"source packages split across train and holdout: {', '.join(mixed)}")
+
+
+def format_summary(writer: CorpusWriter) -> str:
+    """A human-readable summary: totals, per split, drops by reason, holdout packages."""
+    lines = []
+    total_files = sum(record.files for record in writer.packages)
+    total_bytes = sum(record.bytes for record in writer.packages)
+    lines.append(
+        f"packages: {len(writer.packages)}   files kept: {total_files}   "
+        f"size: {total_bytes / 1e6:.2f} MB"
+    )
+    for split in ("train", "holdout"):
+        records = [record for record in writer.packages if record.split == split]
+        lines.append(
+            f"  {split:8} {len(records):3} packages {sum(r.files for r in records):6} files "
+            f"{sum(r.bytes for r in records) / 1e6:7.2f} MB"
+        )
+    lines.append("dropped shell candidates: " + _format_counter(writer.dropped))
+    lines.append("other files ignored: " + _format_counter(writer.ignored))
+    holdout = sorted(record.package for record in writer.packages if record.split == "holdout")
+    lines.append("holdout packages: " + ", ".join(holdout))
+    empty = sorted(record.package for record in writer.packages if record.files == 0)
+    if empty:
+        lines.append("packages that gave no unique script: " + ", ".join(empty))
+    return "\n".join(lines)
+
+
+def _format_counter(counter: Counter) -> str:
+    return ", ".join(f"{reason} {count}" for reason, count in counter.most_common()) or "none"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bashlsp.training.corpus.debian", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--out", type=Path, required=True, help="output directory")
+    parser.add_argument(
+        "--packages",
+        type=Path,
+        action="append",
+        help=f"package list TSV (repeatable; default: {PACKAGES_TSV.name} and {EXTRA_PACKAGES_TSV.name} beside this module)",
+    )
+    parser.add_argument("--workdir", type=Path, default=None, help="cache of downloaded .deb files (default: OUT/../debs)")
+    parser.add_argument("--jobs", type=int, default=4, help="packages downloaded and unpacked at once")
+    parser.add_argument("--lock", type=Path, default=None, help="a packages.lock: download exactly those versions")
+    arguments = parser.parse_args(argv)
+
+    try:
+        lists = arguments.packages or [path for path in (PACKAGES_TSV, EXTRA_PACKAGES_TSV) if path.exists()]
+        specs = [spec for path in lists for spec in read_package_list(path)]
+        if not specs:
+            raise TrainingError("no packages to fetch")
+        versions = read_lock_versions(arguments.lock) if arguments.lock else None
+        workdir = arguments.workdir or arguments.out.resolve().parent / "debs"
+        arguments.out.mkdir(parents=True, exist_ok=True)
+        writer = build_corpus(specs, arguments.out, workdir, jobs=arguments.jobs, versions=versions)
+    except BashlspError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    print(format_summary(writer))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
