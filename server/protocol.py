@@ -18,6 +18,7 @@ event loop. Open documents live in `documents.DocumentStore`, not pygls' workspa
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
 import os
@@ -25,6 +26,7 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
+import attrs
 from cattrs import transform_error
 from cattrs.errors import ClassValidationError
 from lsprotocol import types
@@ -39,7 +41,7 @@ logger = logging.getLogger(__name__)
 
 MAX_MESSAGE_BYTES = 64 * 1024 * 1024
 MAX_HEADER_BYTES = 8192
-PARSE_ERROR, INVALID_REQUEST, INVALID_PARAMS = -32700, -32600, -32602
+PARSE_ERROR, INVALID_REQUEST, METHOD_NOT_FOUND, INVALID_PARAMS = -32700, -32600, -32601, -32602
 SERVER_NOT_INITIALIZED = -32002
 
 
@@ -160,6 +162,14 @@ class BashlspProtocol(LanguageServerProtocol):
             if is_request:
                 self._reply_error(msg_id, SERVER_NOT_INITIALIZED, f"Server not initialized: {method} before initialize")
             return
+        if has_method and (kind := _method_kind(method)) is not None and kind != ("request" if is_request else "notification"):
+            # LSP defines the method the other way round: a notification sent with an id, or a
+            # request without one. pygls would drop the id or call a handler with the wrong shape.
+            if is_request:
+                self._reply_error(msg_id, METHOD_NOT_FOUND, f"Method not found: {method} is a notification, not a request")
+            else:
+                logger.warning("ignored %s sent as a notification: it is a request", method)
+            return
         if not has_method and "id" not in data:
             logger.warning("ignored a JSON-RPC message with neither method nor id")
             return
@@ -185,9 +195,10 @@ class BashlspProtocol(LanguageServerProtocol):
             if "error" in data:
                 return self._converter.structure(data, types.ResponseErrorMessage)
             return self._converter.structure(data, self._result_types.pop(data["id"], None) or JsonRPCResponseMessage)
+        message_type = self.get_message_type(data["method"])
         if "id" in data:
-            return self._converter.structure(data, self.get_message_type(data["method"]) or JsonRPCRequestMessage)
-        return self._converter.structure(data, self.get_message_type(data["method"]) or JsonRPCNotification)
+            return self._converter.structure(data, message_type or JsonRPCRequestMessage)
+        return self._converter.structure(data, message_type or JsonRPCNotification)
 
     def _reply_error(self, msg_id, code: int, message: str) -> None:
         # A plain dict: lsprotocol leaves out an id of None, but JSON-RPC wants "id": null there.
@@ -225,6 +236,15 @@ class BashlspProtocol(LanguageServerProtocol):
     def lsp_text_document__did_close(self, params: types.DidCloseTextDocumentParams):
         if (handler := self.fm.features.get(types.TEXT_DOCUMENT_DID_CLOSE)) is not None:
             yield handler, (params,), None
+
+
+@functools.lru_cache(maxsize=None)
+def _method_kind(method: str) -> str | None:
+    """"request" or "notification" for a method LSP defines (by its message type), else None."""
+    message_type = types.METHOD_TO_TYPES.get(method, (None,))[0]
+    if message_type is None:
+        return None
+    return "request" if "id" in attrs.fields_dict(message_type) else "notification"
 
 
 def _first_line(exc: BaseException) -> str:
