@@ -339,7 +339,7 @@ class Engine:
         block = loaded.config.block_size
         self.context = min(block, self.max_context) if self.max_context else block
         self.table = TokenTable(loaded.tokenizer)
-        self.fast = FastForward(self.model)
+        self.fast = FastForward(self.model, self.context)
         self._docs: OrderedDict[str, _Document] = OrderedDict()
         self.last_stats: dict[str, int] = {}  # of the last request: prompt, reused, prefilled, decoded tokens
 
@@ -558,7 +558,7 @@ def _percentile(values: Sequence[float], q: float) -> float:
 
 def decode_tokens_per_second(engine: Engine, tokens: int = 128, context: int = 256, samples: int = 1) -> dict:
     """Decode speed of the engine's own step (pick + forward), greedy, after `context` tokens
-    of cached context. Returns tokens, seconds, tokens_per_second, ms_per_token."""
+    of cached context. Returns tokens, seconds, cpu_seconds, tokens_per_second, ms_per_token."""
     tokens = max(1, min(tokens, engine.context - context - 1))
     rows = [_Row(pending=b"") for _ in range(samples)]
     greedy = CompletionQuery(uri="", prefix="", suffix="", mode="generate")
@@ -567,15 +567,16 @@ def decode_tokens_per_second(engine: Engine, tokens: int = 128, context: int = 2
         generator = torch.Generator().manual_seed(0)
         prompt = torch.randint(0, engine.tokenizer.vocab_size, (samples, context), generator=generator)
         logits = engine._forward(prompt.to(engine.device), cache)
-        start = time.perf_counter()
+        start, cpu_start = time.perf_counter(), time.process_time()
         for _ in range(tokens):
             next_ids, logprobs = engine._pick(logits, rows, greedy)
             next_ids.tolist(), logprobs.tolist()
             logits = engine._forward(next_ids[:, None], cache)
-        seconds = time.perf_counter() - start
+        seconds, cpu_seconds = time.perf_counter() - start, time.process_time() - cpu_start
     return {
         "tokens": tokens,
         "seconds": seconds,
+        "cpu_seconds": cpu_seconds,  # differs from seconds when other processes take the cores
         "tokens_per_second": tokens * samples / seconds,
         "ms_per_token": 1000 * seconds / tokens,
     }
@@ -598,16 +599,23 @@ def prefill_ms(engine: Engine, tokens: int, context: int = 0, repeats: int = 3) 
     return 1000 * best
 
 
-def typing_latency(engine: Engine, text: str, mode: str = "line", max_tokens: int = 16, every: int = 1, at_end: bool = False) -> dict:
+def _typing_queries(text: str, mid_document: bool, every: int):
+    """(prefix, suffix) pairs of someone typing `text`: at the end of the document, or inserting
+    its middle third into a document that already holds the rest (the suffix stays fixed)."""
+    if not mid_document:
+        return [(text[:cursor], "") for cursor in range(1, len(text) + 1, every)]
+    start = text.rfind("\n", 0, len(text) // 3) + 1
+    end = text.find("\n", 2 * len(text) // 3) + 1 or len(text)
+    return [(text[:cursor], text[end:]) for cursor in range(start, end, every)]
+
+
+def typing_latency(engine: Engine, text: str, mode: str = "line", max_tokens: int = 16, every: int = 1, mid_document: bool = False) -> dict:
     """Type `text` one character at a time (a query every `every` characters) and time each
-    `complete` call. at_end: the cursor is at the end of the document (no suffix); otherwise
-    the rest of the text follows the cursor (fill-in-the-middle). Returns latency percentiles
-    in ms and the mean of pre-filled tokens per request."""
+    `complete` call (see _typing_queries). Returns latency percentiles in ms and the mean of
+    pre-filled tokens per request."""
     latencies, prefilled = [], []
-    for cursor in range(1, len(text) + 1, every):
-        q = CompletionQuery(
-            uri="bench://typing", prefix=text[:cursor], suffix="" if at_end else text[cursor:], mode=mode, max_tokens=max_tokens
-        )
+    for prefix, suffix in _typing_queries(text, mid_document, every):
+        q = CompletionQuery(uri="bench://typing", prefix=prefix, suffix=suffix, mode=mode, max_tokens=max_tokens)
         start = time.perf_counter()
         engine.complete(q)
         latencies.append(1000 * (time.perf_counter() - start))
@@ -623,15 +631,15 @@ def typing_latency(engine: Engine, text: str, mode: str = "line", max_tokens: in
 
 def psm_prefill_tokens(engine: Engine, text: str, every: int = 1) -> float:
     """For comparison with the SPM order the engine uses: the mean tokens a PSM prompt
-    (prefix, then suffix, then <|fim_middle|>) would pre-fill per keystroke while typing `text`,
-    with the same cache reuse (everything after the first changed token is pre-filled again)."""
+    (prefix, then suffix, then <|fim_middle|>) would pre-fill per keystroke in the mid-document
+    typing of `typing_latency`, with the same cache reuse (everything after the first changed
+    token is pre-filled again)."""
     tok = engine.tokenizer
     previous: list[int] = []
     counts = []
-    for cursor in range(1, len(text) + 1, every):
-        prefix_ids = tok.encode(text[:cursor])
-        suffix_ids = tok.encode(text[cursor:])[: (engine.context - 48) // SUFFIX_SHARE]
-        prompt = [tok.fim_prefix_id, *prefix_ids, tok.fim_suffix_id, *suffix_ids, tok.fim_middle_id]
+    for prefix, suffix in _typing_queries(text, True, every):
+        suffix_ids = tok.encode(suffix)[: (engine.context - 48) // SUFFIX_SHARE]
+        prompt = [tok.fim_prefix_id, *tok.encode(prefix), tok.fim_suffix_id, *suffix_ids, tok.fim_middle_id]
         counts.append(len(prompt) - min(_common_prefix_length(previous, prompt), len(prompt) - 1))
         previous = prompt
     return sum(counts) / len(counts)
@@ -650,7 +658,7 @@ def _random_nano_model(vocab_texts: list[str]) -> LoadedModel:
     return LoadedModel(model, tok, model.config, {"id": "random-nano"}, Path("(random nano)"), torch.device("cpu"))
 
 
-def _shell_texts(limit_bytes: int = 4_000_000) -> list[str]:
+def _shell_texts(limit_bytes: int = 1_500_000) -> list[str]:
     """Shell scripts found on this machine (the repository's fixtures, then /usr/bin, /etc)."""
     from pathlib import Path
 
@@ -679,6 +687,7 @@ def _shell_texts(limit_bytes: int = 4_000_000) -> list[str]:
 def main(argv: list[str] | None = None) -> int:
     import argparse
     import os
+    import sys
 
     parser = argparse.ArgumentParser(prog="python -m bashlsp.server.engine", description=__doc__.split("\n")[0])
     parser.add_argument("--bench", action="store_true", help="print the engine's micro-benchmark figures")
@@ -687,6 +696,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-tokens", type=int, default=16, help="tokens per completion in the typing benchmark")
     parser.add_argument("--every", type=int, default=1, help="query every N typed characters")
     args = parser.parse_args(argv)
+    sys.stdout.reconfigure(line_buffering=True)
     if not args.bench:
         parser.print_help()
         return 0
@@ -706,16 +716,19 @@ def main(argv: list[str] | None = None) -> int:
 
     for context in (64, 512):
         figures = decode_tokens_per_second(engine, tokens=128, context=context)
-        print(f"decode (1 stream, {context} cached): {figures['tokens_per_second']:.0f} tokens/s ({figures['ms_per_token']:.2f} ms/token)")
+        print(
+            f"decode (1 stream, {context} cached): {figures['tokens_per_second']:.0f} tokens/s "
+            f"({figures['ms_per_token']:.2f} ms/token; cpu {1000 * figures['cpu_seconds'] / figures['tokens']:.2f} ms/token)"
+        )
     figures = decode_tokens_per_second(engine, tokens=64, context=256, samples=4)
     print(f"decode (4 streams, 256 cached): {figures['tokens_per_second']:.0f} tokens/s in all ({figures['ms_per_token']:.2f} ms/step)")
     for tokens in (1, 4, 64, 256):
         print(f"prefill {tokens} tokens after 256 cached: {prefill_ms(engine, tokens, context=256):.1f} ms")
     print(f"prefill 768 tokens cold: {prefill_ms(engine, 768):.1f} ms")
 
-    script = max((t for t in texts if 1500 < len(t) < 6000), key=len, default=texts[0])[:1500]
-    for label, at_end in (("end of document", True), ("mid-document, fill-in-the-middle", False)):
-        figures = typing_latency(engine, script, max_tokens=args.max_tokens, every=args.every, at_end=at_end)
+    script = max((t for t in texts if 1200 < len(t) < 6000), key=len, default=texts[0])[:1200]
+    for label, mid_document in (("end of document", False), ("mid-document, fill-in-the-middle", True)):
+        figures = typing_latency(engine, script, max_tokens=args.max_tokens, every=args.every, mid_document=mid_document)
         print(
             f"typing {figures['requests']} keystrokes, line completion of {args.max_tokens} tokens, {label}: "
             f"p50 {figures['p50_ms']:.1f} ms, p95 {figures['p95_ms']:.1f} ms, p99 {figures['p99_ms']:.1f} ms, "

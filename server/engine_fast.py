@@ -4,8 +4,8 @@ At serving sizes (nano: 4 x 256) one decode step is ~50 tiny tensor ops, and on 
 costs more in dispatch than in arithmetic. This path keeps the model's weights (no copies),
 skips `nn.Module.__call__`, and uses fewer ops per layer:
 
-- RoPE for all of q and k in one batched matmul with a per-position rotation matrix, built
-  once per forward for all layers (the model rotates q and k separately, 3 ops each);
+- RoPE for all of q and k in one batched matmul with a precomputed per-position rotation
+  matrix (the model rotates q and k separately, 3 ops each);
 - residual additions fused into the output projections with `torch.addmm`;
 - the activations stay 2-D (rows = batch x positions), so reshapes are views.
 
@@ -22,7 +22,8 @@ from bashlsp.model.gpt import GPT, KVCache
 
 
 class FastForward:
-    def __init__(self, model: GPT) -> None:
+    def __init__(self, model: GPT, max_len: int | None = None) -> None:
+        """max_len: the most positions a cache will hold (default: block_size)."""
         config = model.config
         self.n_head, self.head_dim, self.n_embd = config.n_head, config.head_dim, config.n_embd
         self.hidden = config.mlp_hidden
@@ -43,16 +44,17 @@ class FastForward:
         ]
         # RoPE as x @ R(pos): column j of R holds cos on the diagonal and +-sin in the row of
         # its partner j +- D/2 (see apply_rope in gpt.py: out1 = x1 cos - x2 sin, out2 = x2 cos + x1 sin).
+        # One (D, D) matrix per position, precomputed for the positions we serve (16 MB for 1024 x 64).
         d, half = self.head_dim, self.head_dim // 2
-        cos, sin = model.rope_cos, model.rope_sin  # (block_size, D/2)
-        self.cos_cols = torch.cat((cos, cos), dim=-1)  # (block_size, D)
-        self.sin_cols = torch.cat((-sin, sin), dim=-1)
+        positions = min(max_len or config.block_size, config.block_size)
+        cos, sin = model.rope_cos[:positions], model.rope_sin[:positions]  # (positions, D/2)
+        cos_cols = torch.cat((cos, cos), dim=-1)[:, None, :]  # (positions, 1, D): scales column j
+        sin_cols = torch.cat((-sin, sin), dim=-1)[:, None, :]
         device, dtype = self.wte.device, self.wte.dtype
-        self.eye = torch.eye(d, device=device, dtype=dtype)
         partner = torch.zeros(d, d, device=device, dtype=dtype)
         cols = torch.arange(d, device=device)
         partner[(cols + half) % d, cols] = 1.0
-        self.partner = partner
+        self.rotations = torch.eye(d, device=device, dtype=dtype) * cos_cols + partner * sin_cols  # (positions, D, D)
 
     def __call__(self, idx: torch.Tensor, cache: KVCache) -> torch.Tensor:
         """idx (B, T) continues the cached positions; returns the last position's logits (B, V) float."""
@@ -60,11 +62,9 @@ class FastForward:
         H, D, C = self.n_head, self.head_dim, self.n_embd
         start = cache.length
         end = start + T
-        if end > cache.max_len or end > self.block_size:
-            raise ValueError(f"sequence of {end} tokens exceeds the cache ({cache.max_len}) or block_size")
-        rotation = torch.addcmul(
-            self.eye * self.cos_cols[start:end, None, :], self.partner, self.sin_cols[start:end, None, :]
-        )  # (T, D, D)
+        if end > cache.max_len or end > len(self.rotations):
+            raise ValueError(f"sequence of {end} tokens exceeds the cache ({cache.max_len}) or the positions served")
+        rotation = self.rotations[start:end]  # (T, D, D)
         mask = None
         if T > 1 and start > 0:
             mask = torch.ones(T, end, dtype=torch.bool, device=idx.device).tril(diagonal=start)
