@@ -156,8 +156,9 @@ class ModelHost:
             self.notify("info", f"bashlsp: serving {described}", False)
         except BashlspError as exc:
             self.problem = str(exc)
-            self.notify("error", f"bashlsp: {exc}. Completions stay empty until a model is available "
-                        f"(train one with bashlsp-train; it publishes to {self.store.root}).", True)
+            remedy = ("set the checkpoint setting (or --checkpoint) to a checkpoint that loads" if self.pinned else
+                      f"train one with bashlsp-train, which publishes to {self.store.root}")
+            self.notify("error", f"bashlsp: {exc}. Completions stay empty until a model is available: {remedy}.", True)
         self.watch()
 
     async def reload(self, force: bool = True) -> dict:

@@ -114,3 +114,31 @@ async def test_hot_swap_under_requests_and_corrupt_checkpoint(client: LanguageCl
     store.rollback()
     info = await client.workspace_execute_command_async(types.ExecuteCommandParams(command="bashlsp.reloadModel"))
     assert info["id"] == new_id
+
+
+@pytest_lsp.fixture(config=ClientServerConfig(server_command=SERVER))
+async def modelless_client(lsp_client: LanguageClient, tmp_path):
+    options = {"checkpoint": str(tmp_path / "no-such-checkpoint")}
+    await lsp_client.initialize_session(types.InitializeParams(
+        capabilities=types.ClientCapabilities(), initialization_options=options))
+    yield
+    await lsp_client.shutdown_session()
+
+
+async def test_without_a_model_the_server_answers_empty_and_says_why(modelless_client: LanguageClient):
+    client = modelless_client
+    message = await wait_for_log(client, "no model could be loaded")
+    assert message.type == types.MessageType.Error
+    assert any("no model could be loaded" in m.message for m in client.messages)  # shown to the user
+    uri = "file:///tmp/bashlsp-test/nomodel.sh"
+    client.text_document_did_open(types.DidOpenTextDocumentParams(
+        text_document=types.TextDocumentItem(uri=uri, language_id="shellscript", version=1, text=TEXT)))
+    ident = types.TextDocumentIdentifier(uri=uri)
+    result = await client.text_document_completion_async(types.CompletionParams(text_document=ident, position=types.Position(line=5, character=9)))
+    assert [i.label for i in result.items] == ["NAME", "f"]  # what the file says; nothing from a model
+    inline = await client.text_document_inline_completion_async(types.InlineCompletionParams(
+        text_document=ident, position=types.Position(line=5, character=9),
+        context=types.InlineCompletionContext(trigger_kind=types.InlineCompletionTriggerKind.Invoked)))
+    assert list(inline.items) == []
+    info = await model_info(client)
+    assert not info["loaded"] and "no-such-checkpoint" in info["problem"]

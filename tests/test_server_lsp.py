@@ -94,7 +94,18 @@ async def raw_request(client: LanguageClient, message: dict | bytes, msg_id=None
     future: Future = Future()
     client.protocol._request_futures[msg_id] = future
     client.protocol.writer.write(b"Content-Length: %d\r\n\r\n" % len(body) + body)
-    return await asyncio.wait_for(asyncio.wrap_future(future), 60)
+    return plain(await asyncio.wait_for(asyncio.wrap_future(future), 60))
+
+
+def plain(value):
+    """JSON values back from pygls' client, which turns untyped objects into namedtuples."""
+    if hasattr(value, "_asdict"):
+        value = value._asdict()
+    if isinstance(value, dict):
+        return {k: plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [plain(v) for v in value]
+    return value
 
 
 async def wait_for_log(client: LanguageClient, needle: str, timeout: float = 120) -> types.LogMessageParams:
@@ -212,6 +223,21 @@ async def test_code_action_and_generate_command(client: LanguageClient):
         assert f"SC{finding['code']}" in edit.new_text
 
 
+async def test_code_action_resolve_computes_the_edit(client: LanguageClient):
+    # Editors that support codeAction/resolve get the action without an edit, and resolve it.
+    uri = open_doc(client, SCRIPT)
+    data = {"uri": uri, "range": {"start": {"line": 6, "character": 0}, "end": {"line": 6, "character": 0}}}
+    action = await raw_request(client, {"jsonrpc": "2.0", "id": "res1", "method": "codeAction/resolve", "params": {
+        "title": "Generate script from comment", "kind": "refactor", "data": data}}, "res1")
+    assert action["title"] == "Generate script from comment"
+    if "edit" in action:
+        edit = action["edit"]["documentChanges"][0]["edits"][0]
+        assert edit["range"]["start"] == {"line": 7, "character": 0}
+        assert ShellTools().check_syntax(edit["newText"]).ok
+    else:
+        await wait_for_log(client, "nothing was inserted")
+
+
 async def test_cancellation_answers_and_next_request_is_served(client: LanguageClient):
     uri = open_doc(client, SCRIPT)
     arguments = [{"uri": uri, "range": {"start": {"line": 6, "character": 0}, "end": {"line": 6, "character": 0}}, "apply": False}]
@@ -312,6 +338,13 @@ async def test_invalid_utf8_and_lone_surrogates(client: LanguageClient, tmp_path
     assert any(i.label == "NAME" for i in result.items)
 
 
+async def test_configuration_change_is_parsed_and_reported(client: LanguageClient):
+    client.workspace_did_change_configuration(types.DidChangeConfigurationParams(
+        settings={"bashlsp": {"temperature": 5, "completion": {"alternatives": 1}}}))
+    warning = await wait_for_log(client, "temperature must be a number from 0 to 2")
+    assert warning.type == types.MessageType.Warning
+
+
 async def test_every_request_gets_an_answer(client: LanguageClient):
     uri = open_doc(client, SCRIPT)
     for number, params in enumerate([None, 1, "x", [], {"textDocument": {"uri": uri}}, {"textDocument": {"uri": uri}, "position": {"line": -1, "character": 0}}]):
@@ -328,6 +361,9 @@ async def test_every_request_gets_an_answer(client: LanguageClient):
     with pytest.raises(JsonRpcException) as error:
         await raw_request(client, b'{"jsonrpc": "2.0", "id": 5, "method": ', None)
     assert error.value.code == -32700
+    with pytest.raises(JsonRpcException) as error:  # a notification's method sent as a request
+        await raw_request(client, {"jsonrpc": "2.0", "id": "n1", "method": "textDocument/didClose", "params": {}}, "n1")
+    assert error.value.code == -32601
     with pytest.raises(JsonRpcException) as error:
         await client.workspace_execute_command_async(types.ExecuteCommandParams(command="bashlsp.generateFromComment", arguments=[{"uri": uri}]))
     assert error.value.code == -32602
