@@ -62,8 +62,10 @@ def decide(
     general_after: float | None = None,
     max_general_loss: float = DEFAULT_MAX_GENERAL_LOSS,
     min_gain: float = DEFAULT_MIN_GAIN,
+    missing_general_note: str | None = None,
 ) -> GateDecision:
-    """Apply the gate to measured figures (None: not measured)."""
+    """Apply the gate to measured figures (None: not measured). `missing_general_note` says why
+    there is no general figure, when there is none."""
     decision = GateDecision(
         publish=False,
         reason="",
@@ -81,7 +83,7 @@ def decide(
         decision.reason = f"no improvement on your holdout ({user_before:.4f} -> {user_after:.4f} bpb)"
         return decision
     if general_before is None or general_after is None:
-        decision.notes.append("no general holdout ships with this model; the forgetting check was skipped")
+        decision.notes.append(missing_general_note or "no general holdout ships with this model; the forgetting check was skipped")
     elif not _finite(general_after) or general_after > general_before * (1 + max_general_loss):
         decision.reason = (
             f"forgets general bash: general holdout {general_before:.4f} -> {general_after:.4f} bpb, "

@@ -352,9 +352,8 @@ class PersonalTrainer:
 
         user_after = holdout_bpb(loaded, holdout_texts)
         general_after = holdout_bpb(loaded, general_texts) if general_texts else None
-        decision = decide(user_before, user_after, general_reference, general_after, max_general_loss=o.max_general_loss)
-        if general_note:
-            decision.notes.append(general_note)
+        decision = decide(user_before, user_after, general_reference, general_after, max_general_loss=o.max_general_loss,
+                          missing_general_note=general_note)
         gate = decision.to_dict()
         gate.update(
             user_holdout_digest=user_digest, general_holdout_digest=general_digest if general_texts else None,
@@ -408,17 +407,23 @@ class PersonalTrainer:
 
     # the whole run
 
-    def run(self) -> int:
-        o = self.options
+    def collect_and_report(self) -> PreparedData:
         prepared = self.collect()
         c = prepared.collection
         self.say(
-            f"found {len(c.scripts)} scripts ({_kb(c.num_bytes)}) under {', '.join(str(d) for d in o.dirs)}; "
+            f"found {len(c.scripts)} scripts ({_kb(c.num_bytes)}) under {', '.join(str(d) for d in self.options.dirs)}; "
             f"skipped {sum(c.skipped.values())} files"
             + (" (" + ", ".join(f"{r}: {n}" for r, n in sorted(c.skipped.items())) + ")" if c.skipped else "")
             + f"; redacted {prepared.num_redactions} secrets"
         )
+        return prepared
+
+    def run(self) -> int:
+        from bashlsp.training.watch import FolderWatcher
+
+        o = self.options
         if o.dry_run:
+            prepared = self.collect_and_report()
             try:
                 base = str(self.start_checkpoint())
             except Exception as exc:  # noqa: BLE001 - a dry run reports the problem instead of failing
@@ -431,38 +436,42 @@ class PersonalTrainer:
             if note:
                 self.say(note)
             self.store.clean_staging()  # leftovers of a trainer killed mid-publish (we hold the lock)
-            if prepared.train and prepared.holdout:
-                self.train_round(prepared)
-            else:
-                self.say("need at least 2 scripts to train (one is held out to check the model improved)")
-                if o.once:
-                    raise TrainingError(f"found {len(c.scripts)} scripts; need at least 2")
-            if o.once or self.stop_event.is_set():
-                return 0
-            return self.watch(prepared)
-
-    def watch(self, prepared: PreparedData) -> int:
-        from bashlsp.training.watch import FolderWatcher
-
-        trained = prepared.digests()
-        with FolderWatcher(self.options.dirs, self.options.debounce_s, ignore=[self.store.root]) as watcher:
+            # Watch from before the first collection, so edits made during the first round count.
+            watcher = None if o.once else FolderWatcher(o.dirs, o.debounce_s, ignore=[self.store.root]).start()
             self._watcher = watcher
-            self.say(f"watching {', '.join(str(d) for d in self.options.dirs)} for changes (Ctrl-C to stop)")
-            while not self.stop_event.is_set():
-                if not watcher.wait_for_changes():
-                    continue
-                prepared = self.collect()
-                now = prepared.digests()
-                changed = {name for name, digest in now.items() if trained.get(name) != digest}
-                if not changed:
-                    continue  # a file that is not a script, or a save without changes
-                self.say(f"{len(changed)} scripts changed: {', '.join(sorted(changed)[:5])}{' ...' if len(changed) > 5 else ''}")
-                if not (prepared.train and prepared.holdout):
-                    self.say("need at least 2 scripts to train")
-                    continue
-                outcome = self.train_round(prepared, changed)
-                if outcome is None or not outcome.stopped:
-                    trained = now  # trained on (published or not): wait for the next edit
+            try:
+                prepared = self.collect_and_report()
+                if prepared.train and prepared.holdout:
+                    self.train_round(prepared)
+                else:
+                    self.say("need at least 2 scripts to train (one is held out to check the model improved)")
+                    if o.once:
+                        raise TrainingError(f"found {len(prepared.collection.scripts)} scripts; need at least 2")
+                if watcher is None or self.stop_event.is_set():
+                    return 0
+                return self.watch(prepared, watcher)
+            finally:
+                if watcher is not None:
+                    watcher.stop()
+
+    def watch(self, prepared: PreparedData, watcher) -> int:
+        trained = prepared.digests()
+        self.say(f"watching {', '.join(str(d) for d in self.options.dirs)} for changes (Ctrl-C to stop)")
+        while not self.stop_event.is_set():
+            if not watcher.wait_for_changes():
+                continue
+            prepared = self.collect()
+            now = prepared.digests()
+            changed = {name for name, digest in now.items() if trained.get(name) != digest}
+            if not changed:
+                continue  # a file that is not a script, or a save without changes
+            self.say(f"{len(changed)} scripts changed: {', '.join(sorted(changed)[:5])}{' ...' if len(changed) > 5 else ''}")
+            if not (prepared.train and prepared.holdout):
+                self.say("need at least 2 scripts to train")
+                continue
+            outcome = self.train_round(prepared, changed)
+            if outcome is None or not outcome.stopped:
+                trained = now  # trained on (published or not): wait for the next edit
         return 0
 
     def request_stop(self) -> None:
