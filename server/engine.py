@@ -38,6 +38,9 @@ CACHED_DOCUMENTS = 4  # per-document KV caches kept (least recently used dropped
 PREFILL_CHUNK = 128  # tokens pre-filled per forward; the stop flag is polled between chunks
 MAX_HEAL_TOKENS = 3  # trailing prompt tokens token healing may back off
 MAX_HEAL_BYTES = 24
+DRAFT_TOKENS = 7  # most tokens a prompt-lookup draft proposes for one verification
+DRAFT_MISSES = 2  # fully rejected drafts after which a request stops drafting
+LINE_MAX_TOKENS = 32  # a rest-of-line suggestion never needs more; bounds the cost when no newline comes
 SUFFIX_SHARE = 4  # the suffix gets at most 1/SUFFIX_SHARE of the prompt room
 
 
@@ -283,6 +286,54 @@ def _clean(text: str) -> str:
         return text.encode("utf-8", errors="replace").decode("utf-8")
 
 
+# -- prompt lookup drafts -------------------------------------------------------------------------
+
+
+class PromptLookup:
+    """Draft tokens for speculative greedy decoding by looking the last tokens up in the context
+    (prompt lookup decoding): code repeats itself (names, paths, whole lines, the text after the
+    cursor), so the tokens that followed the same trigram/bigram earlier are often what comes
+    next. The model verifies a whole draft in one forward, which costs about one decode step
+    at this size, so every accepted token is a step saved; a wrong draft costs little."""
+
+    def __init__(self, ids: Sequence[int], special_ids: frozenset[int]) -> None:
+        self.ids = list(ids)
+        self.special = special_ids
+        self.after3: dict[tuple[int, int, int], int] = {}
+        self.after2: dict[tuple[int, int], int] = {}
+        for end in range(2, len(self.ids)):  # every n-gram but the one ending at the last token
+            self._index(end)
+
+    def _index(self, end: int) -> None:
+        ids = self.ids
+        self.after2[(ids[end - 2], ids[end - 1])] = end
+        if end >= 3:
+            self.after3[(ids[end - 3], ids[end - 2], ids[end - 1])] = end
+
+    def extend(self, tokens: Sequence[int]) -> None:
+        for token in tokens:
+            self.ids.append(token)
+            if len(self.ids) >= 3:
+                self._index(len(self.ids) - 1)
+
+    def propose(self, limit: int) -> list[int]:
+        """Up to min(limit, DRAFT_TOKENS) tokens that followed the latest earlier occurrence of
+        the context's last three (else two) tokens."""
+        ids = self.ids
+        if len(ids) < 3 or limit <= 0:
+            return []
+        at = self.after3.get((ids[-3], ids[-2], ids[-1]))
+        if at is None:
+            at = self.after2.get((ids[-2], ids[-1]))
+        if at is None:
+            return []
+        draft = ids[at : at + min(limit, DRAFT_TOKENS)]
+        for i, t in enumerate(draft):
+            if t in self.special:
+                return draft[:i]
+        return draft
+
+
 # -- the engine ----------------------------------------------------------------------------------
 
 
@@ -321,12 +372,17 @@ class _Row:
 
 
 class Engine:
-    def __init__(self, loaded: LoadedModel, max_context: int | None = None, num_threads: int | None = None) -> None:
+    def __init__(
+        self, loaded: LoadedModel, max_context: int | None = None, num_threads: int | None = None, speculate: bool = True
+    ) -> None:
         """max_context: the longest prompt + completion (default: the model's block_size).
         num_threads: torch's intra-op threads for this process (default: DEFAULT_THREADS on a CPU;
-        this is process-wide, which is what a server process that exists to run this wants)."""
+        this is process-wide, which is what a server process that exists to run this wants).
+        speculate: draft tokens by prompt lookup and verify them in one forward (greedy, one
+        sample); the suggestions are the greedy ones either way."""
         self._lock = threading.Lock()
         self.max_context = max_context
+        self.speculate = speculate  # prompt-lookup drafts for greedy single-stream requests
         if num_threads or loaded.device.type == "cpu":
             torch.set_num_threads(num_threads or DEFAULT_THREADS)
         self._load(loaded)
@@ -452,11 +508,11 @@ class Engine:
 
     def _complete(self, query: CompletionQuery, should_stop: Callable[[], bool]) -> list[Suggestion]:
         tok = self.tokenizer
-        budget = max(1, min(query.max_tokens, self.context // 2))
+        rules = StopRules.for_query(query)
+        budget = max(1, min(query.max_tokens, self.context // 2, LINE_MAX_TOKENS if rules.single_line else self.context))
         doc = self._document(query.uri)
         prompt, healed = self._prompt(doc, query, budget)
         prompt = prompt or [tok.eof_id]
-        rules = StopRules.for_query(query)
         logits = self._prefill(doc, prompt, should_stop)
 
         n = max(1, query.num_samples)
@@ -470,43 +526,87 @@ class Engine:
             logits = logits.expand(n, -1)
         budget = min(budget, cache.max_len - cache.length)
         rows = [_Row(pending=healed) for _ in range(n)]
-        stop_ids = tok.special_ids
-        token_bytes = self.table.token_bytes
+        # Greedy single stream: draft tokens by prompt lookup and verify them in one forward.
+        lookup = PromptLookup(doc.ids, tok.special_ids) if n == 1 and query.temperature <= 0 and self.speculate else None
 
-        for step in range(budget):
+        generated = 0
+        # A verification of T tokens costs more than one step (about 2x for T = 4 on 2 CPU cores),
+        # so drafts grow while they are accepted and stop after repeated misses.
+        draft_length, misses = 3, 0
+        while True:
             if should_stop():
                 raise Cancelled("completion cancelled")
-            self.last_stats["decoded"] = step + 1
             next_ids, logprobs = self._pick(logits, rows, query)
             chosen = next_ids.tolist()
-            logprobs = logprobs.tolist()
-            for row, token, logprob in zip(rows, chosen, logprobs):
-                if row.done:
-                    continue
-                if token in stop_ids:
-                    row.done = True
-                    continue
-                data = token_bytes[token]
-                row.data += data
-                row.ends.append(len(row.data))
-                row.logprobs.append(logprob)
-                if row.pending:
-                    row.pending = row.pending[len(data) :] if row.pending.startswith(data) else b""
-                    if row.pending:
-                        continue
-                if b"\n" in data or b"#" in data:
-                    cut = rules.cut(_utf8_text(bytes(row.data[len(healed) :])), final=False)
-                    if cut is not None:
-                        row.done, row.cut = True, cut
-            if all(row.done for row in rows) or step == budget - 1:
-                for row in rows:
-                    row.truncated = not row.done
+            for row, token, logprob in zip(rows, chosen, logprobs.tolist()):
+                self._take(row, token, logprob, rules, healed)
+            generated += 1
+            if all(row.done for row in rows) or generated >= budget:
                 break
-            logits = self._forward(next_ids[:, None], cache)
-            if cache is doc.cache:
-                doc.ids.append(chosen[0])
-
+            draft: list[int] = []
+            if lookup is not None:
+                lookup.extend(chosen[:1])
+                if not rows[0].pending and misses < DRAFT_MISSES:
+                    draft = lookup.propose(min(draft_length, budget - generated))
+            if not draft:
+                logits = self._forward(next_ids[:, None], cache)
+                if cache is doc.cache:
+                    doc.ids.append(chosen[0])
+                continue
+            # Feed the chosen token and the draft; keep the draft up to the first token the
+            # model would not have picked itself (so the result is what plain greedy gives).
+            fed = [chosen[0], *draft]
+            start = cache.length
+            all_logits = self.fast(torch.tensor([fed], device=self.device), cache, all_positions=True)[0]  # (T, V)
+            predicted = all_logits[:-1].argmax(dim=-1).tolist()
+            accepted = 0
+            while accepted < len(draft) and predicted[accepted] == draft[accepted]:
+                accepted += 1
+            if accepted:
+                rows_logits = all_logits[:accepted]
+                picked = torch.tensor(draft[:accepted], device=self.device)[:, None]
+                draft_logprobs = (rows_logits.gather(-1, picked).squeeze(-1) - rows_logits.logsumexp(dim=-1)).tolist()
+                for token, logprob in zip(draft[:accepted], draft_logprobs):
+                    self._take(rows[0], token, logprob, rules, healed)
+                    generated += 1
+                    if rows[0].done:
+                        break
+            if accepted == len(draft):
+                draft_length, misses = min(DRAFT_TOKENS, draft_length + 2), 0
+            elif accepted == 0:
+                draft_length, misses = 3, misses + 1
+            self.last_stats["drafted"] = self.last_stats.get("drafted", 0) + len(draft)
+            self.last_stats["accepted"] = self.last_stats.get("accepted", 0) + accepted
+            cache.length = start + 1 + accepted  # drop the rejected tail
+            doc.ids.extend(fed[: 1 + accepted])
+            lookup.extend(draft[:accepted])
+            if rows[0].done or generated >= budget:
+                break
+            logits = all_logits[accepted][None]
+        for row in rows:
+            row.truncated = not row.done
+        self.last_stats["decoded"] = generated
         return self._suggestions(rows, healed, rules, query.mode)
+
+    def _take(self, row: _Row, token: int, logprob: float, rules: StopRules, healed: bytes) -> None:
+        """Add one generated token to a row and decide whether the row's suggestion is complete."""
+        if row.done:
+            return
+        if token in self.tokenizer.special_ids:  # <|eof|> (or any special token) ends the suggestion
+            row.done = True
+            return
+        data = self.table.token_bytes[token]
+        row.data += data
+        row.ends.append(len(row.data))
+        row.logprobs.append(logprob)
+        if row.pending:
+            row.pending = row.pending[len(data) :] if row.pending.startswith(data) else b""
+            if row.pending:
+                return
+        if b"\n" in data or b"#" in data:  # the stop rules only change their answer at these
+            cut = rules.cut(_utf8_text(bytes(row.data[len(healed) :])), final=False)
+            if cut is not None:
+                row.done, row.cut = True, cut
 
     def _pick(self, logits: torch.Tensor, rows: list[_Row], query: CompletionQuery) -> tuple[torch.Tensor, torch.Tensor]:
         """The next token of every row (B,) and its log-probability under the model (B,)."""
@@ -613,15 +713,20 @@ def typing_latency(engine: Engine, text: str, mode: str = "line", max_tokens: in
     """Type `text` one character at a time (a query every `every` characters) and time each
     `complete` call (see _typing_queries). Returns latency percentiles in ms and the mean of
     pre-filled tokens per request."""
-    latencies, prefilled = [], []
+    latencies, prefilled, counts = [], [], {}
     for prefix, suffix in _typing_queries(text, mid_document, every):
         q = CompletionQuery(uri="bench://typing", prefix=prefix, suffix=suffix, mode=mode, max_tokens=max_tokens)
         start = time.perf_counter()
         engine.complete(q)
         latencies.append(1000 * (time.perf_counter() - start))
         prefilled.append(engine.last_stats["prefilled"])
+        for key in ("decoded", "drafted", "accepted"):
+            counts[key] = counts.get(key, 0) + engine.last_stats.get(key, 0)
     return {
         "requests": len(latencies),
+        "mean_decoded_tokens": counts["decoded"] / len(latencies),
+        "drafted": counts["drafted"],
+        "accepted": counts["accepted"],
         "p50_ms": _percentile(latencies, 0.5),
         "p95_ms": _percentile(latencies, 0.95),
         "p99_ms": _percentile(latencies, 0.99),
@@ -695,6 +800,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: the engine's default)")
     parser.add_argument("--max-tokens", type=int, default=16, help="tokens per completion in the typing benchmark")
     parser.add_argument("--every", type=int, default=1, help="query every N typed characters")
+    parser.add_argument("--no-speculate", action="store_true", help="turn prompt-lookup drafts off")
     args = parser.parse_args(argv)
     sys.stdout.reconfigure(line_buffering=True)
     if not args.bench:
@@ -709,7 +815,7 @@ def main(argv: list[str] | None = None) -> int:
         loaded = load_checkpoint(resolve_checkpoint(args.checkpoint))
     else:
         loaded = _random_nano_model(texts)
-    engine = Engine(loaded, num_threads=args.threads or None)
+    engine = Engine(loaded, num_threads=args.threads or None, speculate=not args.no_speculate)
     engine.warm_up()
     print(f"model {loaded.id}: {engine.model.num_params() / 1e6:.2f}M params, config {loaded.config.to_dict()}")
     print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, cpus {os.cpu_count()}, load ready in {time.perf_counter() - start:.2f}s")
@@ -732,7 +838,8 @@ def main(argv: list[str] | None = None) -> int:
         print(
             f"typing {figures['requests']} keystrokes, line completion of {args.max_tokens} tokens, {label}: "
             f"p50 {figures['p50_ms']:.1f} ms, p95 {figures['p95_ms']:.1f} ms, p99 {figures['p99_ms']:.1f} ms, "
-            f"{figures['mean_prefilled_tokens']:.1f} tokens pre-filled per request"
+            f"{figures['mean_prefilled_tokens']:.1f} tokens pre-filled and {figures['mean_decoded_tokens']:.1f} decoded "
+            f"per request; drafts: {figures['accepted']} of {figures['drafted']} tokens accepted"
         )
     psm = psm_prefill_tokens(engine, script, every=args.every)
     print(f"the same typing with a PSM prompt would pre-fill {psm:.1f} tokens per request "

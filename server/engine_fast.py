@@ -56,8 +56,9 @@ class FastForward:
         partner[(cols + half) % d, cols] = 1.0
         self.rotations = torch.eye(d, device=device, dtype=dtype) * cos_cols + partner * sin_cols  # (positions, D, D)
 
-    def __call__(self, idx: torch.Tensor, cache: KVCache) -> torch.Tensor:
-        """idx (B, T) continues the cached positions; returns the last position's logits (B, V) float."""
+    def __call__(self, idx: torch.Tensor, cache: KVCache, all_positions: bool = False) -> torch.Tensor:
+        """idx (B, T) continues the cached positions; returns the last position's logits (B, V)
+        float, or with all_positions the logits of every position (B, T, V)."""
         B, T = idx.shape
         H, D, C = self.n_head, self.head_dim, self.n_embd
         start = cache.length
@@ -86,5 +87,5 @@ class FastForward:
             gate_up = F.linear(F.rms_norm(x, (C,), mlp_norm, self.eps), gate_up_w)
             x = torch.addmm(x, F.silu(gate_up[:, : self.hidden]) * gate_up[:, self.hidden :], down_t)
         cache.length = end
-        last = x.view(B, T, C)[:, -1]
-        return F.linear(F.rms_norm(last, (C,), self.norm, self.eps), self.wte).float()
+        out = x.view(B, T, C) if all_positions else x.view(B, T, C)[:, -1]
+        return F.linear(F.rms_norm(out, (C,), self.norm, self.eps), self.wte).float()

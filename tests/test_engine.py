@@ -286,3 +286,32 @@ def test_bad_mode_is_rejected(engine):
 def test_decode_speed_helper_counts_tokens(engine):
     figures = decode_tokens_per_second(engine, tokens=16, context=32)
     assert figures["tokens"] == 16 and figures["tokens_per_second"] > 0
+
+
+# -- prompt-lookup speculation -------------------------------------------------------------------
+
+
+def test_prompt_lookup_proposes_what_followed_the_same_tokens():
+    from bashlsp.server.engine import PromptLookup
+
+    lookup = PromptLookup([9, 1, 2, 3, 4, 5, 6, 1, 2], special_ids=frozenset({9}))
+    assert lookup.propose(10) == [3, 4, 5, 6, 1, 2]  # after the bigram (1, 2)
+    assert lookup.propose(2) == [3, 4]
+    lookup.extend([3])
+    assert lookup.propose(10)[:3] == [4, 5, 6]  # the trigram (1, 2, 3)
+    lookup = PromptLookup([1, 2, 9, 5, 1, 2], special_ids=frozenset({9}))
+    assert lookup.propose(10) == []  # drafts stop at special tokens
+    assert PromptLookup([1, 2, 3], frozenset()).propose(5) == []
+
+
+@pytest.mark.parametrize("with_suffix", [False, True])
+def test_speculation_gives_the_plain_greedy_result(loaded, with_suffix):
+    document = SCRIPT + SCRIPT  # the second copy repeats the first: drafts are found
+    plain, fast = Engine(loaded, speculate=False), Engine(loaded, speculate=True)
+    drafted = 0
+    for cursor in range(len(SCRIPT) + 40, len(SCRIPT) + 400, 45):
+        suffix = document[cursor + 30 :] if with_suffix else ""
+        q = query(document[:cursor], suffix, mode="generate", max_tokens=24)
+        assert as_tuples(fast.complete(q)) == as_tuples(plain.complete(q))
+        drafted += fast.last_stats.get("drafted", 0)
+    assert drafted > 0
