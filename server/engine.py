@@ -342,6 +342,41 @@ class _Document:
     cache: KVCache
     ids: list[int] = field(default_factory=list)  # the tokens whose keys/values are in `cache`
     window_start: int = 0  # character offset in the prefix where the prompt's prefix part starts
+    # The last encodings, so a keystroke re-encodes only the end of the prefix (see _encode_prefix)
+    # and an unchanged suffix not at all.
+    prefix_text: str = ""
+    prefix_ids: list[int] = field(default_factory=list)
+    prefix_ends: list[int] = field(default_factory=list)  # byte offset after each of prefix_ids
+    suffix_text: str = ""
+    suffix_ids: list[int] = field(default_factory=list)
+
+
+def _common_text_prefix(a: str, b: str) -> int:
+    n = min(len(a), len(b))
+    if a[:n] == b[:n]:
+        return n
+    lo, hi = 0, n
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if a[:mid] == b[:mid]:
+            lo = mid
+        else:
+            hi = mid
+    return lo
+
+
+def _safe_split(text: str, limit: int) -> int:
+    """The last position <= limit where encoding text[:p] and text[p:] apart gives the same
+    tokens as encoding text whole: a line start after a newline that ends a non-blank line and
+    before a non-blank character. The byte-level pre-tokenizer splits there (a lone "\n" pre-token
+    between two words) and BPE never merges across pre-tokens. 0 if there is none."""
+    p = text.rfind("\n", 0, limit)
+    while p > 0:
+        start = p + 1
+        if start < len(text) and not text[start].isspace() and not text[p - 1].isspace():
+            return start
+        p = text.rfind("\n", 0, p)
+    return 0
 
 
 def _common_prefix_length(a: Sequence[int], b: Sequence[int]) -> int:
@@ -459,7 +494,7 @@ class Engine:
         max_chars = room * 16
         start = doc.window_start
         if start <= len(prefix) and len(prefix) - start <= 2 * max_chars:
-            ids = encode(_clean(prefix[start:]))
+            ids = self._encode_prefix(doc, _clean(prefix[start:]))
             if len(ids) <= room:
                 return ids, start
         tail_start = max(0, len(prefix) - max_chars)
@@ -475,6 +510,30 @@ class Engine:
         ids = encode(_clean(prefix[start:]))[-room:]
         return ids, start
 
+    def _encode_prefix(self, doc: _Document, text: str) -> list[int]:
+        """encode(text), re-using the tokens of the previous text up to the last safe split
+        point the two share (see _safe_split): a keystroke re-encodes about one line."""
+        split = _safe_split(text, _common_text_prefix(doc.prefix_text, text))
+        keep = 0
+        if split:
+            split_byte = len(text[:split].encode("utf-8"))
+            keep = bisect.bisect_right(doc.prefix_ends, split_byte)
+            if not keep or doc.prefix_ends[keep - 1] != split_byte:
+                keep, split = 0, 0  # no token ends there (cannot happen with a byte-level BPE); start over
+        ids = doc.prefix_ids[:keep] + self.tokenizer.encode(text[split:])
+        ends = doc.prefix_ends[:keep]
+        offset = ends[-1] if ends else 0
+        for token in ids[keep:]:
+            offset += len(self.table.token_bytes[token])
+            ends.append(offset)
+        doc.prefix_text, doc.prefix_ids, doc.prefix_ends = text, ids, ends
+        return list(ids)
+
+    def _encode_suffix(self, doc: _Document, text: str) -> list[int]:
+        if text != doc.suffix_text:  # typing at the cursor leaves the suffix as it was
+            doc.suffix_text, doc.suffix_ids = text, self.tokenizer.encode(text)
+        return doc.suffix_ids
+
     def _prompt(self, doc: _Document, query: CompletionQuery, budget: int) -> tuple[list[int], bytes]:
         """The prompt ids and the healed bytes the suggestion must start with."""
         tok = self.tokenizer
@@ -482,7 +541,7 @@ class Engine:
         suffix_ids: list[int] = []
         if query.suffix.strip():
             share = room // SUFFIX_SHARE
-            suffix_ids = tok.encode(_clean(query.suffix[: share * 16]))[:share]
+            suffix_ids = self._encode_suffix(doc, _clean(query.suffix[: share * 8]))[:share]
         overhead = fim_prompt_overhead() if suffix_ids else 1
         prefix_ids, doc.window_start = self._prefix_window(doc, query.prefix, room - overhead - len(suffix_ids))
         kept, healed = self.table.heal(prefix_ids)

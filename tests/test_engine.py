@@ -315,3 +315,16 @@ def test_speculation_gives_the_plain_greedy_result(loaded, with_suffix):
         assert as_tuples(fast.complete(q)) == as_tuples(plain.complete(q))
         drafted += fast.last_stats.get("drafted", 0)
     assert drafted > 0
+
+
+def test_incremental_prefix_encoding_equals_a_full_encoding(engine, loaded):
+    from bashlsp.server.engine import _Document
+
+    tok = loaded.tokenizer
+    doc = _Document(cache=None)
+    text = SCRIPT * 2
+    steps = list(range(1, len(text), 7)) + [len(text) - 50, 40, len(text)]  # typing, then jumps back and forth
+    for end in steps:
+        assert engine._encode_prefix(doc, text[:end]) == tok.encode(text[:end])
+    edited = text[:100] + "X" + text[101:]  # an edit far above the cursor
+    assert engine._encode_prefix(doc, edited) == tok.encode(edited)
