@@ -293,43 +293,46 @@ class PromptLookup:
     """Draft tokens for speculative greedy decoding by looking the last tokens up in the context
     (prompt lookup decoding): code repeats itself (names, paths, whole lines, the text after the
     cursor), so the tokens that followed the same trigram/bigram earlier are often what comes
-    next. The model verifies a whole draft in one forward, which costs about one decode step
-    at this size, so every accepted token is a step saved; a wrong draft costs little."""
+    next. The model verifies a whole draft in one forward, so every accepted token saves a step.
 
-    def __init__(self, ids: Sequence[int], special_ids: frozenset[int]) -> None:
-        self.ids = list(ids)
+    It indexes a list it does not own (a document's cached token ids) as the list grows; after
+    the list is cut back, `truncated` re-indexes from there, and stale entries are caught by
+    checking the n-gram again before use."""
+
+    def __init__(self, ids: list[int], special_ids: frozenset[int]) -> None:
+        self.ids = ids
         self.special = special_ids
+        self.indexed = 0  # positions before this one have their n-grams indexed
         self.after3: dict[tuple[int, int, int], int] = {}
         self.after2: dict[tuple[int, int], int] = {}
-        for end in range(2, len(self.ids)):  # every n-gram but the one ending at the last token
-            self._index(end)
 
-    def _index(self, end: int) -> None:
+    def truncated(self, length: int) -> None:
+        self.indexed = min(self.indexed, length)
+
+    def _sync(self) -> None:
+        ids, after2, after3 = self.ids, self.after2, self.after3
+        for end in range(max(self.indexed, 2), len(ids)):  # n-grams followed by a token
+            after2[(ids[end - 2], ids[end - 1])] = end
+            if end >= 3:
+                after3[(ids[end - 3], ids[end - 2], ids[end - 1])] = end
+        self.indexed = len(ids)
+
+    def propose(self, next_token: int, limit: int) -> list[int]:
+        """Up to `limit` tokens that followed the latest earlier occurrence of the last two
+        context tokens + `next_token` (else the last one + `next_token`)."""
+        self._sync()
         ids = self.ids
-        self.after2[(ids[end - 2], ids[end - 1])] = end
-        if end >= 3:
-            self.after3[(ids[end - 3], ids[end - 2], ids[end - 1])] = end
-
-    def extend(self, tokens: Sequence[int]) -> None:
-        for token in tokens:
-            self.ids.append(token)
-            if len(self.ids) >= 3:
-                self._index(len(self.ids) - 1)
-
-    def propose(self, limit: int) -> list[int]:
-        """Up to min(limit, DRAFT_TOKENS) tokens that followed the latest earlier occurrence of
-        the context's last three (else two) tokens."""
-        ids = self.ids
-        if len(ids) < 3 or limit <= 0:
+        if len(ids) < 2 or limit <= 0:
             return []
-        at = self.after3.get((ids[-3], ids[-2], ids[-1]))
-        if at is None:
-            at = self.after2.get((ids[-2], ids[-1]))
-        if at is None:
+        for key in ((ids[-2], ids[-1], next_token), (ids[-1], next_token)):
+            at = (self.after3 if len(key) == 3 else self.after2).get(key)
+            if at is not None and at < len(ids) and tuple(ids[at - len(key) : at]) == key:
+                break
+        else:
             return []
-        draft = ids[at : at + min(limit, DRAFT_TOKENS)]
-        for i, t in enumerate(draft):
-            if t in self.special:
+        draft = ids[at : at + limit]
+        for i, token in enumerate(draft):
+            if token in self.special:
                 return draft[:i]
         return draft
 
@@ -349,6 +352,10 @@ class _Document:
     prefix_ends: list[int] = field(default_factory=list)  # byte offset after each of prefix_ids
     suffix_text: str = ""
     suffix_ids: list[int] = field(default_factory=list)
+    lookup: PromptLookup | None = None  # drafts from `ids`
+
+    def __post_init__(self) -> None:
+        self.lookup = PromptLookup(self.ids, frozenset())
 
 
 def _common_text_prefix(a: str, b: str) -> int:
@@ -478,6 +485,7 @@ class Engine:
         doc = self._docs.get(uri)
         if doc is None:
             doc = _Document(self.model.new_cache(1, self.context))
+            doc.lookup.special = self.tokenizer.special_ids
             self._docs[uri] = doc
             while len(self._docs) > CACHED_DOCUMENTS:
                 self._docs.popitem(last=False)
@@ -554,6 +562,7 @@ class Engine:
         """Bring the document's cache to `prompt`, reusing the longest common prefix."""
         keep = min(_common_prefix_length(doc.ids, prompt), len(prompt) - 1)  # >= 1 new token for logits
         del doc.ids[keep:]
+        doc.lookup.truncated(keep)
         doc.cache.length = keep
         self.last_stats = {"prompt": len(prompt), "reused": keep, "prefilled": len(prompt) - keep, "decoded": 0}
         logits = None
@@ -586,7 +595,7 @@ class Engine:
         budget = min(budget, cache.max_len - cache.length)
         rows = [_Row(pending=healed) for _ in range(n)]
         # Greedy single stream: draft tokens by prompt lookup and verify them in one forward.
-        lookup = PromptLookup(doc.ids, tok.special_ids) if n == 1 and query.temperature <= 0 and self.speculate else None
+        lookup = doc.lookup if n == 1 and query.temperature <= 0 and self.speculate else None
 
         generated = 0
         # A verification of T tokens costs more than one step (about 2x for T = 4 on 2 CPU cores),
@@ -603,10 +612,8 @@ class Engine:
             if all(row.done for row in rows) or generated >= budget:
                 break
             draft: list[int] = []
-            if lookup is not None:
-                lookup.extend(chosen[:1])
-                if not rows[0].pending and misses < DRAFT_MISSES:
-                    draft = lookup.propose(min(draft_length, budget - generated))
+            if lookup is not None and not rows[0].pending and misses < DRAFT_MISSES:
+                draft = lookup.propose(chosen[0], min(draft_length, budget - generated))
             if not draft:
                 logits = self._forward(next_ids[:, None], cache)
                 if cache is doc.cache:
@@ -638,7 +645,6 @@ class Engine:
             self.last_stats["accepted"] = self.last_stats.get("accepted", 0) + accepted
             cache.length = start + 1 + accepted  # drop the rejected tail
             doc.ids.extend(fed[: 1 + accepted])
-            lookup.extend(draft[:accepted])
             if rows[0].done or generated >= budget:
                 break
             logits = all_logits[accepted][None]

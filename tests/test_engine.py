@@ -294,14 +294,21 @@ def test_decode_speed_helper_counts_tokens(engine):
 def test_prompt_lookup_proposes_what_followed_the_same_tokens():
     from bashlsp.server.engine import PromptLookup
 
-    lookup = PromptLookup([9, 1, 2, 3, 4, 5, 6, 1, 2], special_ids=frozenset({9}))
-    assert lookup.propose(10) == [3, 4, 5, 6, 1, 2]  # after the bigram (1, 2)
-    assert lookup.propose(2) == [3, 4]
-    lookup.extend([3])
-    assert lookup.propose(10)[:3] == [4, 5, 6]  # the trigram (1, 2, 3)
-    lookup = PromptLookup([1, 2, 9, 5, 1, 2], special_ids=frozenset({9}))
-    assert lookup.propose(10) == []  # drafts stop at special tokens
-    assert PromptLookup([1, 2, 3], frozenset()).propose(5) == []
+    ids = [9, 1, 2, 3, 4, 5, 6, 1]
+    lookup = PromptLookup(ids, special_ids=frozenset({9}))
+    assert lookup.propose(2, 10) == [3, 4, 5, 6, 1]  # after the bigram (1, 2)
+    assert lookup.propose(2, 2) == [3, 4]
+    ids += [2]
+    assert lookup.propose(3, 10) == [4, 5, 6, 1, 2]  # the trigram (1, 2, 3)
+    # the list is cut back and grows differently: stale entries are not used
+    del ids[3:]
+    lookup.truncated(3)
+    ids += [7, 1]
+    assert lookup.propose(2, 10) == [7, 1]  # (1, 2) was followed by 7 in what the list holds now
+    ids[:] = [1, 2, 9, 5, 1]
+    lookup = PromptLookup(ids, special_ids=frozenset({9}))
+    assert lookup.propose(2, 10) == []  # drafts stop at special tokens
+    assert PromptLookup([1, 2], frozenset()).propose(3, 5) == []
 
 
 @pytest.mark.parametrize("with_suffix", [False, True])
