@@ -183,10 +183,10 @@ def load_checkpoint(path: Path, device: str | torch.device = "cpu", check_forwar
         )
     meta = _read_json(path / META_FILE, "meta")
     tensors = read_weights(path / WEIGHTS_FILE)
-    with torch.device("meta"):
-        skeleton = GPT(config)
-    validate_state_dict(skeleton, tensors, path)
+    # Validate against the real model: a skeleton built under torch.device("meta") took ~10 s
+    # here (its random init runs through Python reference ops), most of the server's cold start.
     model = GPT(config)
+    validate_state_dict(model, tensors, path)
     model.load_state_dict(tensors, strict=True)
     device = torch.device(device)
     model.to(device).eval()
