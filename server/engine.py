@@ -459,13 +459,20 @@ class Engine:
             "params": self.model.num_params(),
             "device": str(self.device),
             "context": self.context,
+            "threads": torch.get_num_threads(),
+            "speculate": self.speculate,
         }
 
     def warm_up(self) -> None:
+        """Run the whole request path once (cold prefill, cached prefill, decode, drafts,
+        samples) on a scratch document, so one-time kernel setup is not paid by a user."""
+        uri = "\0warm-up"
+        text = "#!/bin/sh\nfor f in *; do\n  echo \"$f\"\ndone\nfor f in *; do\n  ech"
         with self._lock, torch.inference_mode():
-            cache = self.model.new_cache(1, 8)
-            self._forward([[self.tokenizer.eof_id, self.tokenizer.eof_id]], cache)
-            self._forward([[self.tokenizer.eof_id]], cache)
+            for prefix, samples in ((text[:-8], 1), (text, 1), (text, 2)):
+                query = CompletionQuery(uri, prefix, "\nexit 0\n", "inline", max_tokens=4, num_samples=samples)
+                self._complete(query, lambda: False)
+            self._docs.pop(uri, None)
 
     def complete(self, query: CompletionQuery, should_stop: Callable[[], bool] = lambda: False) -> list[Suggestion]:
         if query.mode not in MODES:
