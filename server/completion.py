@@ -115,7 +115,7 @@ async def inline_completion(ls, doc: Document, position: types.Position) -> type
                 if await ls.run_tool(introduces_syntax_error, ls.tools, prefix, text, suffix):
                     ls.notify("log", f"inline suggestion dropped: bash -n rejects it ({len(text.splitlines())} lines)")
                     continue
-            texts.append(text)
+            texts.append(doc.native(text))
     finally:
         ls.requests.end(ticket)
     return convert.inline_completion_list(texts[:1])

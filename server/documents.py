@@ -167,6 +167,16 @@ class Document:
         text = strip_break(self.lines[line])
         return types.Position(line=line, character=units_from_index(text, column, self.encoding))
 
+    @property
+    def line_break(self) -> str:
+        """The document's line break (that of its first line; "\n" for one-line documents)."""
+        first = self.lines[0]
+        return "\r\n" if first.endswith("\r\n") else "\r" if first.endswith("\r") else "\n"
+
+    def native(self, text: str) -> str:
+        """Model text (\n line breaks) with the document's line breaks."""
+        return text if self.line_break == "\n" else text.replace("\n", self.line_break)
+
     def line_text(self, line: int) -> str:
         return strip_break(self.lines[line]) if 0 <= line < len(self.lines) else ""
 

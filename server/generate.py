@@ -162,6 +162,8 @@ async def generate_edit(
     ls, uri: str, selection: types.Range, document_changes: bool = True
 ) -> tuple[types.WorkspaceEdit | None, Generated]:
     """The edit that inserts generated code below the comment block at `selection`."""
+    if not ls.settings.generate.enable:
+        raise DocumentError("Generate script from comment is switched off (setting generate.enable)")
     doc = ls.served_document(uri)
     if doc is None:
         raise DocumentError(f"{uri} is not an open shell script")
@@ -183,5 +185,5 @@ async def generate_edit(
     if doc.version != version or ls.documents.get(uri) is not doc:
         raise DocumentError(f"{uri} changed while the script was generated; try again")
     at, lead = insertion_point(doc, block)
-    text = lead + convert.findings_comment(generated.findings, block.indent) + generated.script
+    text = doc.native(lead + convert.findings_comment(generated.findings, block.indent) + generated.script)
     return convert.insertion_edit(uri, doc.version, at, text, document_changes), generated

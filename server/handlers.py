@@ -95,7 +95,7 @@ def text_document_did_change(ls: BashLanguageServer, params: types.DidChangeText
 
 
 def text_document_did_close(ls: BashLanguageServer, params: types.DidCloseTextDocumentParams) -> None:
-    ls.documents.close(params.text_document.uri)
+    ls.forget_document(params.text_document.uri)
 
 
 # -- completion ------------------------------------------------------------------------------------

@@ -126,7 +126,8 @@ class BashLanguageServer(LanguageServer):
         self.loop: asyncio.AbstractEventLoop | None = None
         self._loop_thread: int | None = None
         self.exit_code = 0
-        self._declined_logged: set[str] = set()
+        self._declined_logged: dict[str, str] = {}  # uri -> the reason already logged
+        self._engine_errors_logged: set[str] = set()
         self._stopped: asyncio.Future | None = None
 
     # -- messages to the editor --------------------------------------------------------------------
@@ -188,12 +189,15 @@ class BashLanguageServer(LanguageServer):
         if doc is None:
             return None
         if doc.declined is not None:
-            note = f"{uri}: {doc.declined}"
-            if note not in self._declined_logged:
-                self._declined_logged.add(note)
-                self.notify("log", f"bashlsp does not serve {note}")
+            if self._declined_logged.get(uri) != doc.declined:
+                self._declined_logged[uri] = doc.declined
+                self.notify("log", f"bashlsp does not serve {uri}: {doc.declined}")
             return None
         return doc
+
+    def forget_document(self, uri: str) -> None:
+        self.documents.close(uri)
+        self._declined_logged.pop(uri, None)
 
     # -- the model ---------------------------------------------------------------------------------
 
@@ -212,7 +216,13 @@ class BashLanguageServer(LanguageServer):
             if engine is None:
                 return []
             started = time.perf_counter()
-            suggestions = engine.complete(query, should_stop=ticket.stop.is_set)
+            try:
+                suggestions = engine.complete(query, should_stop=ticket.stop.is_set)
+            except Cancelled:
+                raise
+            except Exception as exc:  # a model failure must not fail the editor's request
+                self._engine_failed(exc)
+                return []
             stats.requests += 1
             stats.model_seconds += time.perf_counter() - started
             stats.tokens += max((s.tokens for s in suggestions), default=0)
@@ -223,6 +233,14 @@ class BashLanguageServer(LanguageServer):
         except asyncio.CancelledError:
             ticket.stop.set()
             raise
+
+    def _engine_failed(self, exc: Exception) -> None:
+        """Worker thread: log a model failure to the editor, once per kind of failure."""
+        what = f"{type(exc).__name__}: {exc}"[:300]
+        if what not in self._engine_errors_logged:
+            self._engine_errors_logged.add(what)
+            logger.exception("the model failed")
+            self.notify("error", f"bashlsp: the model failed on a request ({what}); the answer is empty")
 
     def info(self) -> dict:
         info = self.host.info()

@@ -200,3 +200,8 @@ def test_suggestion_syntax_rules(tools):
 def test_shellcheck_findings(tools):
     findings = tools.findings("rm $1\n", "info")
     assert [f.code for f in findings] == [2086]
+
+
+def test_model_text_gets_the_documents_line_breaks():
+    assert doc_of("echo a\r\necho b\r\n").native("x\ny\n") == "x\r\ny\r\n"
+    assert doc_of("echo a\necho b").native("x\ny") == "x\ny"
