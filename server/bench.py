@@ -292,20 +292,23 @@ def comment_lines(text: str) -> list[int]:
     return [i for i, line in enumerate(text.split("\n")) if line.lstrip().startswith("#") and not line.startswith("#!")]
 
 
-def publish_variant(store, source: Path, generation: int) -> str:
-    """Publish `source` again with slightly changed weights: a new checkpoint for the server to load."""
+def prepare_variant(store, source: Path, generation: int) -> str:
+    """Write `source` with slightly changed weights into the store, not yet current: the
+    swap phase then only moves the pointer, as a trainer's last publishing step does, so the
+    bench process' own writing does not count against the server's latency."""
     import torch
 
-    from bashlsp.model.checkpoint import load_checkpoint
+    from bashlsp.model.checkpoint import load_checkpoint, new_checkpoint_id, save_checkpoint
 
     loaded = load_checkpoint(source, check_forward=False)
     with torch.no_grad():
         for parameter in loaded.model.parameters():
             parameter.mul_(1.0 + 1e-3 * generation)
-    meta = dict(loaded.meta)
-    meta.pop("id", None)
-    meta["bench_generation"] = generation
-    return store.publish(loaded.model, loaded.tokenizer, meta)
+    checkpoint_id = new_checkpoint_id()
+    meta = {k: v for k, v in loaded.meta.items() if k != "id"}
+    meta.update(id=checkpoint_id, bench_generation=generation)
+    save_checkpoint(store.path_of(checkpoint_id), loaded.model, loaded.tokenizer, meta)
+    return checkpoint_id
 
 
 async def run_bench(args: argparse.Namespace) -> dict:
@@ -329,9 +332,11 @@ async def run_bench(args: argparse.Namespace) -> dict:
     # 1. cold start
     started = time.perf_counter()
     await client.start(command, env)
-    await client.request("initialize", {"processId": os.getpid(), "capabilities": {
+    initialize = client.request("initialize", {"processId": os.getpid(), "capabilities": {
         "textDocument": {"completion": {}, "inlineCompletion": {}, "codeAction": {}}}, "initializationOptions": {
         "completion": {"alternatives": args.alternatives}}})
+    await initialize
+    report["initialize_s"] = time.perf_counter() - started
     client.notify("initialized", {})
     head_end = script.find("\n") + 1
     doc = TypedDocument(client, "file:///bench/typed.sh", script[:head_end])
@@ -371,12 +376,13 @@ async def run_bench(args: argparse.Namespace) -> dict:
     # 4. hot-swap under typing
     swap = Recorder()
     if args.swap:
+        new_id = prepare_variant(store, store.path_of(first_id), 2)
         swap_doc = TypedDocument(client, "file:///bench/swap.sh", script[:head_end])
         body = script[head_end:]
         typing = asyncio.create_task(type_text(client, swap_doc, body * 4, swap))
-        await asyncio.sleep(1.0)  # steady typing first
+        await asyncio.sleep(2.0)  # steady typing first
         publish_started = time.perf_counter()
-        new_id = await asyncio.to_thread(publish_variant, store, store.path_of(first_id), 2)
+        store.use(new_id, validate=False)  # the atomic pointer switch the server watches
         swapped_at = await client.wait_for_log(f"now serving {new_id}", timeout=120)
         await asyncio.sleep(1.0)  # and a little after
         typing.cancel()
@@ -384,10 +390,12 @@ async def run_bench(args: argparse.Namespace) -> dict:
             await typing
         except asyncio.CancelledError:
             pass
-        during = [s.seconds for s in swap.samples if publish_started <= s.sent_at <= swapped_at]
+        # Requests that overlapped the load: answered after the switch began, sent before it ended.
+        during = [s.seconds for s in swap.samples if s.sent_at + s.seconds >= publish_started and s.sent_at <= swapped_at]
+        before = [s.seconds for s in swap.samples if s.sent_at + s.seconds < publish_started]
         report["swap"] = {
             "requests": len(swap.samples), "failed": len(swap.failures), "window_s": swapped_at - publish_started,
-            "during": percentiles(during), "all": percentiles([s.seconds for s in swap.samples]),
+            "during": percentiles(during), "before": percentiles(before), "all": percentiles([s.seconds for s in swap.samples]),
         }
     report["failed_requests"] = len(steady.failures) + len(generate.failures) + len(swap.failures)
     report["failures"] = (steady.failures + generate.failures + swap.failures)[:10]
@@ -396,6 +404,15 @@ async def run_bench(args: argparse.Namespace) -> dict:
         for recorder, kinds in ((steady, ("completion", "inline")), (generate, ("generate",)))
         for kind in kinds
     }
+    # Time outside the model per request (JSON, pipes, event loop, thread hand-off, bash -n):
+    # client-side latency minus the server's own model time for that kind.
+    model_kinds = {"completion": "linex" + str(args.alternatives) if args.alternatives > 1 else "line", "inline": "inline"}
+    report["outside_model_ms"] = {}
+    for kind, model_kind in model_kinds.items():
+        stats = report["server_stats"].get(model_kind)
+        latencies = [s.seconds for s in steady.samples if s.kind == kind]
+        if stats and latencies and stats["requests"]:
+            report["outside_model_ms"][kind] = 1000 * (statistics.fmean(latencies) - stats["modelSeconds"] / stats["requests"])
     report["empty_answers"] = {k: sum(s.empty for s in steady.samples if s.kind == k) for k in ("completion", "inline")}
     report["exit_code"] = await client.close()
     shutil.rmtree(work, ignore_errors=True)
@@ -407,13 +424,15 @@ def print_report(report: dict) -> None:
     model = report["model"]
     print(f"bashlsp bench serve — checkpoint {report['checkpoint']} ({model.get('id')}, "
           f"{(model.get('params') or 0) / 1e6:.1f}M parameters, {model.get('device')}, context {model.get('context')})")
-    print(f"cold start to first completion: {report['cold_start_s']:.2f} s")
+    print(f"cold start to first completion: {report['cold_start_s']:.2f} s (initialize answered after {report['initialize_s']:.2f} s)")
     print(f"typed {report['typed_chars']} characters in {report['typing_s']:.1f} s")
     print(f"{'latency (ms)':<26}{'n':>6}{'p50':>8}{'p95':>8}{'p99':>8}{'max':>8}")
     for kind, p in report["latency"].items():
         if p.get("n"):
             print(f"{kind:<26}{p['n']:>6}{ms(p['p50']):>8}{ms(p['p95']):>8}{ms(p['p99']):>8}{ms(p['max']):>8}")
     print(f"empty answers while typing: {report['empty_answers']}")
+    for kind, overhead in report["outside_model_ms"].items():
+        print(f"mean time outside the model per {kind} request: {overhead:.1f} ms (protocol, JSON, threads, checks)")
     print(f"generate-from-comment results that passed bash -n: {report['generate_passed_bash_n']}")
     for kind, stats in report["server_stats"].items():
         rate = stats.get("tokensPerSecond")
@@ -426,9 +445,11 @@ def print_report(report: dict) -> None:
         p99 = report["latency"]["inline"].get("p99")
         print(f"hot-swap under typing: {swap['requests']} requests, {swap['failed']} failed; new model served "
               f"{swap['window_s']:.2f} s after publishing began")
-        if during.get("n"):
-            print(f"  during the swap: n={during['n']} p50 {ms(during['p50']).strip()} ms, p99 {ms(during['p99']).strip()} ms "
-                  f"(steady inline p99 {ms(p99).strip()} ms: {during['p99'] / p99:.2f}x)")
+        before = swap["before"]
+        if during.get("n") and before.get("n"):
+            print(f"  before the switch: n={before['n']} p50 {ms(before['p50']).strip()} ms, p99 {ms(before['p99']).strip()} ms")
+            print(f"  overlapping the load: n={during['n']} p50 {ms(during['p50']).strip()} ms, p99 {ms(during['p99']).strip()} ms "
+                  f"({during['p99'] / before['p99']:.2f}x the p99 before; steady-phase inline p99 {ms(p99).strip()} ms)")
         print(f"  whole phase: p50 {ms(overall['p50']).strip()} ms, p99 {ms(overall['p99']).strip()} ms")
     print(f"failed requests: {report['failed_requests']}" + (f" ({report['failures']})" if report["failures"] else ""))
 

@@ -121,6 +121,7 @@ class ModelHost:
         if not self.pinned and bundled is not None and bundled not in candidates:
             candidates.append(bundled)
         for path in candidates:
+            started = time.perf_counter()
             try:
                 loaded = load_checkpoint(path, device=self.device)
             except (BashlspError, OSError, RuntimeError, ValueError) as exc:
@@ -128,7 +129,8 @@ class ModelHost:
                 tried.append(f"{path}: {exc}" if not isinstance(exc, BashlspError) else str(exc))
                 continue
             self._install(loaded, warm_up=True)
-            return _describe(loaded) + ("" if not tried else f" (after: {'; '.join(tried)})")
+            took = f", loaded in {time.perf_counter() - started:.2f} s"
+            return _describe(loaded) + took + ("" if not tried else f" (after: {'; '.join(tried)})")
         raise CheckpointError("no model could be loaded: " + "; ".join(tried or ["nothing to load"]))
 
     def _install(self, loaded: LoadedModel, warm_up: bool = False) -> None:
