@@ -29,6 +29,7 @@ def initialize(ls: BashLanguageServer, params: types.InitializeParams) -> None:
     ls.apply_settings(params.initialization_options, "initializationOptions")
     ls.host.configure(ls.settings)
     ls.host.start()  # on the model worker: the first requests wait for it
+    ls.tool_pool.submit(lambda: ls.tools)  # find bash and shellcheck off the event loop
 
 
 def initialized(ls: BashLanguageServer, params: types.InitializedParams) -> None:
