@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 from bashlsp.model.checkpoint import CheckpointStore, load_checkpoint
 from bashlsp.model.errors import StoreLockedError
@@ -106,7 +107,7 @@ def test_forgetting_general_bash_blocks_publication(user_dir, tmp_path, tiny_che
     general.mkdir()
     for path in sorted((Path(__file__).parent / "fixtures" / "scripts").glob("*.sh")):
         (general / path.name).write_text(path.read_text())
-    _, lines = run_trainer(options(user_dir, tmp_path, tiny_checkpoint, general_holdout=general, steps=20))
+    _, lines = run_trainer(options(user_dir, tmp_path, tiny_checkpoint, general_holdout=general))
     text = "\n".join(lines)
     assert "REJECT: forgets general bash" in text, text
     assert CheckpointStore(tmp_path / "store").current_id() is None
@@ -185,10 +186,10 @@ def _train_args(user_dir: Path, tmp_path: Path, base: Path, steps: int) -> list[
 
 
 def test_resume_after_a_kill(user_dir, tmp_path, tiny_checkpoint):
-    args = _train_args(user_dir, tmp_path, tiny_checkpoint, steps=40)
+    args = _train_args(user_dir, tmp_path, tiny_checkpoint, steps=16)
     first = _start(args)
     try:
-        _read_until(first, "step 7/40")  # states were saved at steps 2, 4, 6
+        _read_until(first, "step 7/16")  # states were saved at steps 2, 4, 6
     finally:
         first.kill()
         first.wait()
@@ -199,8 +200,8 @@ def test_resume_after_a_kill(user_dir, tmp_path, tiny_checkpoint):
     assert again.returncode == 0, output
     resumed_at = [line for line in output.splitlines() if line.startswith("resumed from step")]
     assert resumed_at and int(resumed_at[0].split()[3]) >= 6, output
-    assert "step 1/40" not in output  # it did not start over
-    assert "step 40/40" in output and store.current_id() is not None, output
+    assert "step 1/16" not in output  # it did not start over
+    assert "step 16/16" in output and store.current_id() is not None, output
 
 
 def test_ctrl_c_stops_at_a_step_boundary_and_keeps_the_last_good_checkpoint(user_dir, tmp_path, tiny_checkpoint):
@@ -242,3 +243,15 @@ def test_pretrain_is_dispatched(capsys):
 def test_needs_a_folder(capsys):
     assert cli.main([]) == 1
     assert "at least one folder" in capsys.readouterr().err
+
+
+def test_bench_train_measures_the_real_loop(tiny_checkpoint):
+    from bashlsp.model.checkpoint import load_checkpoint
+    from bashlsp.training.bench import matmul_gflops, training_throughput
+    from conftest import fixture_texts, run_cli
+
+    figures = training_throughput(tiny_checkpoint, fixture_texts(), steps=5, batch_size=2, seq_len=32)
+    assert figures["tokens_per_second"] > 0 and figures["timed_steps"] == 3
+    assert figures["flops_per_token"] == load_checkpoint(tiny_checkpoint).model.flops_per_token(32)
+    assert matmul_gflops(torch.float32, n=64, min_seconds=0.01) > 0
+    assert run_cli("bench", "train", "--help").returncode == 0

@@ -79,6 +79,8 @@ ORDINARY = [
     "printf '%s\\n' \"$@\"",
     "grep -rn 'password' /etc/app.conf",
     'pass "$@"',
+    "systemctl --no-ask-password daemon-reload",
+    "NO_PASSWORD=1",
 ]
 
 

@@ -241,11 +241,17 @@ def collect_scripts(
     return walker.collection
 
 
-def holdout_split(scripts: list[Script], fraction: float = 0.1, max_files: int = 20) -> tuple[list[Script], list[Script]]:
-    """Split by file into (train, holdout), stably: a file's side depends only on its name, so an
-    edited file stays where it was and the holdout never leaks into training between rounds.
+def holdout_split(
+    scripts: list[Script], fraction: float = 0.1, max_files: int | None = None, max_bytes: int | None = None
+) -> tuple[list[Script], list[Script]]:
+    """Split by file into (train, holdout), stably: whether a file may be held out depends only on
+    a hash of its name, so an edited file stays where it was, and adding or editing files never
+    moves a trained-on file into the holdout (only deleting a held-out file can let the next
+    candidate in).
 
-    With two or more scripts both sides get at least one; a single script goes to training only.
+    The files whose hash falls in the lowest `fraction` are candidates; the holdout is the
+    candidates in hash order up to `max_files` / `max_bytes` (the rest of them train: no file is
+    left unused). With two or more scripts both sides get at least one; a single script trains.
     """
     if len(scripts) < 2:
         return list(scripts), []
@@ -254,10 +260,16 @@ def holdout_split(scripts: list[Script], fraction: float = 0.1, max_files: int =
         return hashlib.sha256(script.name.encode("utf-8")).hexdigest()
 
     threshold = int(fraction * 2**32)
-    holdout = [s for s in scripts if int(rank(s)[:8], 16) < threshold]
-    holdout = sorted(holdout, key=rank)[:max_files]
-    if not holdout:
-        holdout = [min(scripts, key=rank)]
+    candidates = sorted((s for s in scripts if int(rank(s)[:8], 16) < threshold), key=rank)
+    if not candidates:
+        candidates = [min(scripts, key=rank)]
+    holdout, total = [], 0
+    for script in candidates:
+        if holdout and ((max_files is not None and len(holdout) >= max_files)
+                        or (max_bytes is not None and total + script.num_bytes > max_bytes)):
+            break
+        holdout.append(script)
+        total += script.num_bytes
     if len(holdout) == len(scripts):
         holdout = holdout[:-1]
     held = {id(s) for s in holdout}

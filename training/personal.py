@@ -56,7 +56,7 @@ class PersonalOptions:
     device: str = "auto"
     steps: int | None = None  # fixed optimizer steps per round; None: from epochs
     epochs: float | None = None  # passes over the round's training tokens; None: 1 pass, capped at max_steps
-    max_steps: int = 60  # cap when neither steps nor epochs is given (time to first checkpoint, see bench)
+    max_steps: int = 24  # cap when neither steps nor epochs is given (time to first checkpoint, see bench)
     lr: float = 3e-4  # pre-training uses 2e-3; a lower rate keeps what the model knows
     warmup_steps: int = 5
     batch_size: int = 8
@@ -68,8 +68,8 @@ class PersonalOptions:
     dry_run: bool = False
     report: Path | None = None
     holdout_fraction: float = 0.1
-    max_holdout_bytes: int = 48 * 1024  # the gate's measurement of your holdout stays quick
-    max_general_bytes: int = 48 * 1024  # likewise for the general holdout
+    max_holdout_bytes: int = 24 * 1024  # the gate's measurement of your holdout stays quick
+    max_general_bytes: int = 24 * 1024  # likewise for the general holdout
     max_general_loss: float = DEFAULT_MAX_GENERAL_LOSS
     general_holdout: Path | None = None  # default: the holdout shipped with the default model
     max_file_bytes: int = DEFAULT_MAX_FILE_BYTES
@@ -107,18 +107,12 @@ def prepare(collection: Collection, holdout_fraction: float, max_holdout_bytes: 
             redactions[script.name] = found
         cleaned.append(Script(path=script.path, name=script.name, text=text, digest=script.digest, reason=script.reason))
     if holdout_fraction > 0:
-        train, holdout = holdout_split(cleaned, fraction=holdout_fraction)
+        # The gate's measurement stays quick: the holdout is capped in bytes (the capped-off
+        # candidates train).
+        train, holdout = holdout_split(cleaned, fraction=holdout_fraction, max_bytes=max_holdout_bytes)
     else:
         train, holdout = cleaned, []
-    # Keep the gate's measurement quick: a capped, stable part of the holdout is scored; the rest
-    # of the held-out files are still never trained on.
-    measured, total = [], 0
-    for script in sorted(holdout, key=lambda s: s.name):
-        if measured and total + script.num_bytes > max_holdout_bytes:
-            continue
-        measured.append(script)
-        total += script.num_bytes
-    return PreparedData(collection=collection, train=sorted(train, key=lambda s: s.name), holdout=measured, redactions=redactions)
+    return PreparedData(collection=collection, train=sorted(train, key=lambda s: s.name), holdout=holdout, redactions=redactions)
 
 
 def load_general_holdout(folder: Path | None, max_bytes: int) -> tuple[list[str], str | None]:
@@ -147,11 +141,26 @@ def load_general_holdout(folder: Path | None, max_bytes: int) -> tuple[list[str]
     return texts, None
 
 
+def general_gate_meta(loaded: LoadedModel, folder: Path | None = None) -> dict:
+    """{"gate": {...}} with `loaded`'s bits per byte on the general holdout, for its meta.json:
+    a checkpoint that carries it (the bundled model, say) spares every first round that
+    measurement. Figures are reused only while the holdout texts match (by digest)."""
+    texts, note = load_general_holdout(folder, PersonalOptions.max_general_bytes)
+    if note:
+        raise TrainingError(note)
+    bpb = holdout_bpb(loaded, texts)
+    return {"gate": {"general_holdout_digest": texts_digest(texts), "general_bpb_after": bpb, "general_reference_bpb": bpb}}
+
+
 def texts_digest(texts: list[str]) -> str:
     h = hashlib.sha256()
     for text in texts:
         h.update(hashlib.sha256(text.encode("utf-8")).digest())
     return h.hexdigest()[:16]
+
+
+def _bpb(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.4f} bpb"
 
 
 def _kb(n: int) -> str:
@@ -302,6 +311,7 @@ class PersonalTrainer:
         general_texts, general_note = load_general_holdout(o.general_holdout, o.max_general_bytes)
         user_digest, general_digest = texts_digest(holdout_texts), texts_digest(general_texts)
         previous = loaded.meta.get("gate", {}) if isinstance(loaded.meta.get("gate"), dict) else {}
+        measuring_started = time.perf_counter()
         if previous.get("user_holdout_digest") == user_digest and previous.get("user_bpb_after") is not None:
             user_before = previous["user_bpb_after"]
         else:
@@ -318,6 +328,10 @@ class PersonalTrainer:
             general_reference = previous["general_reference_bpb"]
         else:
             general_reference = general_before
+        self.say(
+            f"before: your holdout {_bpb(user_before)}, general holdout {_bpb(general_before)} "
+            f"({len(holdout_texts)} + {len(general_texts)} files, {time.perf_counter() - measuring_started:.1f} s)"
+        )
         if self.stop_event.is_set():
             return RoundResult(None, None, True, 0, [], {})
 

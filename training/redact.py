@@ -71,9 +71,13 @@ _KEY_QUALIFIERS = frozenset({"api", "access", "secret", "private", "auth", "sess
 _WORD = re.compile(r"[A-Z]+(?![a-z])|[A-Z]?[a-z]+|[0-9]+")
 
 
+# Names of switches about a secret rather than holding one: --no-ask-password, NO_PASSWORD=1.
+_SWITCH_WORDS = frozenset({"no", "ask", "prompt", "use", "require", "allow", "skip", "show", "hide"})
+
+
 def is_secret_name(name: str) -> bool:
     words = [w.lower() for w in _WORD.findall(name)]
-    if not words:
+    if not words or words[0] in _SWITCH_WORDS:
         return False
     last = words[-1]
     if last.endswith(_SECRET_SUFFIXES):
