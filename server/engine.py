@@ -53,7 +53,7 @@ class CompletionQuery:
     max_tokens: int = 48
     temperature: float = 0.0
     top_p: float = 0.95
-    num_samples: int = 1  # alternatives; with temperature 0 they are all the greedy one (deduplicated)
+    num_samples: int = 1  # alternatives, sampled at `temperature`; with temperature 0 there is one (greedy)
     multiline: bool = True  # inline mode only: may the ghost text span lines
 
 
@@ -415,16 +415,22 @@ class _Row:
 
 class Engine:
     def __init__(
-        self, loaded: LoadedModel, max_context: int | None = None, num_threads: int | None = None, speculate: bool = True
+        self,
+        loaded: LoadedModel,
+        max_context: int | None = None,
+        num_threads: int | None = None,
+        speculate: bool | None = None,
     ) -> None:
         """max_context: the longest prompt + completion (default: the model's block_size).
         num_threads: torch's intra-op threads for this process (default: DEFAULT_THREADS on a CPU;
         this is process-wide, which is what a server process that exists to run this wants).
         speculate: draft tokens by prompt lookup and verify them in one forward (greedy, one
-        sample); the suggestions are the greedy ones either way."""
+        sample); the suggestions are the greedy ones either way. Default: on for GPUs, off on a
+        CPU, where verifying 4 tokens cost ~2 steps and typing latency did not improve (measured
+        with a trained nano model: 15% fewer forwards, p50 55.0 ms without vs 56.1 ms with)."""
         self._lock = threading.Lock()
         self.max_context = max_context
-        self.speculate = speculate  # prompt-lookup drafts for greedy single-stream requests
+        self.speculate = loaded.device.type != "cpu" if speculate is None else speculate
         if num_threads or loaded.device.type == "cpu":
             torch.set_num_threads(num_threads or DEFAULT_THREADS)
         self._load(loaded)
@@ -590,7 +596,7 @@ class Engine:
         prompt = prompt or [tok.eof_id]
         logits = self._prefill(doc, prompt, should_stop)
 
-        n = max(1, query.num_samples)
+        n = max(1, query.num_samples) if query.temperature > 0 else 1  # greedy samples would all be the same
         if n == 1:
             cache = doc.cache  # decode in place: generated tokens stay cached for the next request
         else:
@@ -872,7 +878,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: the engine's default)")
     parser.add_argument("--max-tokens", type=int, default=16, help="tokens per completion in the typing benchmark")
     parser.add_argument("--every", type=int, default=1, help="query every N typed characters")
-    parser.add_argument("--no-speculate", action="store_true", help="turn prompt-lookup drafts off")
+    parser.add_argument("--speculate", choices=("auto", "on", "off"), default="auto", help="prompt-lookup drafts (auto: on for GPUs)")
     args = parser.parse_args(argv)
     sys.stdout.reconfigure(line_buffering=True)
     if not args.bench:
@@ -887,7 +893,7 @@ def main(argv: list[str] | None = None) -> int:
         loaded = load_checkpoint(resolve_checkpoint(args.checkpoint))
     else:
         loaded = _random_nano_model(texts)
-    engine = Engine(loaded, num_threads=args.threads or None, speculate=not args.no_speculate)
+    engine = Engine(loaded, num_threads=args.threads or None, speculate={"auto": None, "on": True, "off": False}[args.speculate])
     engine.warm_up()
     print(f"model {loaded.id}: {engine.model.num_params() / 1e6:.2f}M params, config {loaded.config.to_dict()}")
     print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, cpus {os.cpu_count()}, load ready in {time.perf_counter() - start:.2f}s")

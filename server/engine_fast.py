@@ -7,6 +7,7 @@ skips `nn.Module.__call__`, and uses fewer ops per layer:
 - RoPE for all of q and k in one batched matmul with a precomputed per-position rotation
   matrix (the model rotates q and k separately, 3 ops each);
 - residual additions fused into the output projections with `torch.addmm`;
+- the output head as a (C, V) matrix (see `head` below);
 - the activations stay 2-D (rows = batch x positions), so reshapes are views.
 
 `tests/test_engine.py` checks that its logits match `GPT.forward` (same cache layout, so the
@@ -30,6 +31,10 @@ class FastForward:
         self.eps = config.norm_eps
         self.block_size = config.block_size
         self.wte = model.wte.weight
+        # The tied output projection as a contiguous (C, V) copy: x @ W^T as a plain (T, C) x (C, V)
+        # product ran ~1.3-2x faster than F.linear(x, W) for the 8192 x 256 head here (and ~2x for
+        # a few rows at once, as in draft verification). Costs one more copy of the embedding.
+        self.head = self.wte.t().contiguous()
         self.norm = model.norm.weight
         self.layers = [
             (
@@ -87,5 +92,6 @@ class FastForward:
             gate_up = F.linear(F.rms_norm(x, (C,), mlp_norm, self.eps), gate_up_w)
             x = torch.addmm(x, F.silu(gate_up[:, : self.hidden]) * gate_up[:, self.hidden :], down_t)
         cache.length = end
-        out = x.view(B, T, C) if all_positions else x.view(B, T, C)[:, -1]
-        return F.linear(F.rms_norm(out, (C,), self.norm, self.eps), self.wte).float()
+        out = x if all_positions else x.view(B, T, C)[:, -1]  # (B*T or B, C)
+        logits = torch.mm(F.rms_norm(out, (C,), self.norm, self.eps), self.head).float()
+        return logits.view(B, T, -1) if all_positions else logits

@@ -71,9 +71,9 @@ def test_fast_path_matches_model_forward(loaded, use_checkpoint):
 # -- KV cache reuse across keystrokes ------------------------------------------------------------
 
 
-@pytest.mark.parametrize("with_suffix", [False, True])
-def test_cache_reuse_gives_the_same_suggestions_as_a_cold_run(loaded, with_suffix):
-    warm = Engine(loaded)
+@pytest.mark.parametrize("with_suffix,speculate", [(False, False), (True, False), (True, True)])
+def test_cache_reuse_gives_the_same_suggestions_as_a_cold_run(loaded, with_suffix, speculate):
+    warm = Engine(loaded, speculate=speculate)
     cursor = SCRIPT.index("mkdir")
     for typed in range(0, 6):
         prefix = SCRIPT[: cursor + typed]
@@ -235,7 +235,9 @@ def test_utf8_text_waits_for_a_whole_character():
 # -- cancel, swap, info ----------------------------------------------------------------------------
 
 
-def test_cancel_takes_effect_within_one_step(engine, loaded):
+@pytest.mark.parametrize("speculate", [False, True])
+def test_cancel_takes_effect_within_one_step(loaded, speculate):
+    engine = Engine(loaded, speculate=speculate)
     polls = 0
 
     def should_stop():
