@@ -37,7 +37,7 @@ import torch
 
 from bashlsp.model.checkpoint import BUNDLED_DIR, CheckpointStore, LoadedModel, load_checkpoint, resolve_checkpoint
 from bashlsp.model.device import resolve_device
-from bashlsp.model.errors import TrainingError
+from bashlsp.model.errors import BashlspError, TrainingError
 from bashlsp.training.collect import DEFAULT_MAX_FILE_BYTES, Collection, Script, collect_scripts, holdout_split
 from bashlsp.training.gate import DEFAULT_MAX_GENERAL_LOSS, GateDecision, decide
 from bashlsp.training.lock import StoreLock
@@ -242,8 +242,11 @@ class PersonalTrainer:
         return prepare(collection, self.options.holdout_fraction, self.options.max_holdout_bytes)
 
     def start_checkpoint(self) -> Path:
+        """Round 1: --base, else the store's current checkpoint, else the bundled model. Once this
+        trainer has published: the store's current checkpoint (normally its own newest; if the
+        user switched models meanwhile, their choice)."""
         if self.latest is not None:
-            return self.latest
+            return self.store.current_path() or self.latest
         return resolve_checkpoint(self.options.base, self.store)
 
     # steps and config
@@ -483,7 +486,13 @@ class PersonalTrainer:
             if not (prepared.train and prepared.holdout):
                 self.say("need at least 2 scripts to train")
                 continue
-            outcome = self.train_round(prepared, changed)
+            try:
+                outcome = self.train_round(prepared, changed)
+            except BashlspError as exc:
+                # One failed round (a checkpoint removed meanwhile, too little text) must not end
+                # the watch: say why and wait for the next edit.
+                self.say(f"this round failed: {exc}")
+                outcome = None
             if outcome is None or not outcome.stopped:
                 trained = now  # trained on (published or not): wait for the next edit
         return 0
