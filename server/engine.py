@@ -34,6 +34,7 @@ from bashlsp.server.engine_fast import FastForward
 
 MODES = ("line", "inline", "generate")
 DEFAULT_THREADS = 1  # decode is a chain of tiny ops: a second thread costs more than it gives (measured)
+CACHE_START = 256  # positions a new document's KV cache starts with; it doubles as needed
 CACHED_DOCUMENTS = 4  # per-document KV caches kept (least recently used dropped)
 PREFILL_CHUNK = 128  # tokens pre-filled per forward; the stop flag is polled between chunks
 MAX_HEAL_TOKENS = 3  # trailing prompt tokens token healing may back off
@@ -443,7 +444,7 @@ class Engine:
         block = loaded.config.block_size
         self.context = min(block, self.max_context) if self.max_context else block
         self.table = TokenTable(loaded.tokenizer)
-        self.fast = FastForward(self.model, self.context)
+        self.fast = FastForward(self.model)
         self._docs: OrderedDict[str, _Document] = OrderedDict()
         self.last_stats: dict[str, int] = {}  # of the last request: prompt, reused, prefilled, decoded tokens
 
@@ -497,7 +498,7 @@ class Engine:
     def _document(self, uri: str) -> _Document:
         doc = self._docs.get(uri)
         if doc is None:
-            doc = _Document(self.model.new_cache(1, self.context))
+            doc = _Document(self.model.new_cache(1, min(self.context, CACHE_START)))
             doc.lookup.special = self.tokenizer.special_ids
             self._docs[uri] = doc
             while len(self._docs) > CACHED_DOCUMENTS:
@@ -571,6 +572,18 @@ class Engine:
         # A document's own start follows <|eof|> in the training stream.
         return ([tok.eof_id] if doc.window_start == 0 else []) + kept, healed
 
+    def _reserve(self, doc: _Document, length: int) -> None:
+        """Grow the document's cache to hold `length` positions (it starts small: a short
+        document should not hold a full-context cache, 8 MB for nano at 1024 positions)."""
+        if doc.cache.max_len >= length:
+            return
+        grown = self.model.new_cache(1, min(self.context, max(length, 2 * doc.cache.max_len)))
+        keep = doc.cache.length
+        grown.k[:, :, :, :keep] = doc.cache.k[:, :, :, :keep]
+        grown.v[:, :, :, :keep] = doc.cache.v[:, :, :, :keep]
+        grown.length = keep
+        doc.cache = grown
+
     def _prefill(self, doc: _Document, prompt: list[int], should_stop: Callable[[], bool]) -> torch.Tensor:
         """Bring the document's cache to `prompt`, reusing the longest common prefix."""
         keep = min(_common_prefix_length(doc.ids, prompt), len(prompt) - 1)  # >= 1 new token for logits
@@ -594,6 +607,7 @@ class Engine:
         doc = self._document(query.uri)
         prompt, healed = self._prompt(doc, query, budget)
         prompt = prompt or [tok.eof_id]
+        self._reserve(doc, len(prompt) + budget)
         logits = self._prefill(doc, prompt, should_stop)
 
         n = max(1, query.num_samples) if query.temperature > 0 else 1  # greedy samples would all be the same

@@ -337,3 +337,16 @@ def test_incremental_prefix_encoding_equals_a_full_encoding(engine, loaded):
         assert engine._encode_prefix(doc, text[:end]) == tok.encode(text[:end])
     edited = text[:100] + "X" + text[101:]  # an edit far above the cursor
     assert engine._encode_prefix(doc, edited) == tok.encode(edited)
+
+
+def test_document_cache_grows_as_needed(loaded, monkeypatch):
+    import bashlsp.server.engine as engine_module
+
+    monkeypatch.setattr(engine_module, "CACHE_START", 32)
+    warm = Engine(loaded)
+    for end in (60, 61, 200, 201, 600):
+        q = query(SCRIPT[:end], mode="inline", max_tokens=8)
+        assert as_tuples(warm.complete(q)) == as_tuples(Engine(loaded).complete(q))
+    doc = warm._docs[q.uri]
+    assert 32 < doc.cache.max_len <= loaded.config.block_size
+    assert doc.cache.length == len(doc.ids)
