@@ -275,6 +275,10 @@ class TypedDocument:
 
 
 async def type_text(client: LspClient, doc: TypedDocument, text: str, recorder: Recorder, kind_prefix: str = "") -> None:
+    """Type `text`; ask for inline completion after every keystroke and for completion inside
+    words and after `$`, with the trigger kinds an editor sends: a trigger character, the
+    first letter of a word (invoked), then refinements of the open, incomplete list."""
+    in_word = False
     for char in text:
         doc.type(char)
         ident = {"uri": doc.uri}
@@ -283,9 +287,13 @@ async def type_text(client: LspClient, doc: TypedDocument, text: str, recorder: 
             "textDocument": ident, "position": doc.position, "context": {"triggerKind": 2}})
         recorder.add(kind_prefix + "inline", answer, seconds, sent)
         if char.isalnum() or char in "_$":
+            trigger = 2 if char == "$" else 3 if in_word else 1
+            context = {"triggerKind": trigger, **({"triggerCharacter": char} if trigger == 2 else {})}
             sent = time.perf_counter()
-            answer, seconds = await client.request("textDocument/completion", {"textDocument": ident, "position": doc.position})
+            answer, seconds = await client.request("textDocument/completion", {
+                "textDocument": ident, "position": doc.position, "context": context})
             recorder.add(kind_prefix + "completion", answer, seconds, sent)
+        in_word = char.isalnum() or char in "_$"
 
 
 def comment_lines(text: str) -> list[int]:
@@ -406,13 +414,14 @@ async def run_bench(args: argparse.Namespace) -> dict:
     }
     # Time outside the model per request (JSON, pipes, event loop, thread hand-off, bash -n):
     # client-side latency minus the server's own model time for that kind.
-    model_kinds = {"completion": "linex" + str(args.alternatives) if args.alternatives > 1 else "line", "inline": "inline"}
     report["outside_model_ms"] = {}
-    for kind, model_kind in model_kinds.items():
-        stats = report["server_stats"].get(model_kind)
+    for kind, model_kinds in (("completion", ("line", f"linex{args.alternatives}")), ("inline", ("inline",))):
+        stats = [report["server_stats"][k] for k in model_kinds if k in report["server_stats"]]
         latencies = [s.seconds for s in steady.samples if s.kind == kind]
-        if stats and latencies and stats["requests"]:
-            report["outside_model_ms"][kind] = 1000 * (statistics.fmean(latencies) - stats["modelSeconds"] / stats["requests"])
+        requests = sum(s["requests"] for s in stats)
+        if latencies and requests:
+            model_mean = sum(s["modelSeconds"] for s in stats) / requests
+            report["outside_model_ms"][kind] = 1000 * (statistics.fmean(latencies) - model_mean)
     report["empty_answers"] = {k: sum(s.empty for s in steady.samples if s.kind == k) for k in ("completion", "inline")}
     report["exit_code"] = await client.close()
     shutil.rmtree(work, ignore_errors=True)

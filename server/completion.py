@@ -70,11 +70,14 @@ def symbol_items(cursor: Cursor) -> list[types.CompletionItem]:
     return []
 
 
-async def completion(ls, doc: Document, position: types.Position) -> types.CompletionList:
+async def completion(ls, doc: Document, position: types.Position, trigger: types.CompletionTriggerKind | None = None) -> types.CompletionList:
     cursor = Cursor.at(doc, position)
     items = symbol_items(cursor)
     settings = ls.settings
-    alternatives = settings.completion.alternatives
+    # Alternatives when the popup opens; while the user types on (the list is incomplete, so the
+    # editor asks again at each keystroke) only the best line, which is about twice as fast.
+    refining = trigger == types.CompletionTriggerKind.TriggerForIncompleteCompletions
+    alternatives = 1 if refining else settings.completion.alternatives
     temperature = settings.temperature if alternatives == 1 else max(settings.temperature, ALTERNATIVES_TEMPERATURE)
     if ls.host.may_serve:
         ticket = ls.begin(doc.uri, "completion")

@@ -106,7 +106,8 @@ async def text_document_completion(ls: BashLanguageServer, params: types.Complet
     doc = ls.served_document(params.text_document.uri)
     if doc is None or not ls.settings.completion.enable:
         return None
-    return await completion.completion(ls, doc, params.position)
+    trigger = params.context.trigger_kind if params.context is not None else None
+    return await completion.completion(ls, doc, params.position, trigger)
 
 
 async def text_document_inline_completion(

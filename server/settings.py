@@ -29,8 +29,9 @@ from bashlsp.model.device import DEVICE_CHOICES
 @dataclass
 class CompletionSettings:
     enable: bool = True
-    # Model items in the popup. More than one are sampled (at temperature 0.6 when the
-    # temperature setting is 0), the best first; one is the greedy line.
+    # Model items when the popup opens. More than one are sampled (at temperature 0.6 when the
+    # temperature setting is 0), the best first; one is the greedy line. Requests that refine an
+    # open popup as the user types (triggerKind 3) get the best line only.
     alternatives: int = 3
 
 

@@ -156,6 +156,31 @@ async def test_completion_variables_and_model_line(client: LanguageClient, engin
         assert item.text_edit.range == types.Range(start=pos(11, 0), end=pos(11, 3))
 
 
+async def test_alternatives_when_the_popup_opens_best_line_while_refining(client: LanguageClient, tiny_checkpoint):
+    # The editor sends its whole "bashlsp" section: a setting left out goes back to its default.
+    pinned = {"checkpoint": str(tiny_checkpoint)}
+    client.workspace_did_change_configuration(types.DidChangeConfigurationParams(
+        settings={"bashlsp": {**pinned, "completion": {"alternatives": 3}}}))
+    uri = open_doc(client, SCRIPT + "ec")
+    ident = types.TextDocumentIdentifier(uri=uri)
+
+    async def model_requests() -> dict:
+        info = await client.workspace_execute_command_async(types.ExecuteCommandParams(command="bashlsp.modelInfo"))
+        return {kind: info["stats"].get(kind, {}).get("requests", 0) for kind in ("line", "linex3")}
+
+    before = await model_requests()
+    await client.text_document_completion_async(types.CompletionParams(text_document=ident, position=pos(11, 2),
+        context=types.CompletionContext(trigger_kind=types.CompletionTriggerKind.Invoked)))
+    opened = await model_requests()
+    await client.text_document_completion_async(types.CompletionParams(text_document=ident, position=pos(11, 2),
+        context=types.CompletionContext(trigger_kind=types.CompletionTriggerKind.TriggerForIncompleteCompletions)))
+    refined = await model_requests()
+    client.workspace_did_change_configuration(types.DidChangeConfigurationParams(
+        settings={"bashlsp": {**pinned, "completion": {"alternatives": 1}}}))
+    assert opened["linex3"] == before["linex3"] + 1 and opened["line"] == before["line"]
+    assert refined["line"] == opened["line"] + 1 and refined["linex3"] == opened["linex3"]
+
+
 async def test_inline_single_line_with_text_after_cursor(client: LanguageClient, engine: Engine):
     text = 'echo "$NAME is here" > "$backup_dir/'
     text = SCRIPT.replace('echo "$\n', text + '"\necho done\n')
@@ -338,11 +363,12 @@ async def test_invalid_utf8_and_lone_surrogates(client: LanguageClient, tmp_path
     assert any(i.label == "NAME" for i in result.items)
 
 
-async def test_configuration_change_is_parsed_and_reported(client: LanguageClient):
+async def test_configuration_change_is_parsed_and_reported(client: LanguageClient, tiny_checkpoint):
     client.workspace_did_change_configuration(types.DidChangeConfigurationParams(
-        settings={"bashlsp": {"temperature": 5, "completion": {"alternatives": 1}}}))
+        settings={"bashlsp": {"checkpoint": str(tiny_checkpoint), "temperature": 5, "completion": {"alternatives": 1}}}))
     warning = await wait_for_log(client, "temperature must be a number from 0 to 2")
     assert warning.type == types.MessageType.Warning
+    assert not any("model settings changed" in m.message for m in client.log_messages)  # same model: no reload
 
 
 async def test_every_request_gets_an_answer(client: LanguageClient):
