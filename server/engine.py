@@ -561,7 +561,7 @@ class Engine:
         tok = self.tokenizer
         room = self.context - budget
         suffix_ids: list[int] = []
-        if query.suffix.strip():
+        if query.suffix and not query.suffix.isspace():  # (isspace stops at the first character that is not)
             share = room // SUFFIX_SHARE
             suffix_ids = self._encode_suffix(doc, _clean(query.suffix[: share * 8]))[:share]
         overhead = fim_prompt_overhead() if suffix_ids else 1
@@ -774,6 +774,30 @@ def decode_tokens_per_second(engine: Engine, tokens: int = 128, context: int = 2
     }
 
 
+def naive_vs_engine_decode(engine: Engine, tokens: int = 64, context: int = 256, rounds: int = 5) -> dict:
+    """Decode speed of plain `GPT.forward` (a fresh copy of the model with its original weight
+    layout) against the engine's step, in alternating rounds so that both see the same machine
+    load. Returns the median ms/token of each."""
+    from bashlsp.model.gpt import GPT
+
+    model = engine.model
+    naive = GPT(model.config).to(engine.device).eval()
+    naive.load_state_dict({name: tensor.contiguous() for name, tensor in model.state_dict().items()})
+    times: dict[str, list[float]] = {"naive": [], "engine": []}
+    with engine._lock, torch.inference_mode():
+        prompt = torch.randint(0, engine.tokenizer.vocab_size, (1, context), device=engine.device)
+        for _ in range(rounds):
+            for name in times:
+                cache = model.new_cache(1, context + tokens + 1)
+                forward = (lambda x: naive(x, cache=cache, last_only=True)[:, -1]) if name == "naive" else (lambda x: engine._forward(x, cache))
+                logits = forward(prompt)
+                start = time.perf_counter()
+                for _ in range(tokens):
+                    logits = forward(logits.argmax(dim=-1, keepdim=True))
+                times[name].append(1000 * (time.perf_counter() - start) / tokens)
+    return {name: sorted(values)[len(values) // 2] for name, values in times.items()}
+
+
 def prefill_ms(engine: Engine, tokens: int, context: int = 0, repeats: int = 3) -> float:
     """Best-of-`repeats` time to pre-fill `tokens` new tokens after `context` cached ones."""
     best = float("inf")
@@ -918,6 +942,11 @@ def main(argv: list[str] | None = None) -> int:
             f"decode (1 stream, {context} cached): {figures['tokens_per_second']:.0f} tokens/s "
             f"({figures['ms_per_token']:.2f} ms/token; cpu {1000 * figures['cpu_seconds'] / figures['tokens']:.2f} ms/token)"
         )
+    figures = naive_vs_engine_decode(engine)
+    print(
+        f"decode, alternating rounds (256 cached): plain GPT.forward {figures['naive']:.2f} ms/token "
+        f"({1000 / figures['naive']:.0f} tokens/s), engine {figures['engine']:.2f} ms/token ({1000 / figures['engine']:.0f} tokens/s)"
+    )
     figures = decode_tokens_per_second(engine, tokens=64, context=256, samples=4)
     print(f"decode (4 streams, 256 cached): {figures['tokens_per_second']:.0f} tokens/s in all ({figures['ms_per_token']:.2f} ms/step)")
     for tokens in (1, 4, 64, 256):
