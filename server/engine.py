@@ -175,7 +175,8 @@ class StopRules:
     generate a script body: stop before a blank line that is followed by a comment in column 0.
     All modes: never repeat what follows the cursor: the suggestion ends before a line equal to
     the first non-blank line after the cursor line, and (single line) loses a tail equal to the
-    rest of the cursor line.
+    rest of the cursor line. Multi-line: a line equal to the line before it ends the suggestion
+    (a small model caught in a loop).
     """
 
     mode: str
@@ -228,11 +229,13 @@ class StopRules:
         depth = max(0, block_delta(cursor_line))
         continued = cursor_line.rstrip().endswith("\\")
         pos = len(lines[0])  # offset of the newline that ends line i-1
-        for line in lines[1:complete]:
+        for i in range(1, complete):
+            line = lines[i]
             delta = block_delta(line)
             stop_before = (
                 not line.strip()
                 or (self.next_line is not None and line.strip() == self.next_line.strip())
+                or (i > 1 and line == lines[i - 1])  # a small model caught in a loop
                 or _indent(line) < base
                 or (delta < 0 and depth == 0)
                 or (depth == 0 and has_code and not continued and _indent(line) == base)
@@ -258,6 +261,8 @@ class StopRules:
                 return max(0, pos - 1)
             if i > 0 and line.startswith("#") and not lines[i - 1].strip():
                 return max(0, pos - 1 - len(lines[i - 1]) - 1)
+            if i > 0 and line.strip() and line == lines[i - 1]:  # a small model caught in a loop
+                return max(0, pos - 1)
             pos += len(line) + 1
         if final:
             return len(text)

@@ -202,6 +202,10 @@ def test_inline_stops_at_the_end_of_the_block():
     assert finished(r, "\n  echo \"$line\"\n  if x; then\n    y\n  fi\ndone < f\nnext\n") == (
         "\n  echo \"$line\"\n  if x; then\n    y\n  fi\ndone < f"
     )
+    # a line repeating the one before it ends the suggestion (a model caught in a loop)
+    r = rules("if a; then")
+    assert finished(r, "\n  echo x\n  echo x\n  echo x\nfi\n") == "\n  echo x"
+    assert finished(rules("# say it\n", mode="generate"), "echo a\necho a\necho a\n") == "echo a"
     # cut off at the token limit: the partial last line is not offered
     r = rules("if a; then")
     assert r.cut("\n  echo one\n  ech", final=True, truncated=True) == len("\n  echo one")
