@@ -207,10 +207,46 @@ def test_typed_span_ends_at_a_line_end():
 def test_healing_split_takes_back_the_partial_word(loaded):
     tok = loaded.tokenizer
     for prefix, piece in [("for f in *.txt; do\n  ech", b" ech"), ("set -e\n", b"\n"), ("x=1\n    ", b"\n    "), ("cd /usr/lo", b"lo")]:
-        body, required = ev.healing_split(tok, prefix)
-        assert tok.decode_bytes(body) + required == prefix.encode()
-        assert required.endswith(piece)
-    assert ev.healing_split(tok, "") == ([], b"")
+        body, tail = ev.healing_split(tok, prefix)
+        assert body + tail == tok.encode(prefix)
+        assert tok.decode_bytes(tail).endswith(piece)
+    assert ev.healing_split(tok, "") == ([], [])
+    body, tail = ev.healing_split(tok, "x=" + "a" * 500)  # a long word: only a bounded tail
+    assert 0 < len(tail) <= ev.MAX_HEAL_TOKENS and len(tok.decode_bytes(tail)) <= ev.MAX_HEAL_BYTES
+
+
+@torch.inference_mode()
+def naive_healed_line(loaded: LoadedModel, prefix: str, max_new_tokens: int) -> str:
+    """Greedy rest-of-line with token healing, the slow obvious way: no cache, every step reads
+    the whole sequence, the allowed tokens found by scanning the vocabulary."""
+    tok = loaded.tokenizer
+    body, tail = ev.healing_split(tok, prefix)
+    required, healed = tok.decode_bytes(tail), len(tok.decode_bytes(tail))
+    ids, out = [tok.eof_id] + body, b""
+    for _ in range(max_new_tokens):
+        logits = loaded.model(torch.tensor([ids]))[0, -1]
+        if required:
+            allowed = [t for t, b in enumerate(tok.token_bytes) if b and (b.startswith(required) or required.startswith(b))]
+            token = allowed[int(logits[allowed].argmax())]
+        else:
+            token = int(logits.argmax())
+        if not tok.token_bytes[token]:
+            break
+        out += tok.token_bytes[token]
+        required = required[len(tok.token_bytes[token]):] if required.startswith(tok.token_bytes[token]) else b""
+        if b"\n" in out[healed:]:
+            break
+        ids.append(token)
+    return out[healed:].split(b"\n")[0].decode("utf-8", errors="ignore")
+
+
+def test_line_completer_equals_naive_step_by_step_healing(loaded):
+    text = FIXTURE_SCRIPTS[3].read_text()
+    completer = ev.LineCompleter(loaded, max_new_tokens=10)
+    cuts = [0, 1, 11, 12, 14, 17, 25, 26, 40, 41, 57, 80, 81, 120, 200, 260]
+    for cut in cuts:
+        assert len(loaded.tokenizer.encode(text[:cut])) < completer.prompt_limit  # no window: same prompt as the naive way
+        assert completer.complete(text[:cut]) == naive_healed_line(loaded, text[:cut], 10), repr(text[:cut][-20:])
 
 
 def test_line_completer_with_reused_cache_matches_a_fresh_one(loaded):

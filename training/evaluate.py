@@ -28,6 +28,7 @@ the single token `echo` the model learned, instead of from the split `ech` it ne
 from __future__ import annotations
 
 import argparse
+import bisect
 import codecs
 import json
 import lzma
@@ -59,7 +60,8 @@ GENERATION_TOP_P = 0.95
 GENERATION_HEADER = "#!/bin/bash\n"
 BASH_CHECK_TIMEOUT_S = 10
 MAX_FILE_BYTES = 1_000_000  # larger files are skipped (generated data, not scripts)
-MAX_HEAL_BYTES = 64  # never take back more than this much of the prompt for token healing
+MAX_HEAL_BYTES = 64  # token healing takes back at most this much of the prompt
+MAX_HEAL_TOKENS = 8  # ... and at most this many tokens
 SKIPPED_DIRS = frozenset({".git", ".hg", ".svn", "__pycache__", "node_modules", ".venv", "venv"})
 
 
@@ -187,23 +189,26 @@ def exact_match(prediction: str, truth: str) -> bool:
 _LAST_PIECE = re.compile(r"(?: ?[^\W\d_]+| ?\d+| ?(?:[^\s\w]|_)+|\s+)\Z")
 
 
-def healing_split(tokenizer, prefix: str) -> tuple[list[int], bytes]:
-    """Split `prefix` into the tokens the model reads and the bytes its first tokens must re-spell.
+def healing_split(tokenizer, prefix: str) -> tuple[list[int], list[int]]:
+    """Split the tokens of `prefix` into those the model reads as they are and the tail it must
+    spell again itself.
 
-    The tokens covering the last pre-tokenizer piece (a partial word, or trailing whitespace whose
-    split depends on what follows) are taken back; generation must start by spelling them.
+    The tail is the tokens covering the last pre-tokenizer piece (a partial word, or trailing
+    whitespace whose split depends on what follows), at most MAX_HEAL_TOKENS / MAX_HEAL_BYTES.
     """
     ids = tokenizer.encode(prefix)
     match = _LAST_PIECE.search(prefix)
     if not ids or match is None:
-        return ids, b""
-    want = min(len(match.group(0).encode("utf-8")), MAX_HEAL_BYTES)
+        return ids, []
+    want = len(match.group(0).encode("utf-8"))
     table = tokenizer.token_bytes
     taken, cut = 0, len(ids)
-    while cut > 0 and taken < want:
+    while cut > 0 and taken < want and len(ids) - cut < MAX_HEAL_TOKENS:
+        if taken + len(table[ids[cut - 1]]) > MAX_HEAL_BYTES:
+            break
         cut -= 1
         taken += len(table[ids[cut]])
-    return ids[:cut], tokenizer.decode_bytes(ids[cut:])
+    return ids[:cut], ids[cut:]
 
 
 def _complete_text(data: bytes) -> str:
@@ -216,61 +221,78 @@ class LineCompleter:
 
     Calls with prompts that share a start (successive keystrokes, successive lines of one file)
     pre-fill only the tokens after the common prefix: `cache.length` is lowered to it.
+
+    Token healing without extra decode steps: the healed tail is pre-filled with the prompt, and
+    the logits at its positions say which token the model would pick at each healing step (under
+    the constraint to re-spell the tail). While that is the tail's own token, the step is free
+    (it is already in the cache); at the first other choice the cache is cut back there and
+    decoding goes on normally. The result is the same as decoding the tail step by step.
     """
 
     def __init__(self, loaded, max_new_tokens: int = DEFAULT_LINE_TOKENS) -> None:
         self.model, self.tokenizer = loaded.model, loaded.tokenizer
         self.block_size = self.model.config.block_size
         self.max_new_tokens = max(1, min(max_new_tokens, self.block_size // 2))
+        # The longest prompt before the healed tail, leaving room for the tail and the answer.
+        self.prompt_limit = max(1, self.block_size - self.max_new_tokens - MAX_HEAL_TOKENS - 1)
         self.device = self.model.wte.weight.device
         self.cache = self.model.new_cache(1, self.block_size)
         self.cached_ids: list[int] = []  # the ids whose keys/values fill cache[:length]
         self.token_bytes = self.tokenizer.token_bytes
-        self.by_first_byte: dict[int, list[int]] = {}
-        for token_id, data in enumerate(self.token_bytes):
-            if data:
-                self.by_first_byte.setdefault(data[0], []).append(token_id)
+        pairs = sorted((data, token_id) for token_id, data in enumerate(self.token_bytes) if data)
+        self.sorted_bytes = [data for data, _ in pairs]
+        self.sorted_ids = [token_id for _, token_id in pairs]
+        self.id_of_bytes = dict(pairs)
         self._allowed_cache: dict[bytes, torch.Tensor] = {}
         self.decode_steps = 0  # tokens fed one at a time (for timing reports)
         self.prefilled_tokens = 0
 
     def _allowed(self, required: bytes) -> torch.Tensor:
-        """Ids of tokens that agree with `required` (spell a prefix of it, or all of it and more)."""
+        """Ids of the tokens that agree with `required`: those that spell all of it (and maybe
+        more), which sort right after it, and those that spell a shorter prefix of it."""
         allowed = self._allowed_cache.get(required)
         if allowed is None:
-            ids = [
-                t
-                for t in self.by_first_byte.get(required[0], [])
-                if self.token_bytes[t].startswith(required) or required.startswith(self.token_bytes[t])
-            ]
-            allowed = torch.tensor(ids, device=self.device, dtype=torch.long)
+            low = bisect.bisect_left(self.sorted_bytes, required)
+            high = bisect.bisect_left(self.sorted_bytes, required + b"\xff\xff\xff\xff")
+            shorter = [self.id_of_bytes[required[:n]] for n in range(1, len(required)) if required[:n] in self.id_of_bytes]
+            allowed = torch.tensor(self.sorted_ids[low:high] + shorter, device=self.device, dtype=torch.long)
             if len(self._allowed_cache) > 4096:
                 self._allowed_cache.clear()
             self._allowed_cache[required] = allowed
         return allowed
 
+    def _pick(self, logits: torch.Tensor, required: bytes) -> int:
+        if not required:
+            return int(logits.argmax())
+        allowed = self._allowed(required)
+        return int(allowed[logits[allowed].argmax()])
+
     def _window(self, ids: list[int]) -> list[int]:
         """The prompt the model reads: BOS + ids, or, past the block, a recent window of ids whose
         start moves in steps of half a window so that successive prompts share their start."""
-        limit = self.block_size - self.max_new_tokens - 1
+        limit = self.prompt_limit
         if len(ids) + 1 <= limit:
             return [self.tokenizer.eof_id] + ids
         step = max(1, limit // 2)
         start = math.ceil((len(ids) - limit) / step) * step
         return ids[start:]
 
-    def _feed(self, ids: list[int]) -> torch.Tensor:
-        """Pre-fill `ids` after the cached prefix they share; logits (V,) for the next token."""
+    def _feed(self, ids: list[int], rows: int) -> torch.Tensor:
+        """Bring the cache to `ids`, pre-filling only what follows the cached common prefix;
+        the logits (rows, V) of the last `rows` positions."""
         common = 0
-        limit = min(len(ids) - 1, len(self.cached_ids), self.cache.length)  # feed at least one
+        limit = min(len(ids) - rows, len(self.cached_ids), self.cache.length)
         while common < limit and self.cached_ids[common] == ids[common]:
             common += 1
         self.cache.length = common
-        new = ids[common:]
-        self.prefilled_tokens += len(new)
-        logits = self.model(torch.tensor([new], device=self.device), cache=self.cache, last_only=True)
+        self.prefilled_tokens += len(ids) - common
+        split = len(ids) - rows
+        if split - common > 64:  # a long new stretch: no logits wanted for most of it
+            self.model(torch.tensor([ids[common:split]], device=self.device), cache=self.cache, last_only=True)
+            common = split
+        logits = self.model(torch.tensor([ids[common:]], device=self.device), cache=self.cache)
         self.cached_ids = list(ids)
-        return logits[0, -1]
+        return logits[0, -rows:]
 
     @torch.inference_mode()
     def complete(self, prefix: str, following: str | None = None) -> str:
@@ -280,17 +302,27 @@ class LineCompleter:
         suggestion can no longer be a prefix of it: it would be rejected whatever came after, so
         the accept/reject outcome is the same and keystroke simulation gets much cheaper.
         """
-        body, required = healing_split(self.tokenizer, prefix)
+        body, tail = healing_split(self.tokenizer, prefix)
+        required = self.tokenizer.decode_bytes(tail)
         healed_length = len(required)
         target = following.encode("utf-8") if following is not None else None
-        logits = self._feed(self._window(body))
+        prompt = self._window(body)
+        tail_logits = self._feed(prompt + tail, len(tail) + 1)
+        logits = tail_logits[0]
         out = bytearray()
+        in_tail = bool(tail)  # every step so far re-picked the tail's own token
         for step in range(self.max_new_tokens):
-            if required:
-                allowed = self._allowed(required)
-                token = int(allowed[logits[allowed].argmax()])
-            else:
-                token = int(logits.argmax())
+            token = self._pick(logits, required)
+            if in_tail:
+                if token == tail[step]:
+                    out += self.token_bytes[token]
+                    required = required[len(self.token_bytes[token]) :]
+                    logits = tail_logits[step + 1]  # this token is already in the cache
+                    in_tail = step + 1 < len(tail)
+                    continue
+                in_tail = False  # another spelling: forget the rest of the tail
+                self.cache.length = len(prompt) + step
+                del self.cached_ids[len(prompt) + step :]
             data = self.token_bytes[token]
             if not data:  # end of file or another special token
                 break
