@@ -778,7 +778,8 @@ def _percentile(values: Sequence[float], q: float) -> float:
 
 def decode_tokens_per_second(engine: Engine, tokens: int = 128, context: int = 256, samples: int = 1) -> dict:
     """Decode speed of the engine's own step (pick + forward), greedy, after `context` tokens
-    of cached context. Returns tokens, seconds, cpu_seconds, tokens_per_second, ms_per_token."""
+    of cached context. Returns tokens, context, seconds, cpu_seconds, tokens_per_second, ms_per_token."""
+    context = min(context, engine.context // 2)
     tokens = max(1, min(tokens, engine.context - context - 1))
     rows = [_Row(pending=b"") for _ in range(samples)]
     greedy = CompletionQuery(uri="", prefix="", suffix="", mode="generate")
@@ -795,6 +796,7 @@ def decode_tokens_per_second(engine: Engine, tokens: int = 128, context: int = 2
         seconds, cpu_seconds = time.perf_counter() - start, time.process_time() - cpu_start
     return {
         "tokens": tokens,
+        "context": context,
         "seconds": seconds,
         "cpu_seconds": cpu_seconds,  # differs from seconds when other processes take the cores
         "tokens_per_second": tokens * samples / seconds,
@@ -812,6 +814,7 @@ def naive_vs_engine_decode(engine: Engine, tokens: int = 64, context: int = 256,
     naive = GPT(model.config).to(engine.device).eval()
     naive.load_state_dict({name: tensor.contiguous() for name, tensor in model.state_dict().items()})
     times: dict[str, list[float]] = {"naive": [], "engine": []}
+    context = min(context, engine.context - tokens - 1)
     with engine._lock, torch.inference_mode():
         prompt = torch.randint(0, engine.tokenizer.vocab_size, (1, context), device=engine.device)
         for _ in range(rounds):
@@ -829,6 +832,7 @@ def naive_vs_engine_decode(engine: Engine, tokens: int = 64, context: int = 256,
 def prefill_ms(engine: Engine, tokens: int, context: int = 0, repeats: int = 3) -> float:
     """Best-of-`repeats` time to pre-fill `tokens` new tokens after `context` cached ones."""
     best = float("inf")
+    tokens = min(tokens, engine.context - context)
     with engine._lock, torch.inference_mode():
         cache = engine.model.new_cache(1, context + tokens)
         ids = torch.randint(0, engine.tokenizer.vocab_size, (1, context + tokens))
@@ -964,10 +968,10 @@ def main(argv: list[str] | None = None) -> int:
     print(f"model {loaded.id}: {engine.model.num_params() / 1e6:.2f}M params, config {loaded.config.to_dict()}")
     print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, cpus {os.cpu_count()}, load ready in {time.perf_counter() - start:.2f}s")
 
-    for context in (64, 512):
+    for context in (64, min(512, engine.context // 2)):
         figures = decode_tokens_per_second(engine, tokens=128, context=context)
         print(
-            f"decode (1 stream, {context} cached): {figures['tokens_per_second']:.0f} tokens/s "
+            f"decode (1 stream, {figures['context']} cached): {figures['tokens_per_second']:.0f} tokens/s "
             f"({figures['ms_per_token']:.2f} ms/token; cpu {1000 * figures['cpu_seconds'] / figures['tokens']:.2f} ms/token)"
         )
     figures = naive_vs_engine_decode(engine)
@@ -976,10 +980,11 @@ def main(argv: list[str] | None = None) -> int:
         f"({1000 / figures['naive']:.0f} tokens/s), engine {figures['engine']:.2f} ms/token ({1000 / figures['engine']:.0f} tokens/s)"
     )
     figures = decode_tokens_per_second(engine, tokens=64, context=256, samples=4)
-    print(f"decode (4 streams, 256 cached): {figures['tokens_per_second']:.0f} tokens/s in all ({figures['ms_per_token']:.2f} ms/step)")
+    print(f"decode (4 streams, {figures['context']} cached): {figures['tokens_per_second']:.0f} tokens/s in all ({figures['ms_per_token']:.2f} ms/step)")
     for tokens in (1, 4, 64, 256):
-        print(f"prefill {tokens} tokens after 256 cached: {prefill_ms(engine, tokens, context=256):.1f} ms")
-    print(f"prefill 768 tokens cold: {prefill_ms(engine, 768):.1f} ms")
+        print(f"prefill {tokens} tokens after 128 cached: {prefill_ms(engine, tokens, context=128):.1f} ms")
+    cold = min(768, engine.context - 1)
+    print(f"prefill {cold} tokens cold: {prefill_ms(engine, cold):.1f} ms")
 
     script = max((t for t in texts if 1200 < len(t) < 6000), key=len, default=texts[0])[:1200]
     for label, mid_document in (("end of document", False), ("mid-document, fill-in-the-middle", True)):
@@ -992,7 +997,7 @@ def main(argv: list[str] | None = None) -> int:
         )
     psm = psm_prefill_tokens(engine, script, every=args.every)
     print(f"the same typing with a PSM prompt would pre-fill {psm:.1f} tokens per request "
-          f"({prefill_ms(engine, max(1, round(psm)), context=256):.1f} ms each)")
+          f"({prefill_ms(engine, max(1, round(psm)), context=128):.1f} ms each)")
     return 0
 
 
