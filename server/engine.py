@@ -61,6 +61,7 @@ MAX_HEAL_TOKENS = 3  # trailing prompt tokens token healing may back off
 MAX_HEAL_BYTES = 24
 DRAFT_TOKENS = 7  # most tokens a prompt-lookup draft proposes for one verification
 DRAFT_MISSES = 2  # fully rejected drafts after which a request stops drafting
+GENERATION_RESERVE = 128  # positions kept free for the completion, whatever its budget (see _prompt)
 LINE_MAX_TOKENS = 32  # a rest-of-line suggestion never needs more; bounds the cost when no newline comes
 SUFFIX_SHARE = 4  # the suffix gets at most 1/SUFFIX_SHARE of the prompt room
 
@@ -587,7 +588,9 @@ class Engine:
     def _prompt(self, doc: _Document, query: CompletionQuery, budget: int) -> tuple[list[int], bytes]:
         """The prompt ids and the healed bytes the suggestion must start with."""
         tok = self.tokenizer
-        room = self.context - budget
+        # The room must not depend on the request's budget: an editor asks for line and inline
+        # completions at the same cursor, and both must see the same prompt to share the cache.
+        room = self.context - max(budget, min(self.context // 4, GENERATION_RESERVE))
         suffix_ids: list[int] = []
         if query.suffix and not query.suffix.isspace():  # (isspace stops at the first character that is not)
             share = room // SUFFIX_SHARE

@@ -91,6 +91,17 @@ def test_cache_reuse_gives_the_same_suggestions_as_a_cold_run(loaded, with_suffi
     assert warm.last_stats["reused"] == 0
 
 
+def test_line_and_inline_requests_share_the_cache(engine):
+    cursor = SCRIPT.index("mkdir")
+    for typed in range(4):
+        prefix, suffix = SCRIPT[: cursor + typed], SCRIPT[cursor + 20 :]
+        engine.complete(query(prefix, suffix, mode="line", max_tokens=48))
+        engine.complete(query(prefix, suffix, mode="inline", max_tokens=48))
+        assert engine.last_stats["prefilled"] <= 2, engine.last_stats
+        engine.complete(query(prefix, suffix, mode="generate", max_tokens=64))
+        assert engine.last_stats["prefilled"] <= 2, engine.last_stats
+
+
 def test_samples_share_the_prefix_and_come_sorted(engine):
     q = query(SCRIPT[:200], mode="inline", max_tokens=10, num_samples=4, temperature=1.0)
     got = engine.complete(q)
