@@ -196,6 +196,10 @@ class BashlspProtocol(LanguageServerProtocol):
                 return self._converter.structure(data, types.ResponseErrorMessage)
             return self._converter.structure(data, self._result_types.pop(data["id"], None) or JsonRPCResponseMessage)
         message_type = self.get_message_type(data["method"])
+        if "params" not in data:
+            # JSON-RPC lets a message leave out params; pygls' untyped message classes require
+            # the field, so an unknown method without params got -32602 instead of -32601.
+            data = {**data, "params": None}
         if "id" in data:
             return self._converter.structure(data, message_type or JsonRPCRequestMessage)
         return self._converter.structure(data, message_type or JsonRPCNotification)
