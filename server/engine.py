@@ -140,9 +140,10 @@ class TokenTable:
         if cached is not None:
             return cached
         lo = bisect.bisect_left(self.sorted_bytes, pending)
-        hi = lo
-        while hi < len(self.sorted_bytes) and self.sorted_bytes[hi].startswith(pending):
-            hi += 1
+        # Everything that starts with `pending` sorts before `pending` with its last byte raised.
+        stem = pending.rstrip(b"\xff")
+        upper = stem[:-1] + bytes([stem[-1] + 1]) if stem else None
+        hi = bisect.bisect_left(self.sorted_bytes, upper) if upper is not None else len(self.sorted_bytes)
         shorter = [self.id_of[pending[:k]] for k in range(1, len(pending)) if pending[:k] in self.id_of]
         ids = torch.cat([self.sorted_ids[lo:hi], torch.tensor(shorter, dtype=torch.long)])
         if len(self._allowed_cache) > 256:
@@ -733,22 +734,21 @@ class Engine:
 
     def _pick(self, logits: torch.Tensor, rows: list[_Row], query: CompletionQuery) -> tuple[torch.Tensor, torch.Tensor]:
         """The next token of every row (B,) and its log-probability under the model (B,)."""
-        candidates = logits
+        logprobs = torch.log_softmax(logits, dim=-1)  # (B, V); softmax is shift-invariant, so it also serves as logits
+        candidates = logprobs
         if any(row.pending for row in rows):  # token healing: spell the removed bytes first
-            candidates = torch.full_like(logits, float("-inf"))
+            candidates = torch.full_like(logprobs, float("-inf"))
             for r, row in enumerate(rows):
                 if row.pending:
-                    allowed = self.table.allowed(row.pending).to(logits.device)
-                    candidates[r, allowed] = logits[r, allowed]
+                    allowed = self.table.allowed(row.pending).to(logprobs.device)
+                    candidates[r, allowed] = logprobs[r, allowed]
                 else:
-                    candidates[r] = logits[r]
+                    candidates[r] = logprobs[r]
         if query.temperature <= 0:
-            best, next_ids = candidates.max(dim=-1)  # one op gives both (greedy is the common case)
-            if candidates is logits:
-                return next_ids, best - logits.logsumexp(dim=-1)
-        else:
-            next_ids = pick_next(candidates, query.temperature, query.top_p, None)
-        return next_ids, logits.gather(-1, next_ids[:, None]).squeeze(-1) - logits.logsumexp(dim=-1)
+            best, next_ids = candidates.max(dim=-1)  # greedy, the common case: two ops in all
+            return next_ids, best
+        next_ids = pick_next(candidates, query.temperature, query.top_p, None)
+        return next_ids, logprobs.gather(-1, next_ids[:, None]).squeeze(-1)
 
     def _suggestions(self, rows: list[_Row], healed: bytes, rules: StopRules, mode: str) -> list[Suggestion]:
         best: dict[str, Suggestion] = {}
