@@ -11,8 +11,9 @@ types, the text after the cursor stays the same and only the end of the prefix c
 SPM everything up to the cursor is a stable token prefix, so the server's KV cache keeps the
 whole prompt and pre-fills only the few new tokens of each keystroke. In PSM the suffix sits
 after the prefix, so every keystroke invalidates the cached suffix and `<|fim_middle|>`, and
-the server must pre-fill the whole suffix again (measured on nano, 2 CPU cores: see
-server/engine.py, `python -m bashlsp.server.engine --bench`). A second gain: the middle
+the server must pre-fill the whole suffix again: typing a line into the middle of a script,
+SPM pre-fills ~2 tokens per keystroke and PSM would pre-fill ~110 (~45 ms on nano, 2 busy CPU
+cores; `python -m bashlsp.server.engine --bench` prints both). A second gain: the middle
 continues the prefix exactly as in plain left-to-right text, so token healing at the cursor
 works the same way with or without a suffix.
 
