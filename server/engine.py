@@ -5,8 +5,8 @@ internal lock makes `complete`, `swap` and `warm_up` safe from any thread anyway
 
 1. Prompt. Plain left-to-right text when nothing but blanks follows the cursor (preceded by
    <|eof|> when the document's start is in the window, as in the training stream), otherwise
-   fill-in-the-middle in the SPM order of `bashlsp.model.fim`: suffix first, then the prefix
-   running into the middle. Why SPM: while the user types at the cursor the suffix stays the
+   fill-in-the-middle in the SPM order of `bashlsp.model.fim` (after an <|eof|>, as in
+   training): suffix first, then the prefix running into the middle. Why SPM: while the user types at the cursor the suffix stays the
    same, so the whole prompt up to the cursor is a stable token prefix. Measured typing a line
    into the middle of a script (`--bench`): SPM pre-fills 2.1 tokens per keystroke, PSM would
    pre-fill ~110 (the suffix again each time). The suffix gets at most a quarter of the room
@@ -596,12 +596,13 @@ class Engine:
         if query.suffix and not query.suffix.isspace():  # (isspace stops at the first character that is not)
             share = room // SUFFIX_SHARE
             suffix_ids = self._encode_suffix(doc, _clean(query.suffix[: share * 8]))[:share]
-        overhead = fim_prompt_overhead() if suffix_ids else 1
+        overhead = 1 + fim_prompt_overhead() if suffix_ids else 1
         prefix_ids, doc.window_start = self._prefix_window(doc, query.prefix, room - overhead - len(suffix_ids))
         kept, healed = self.table.heal(prefix_ids)
+        # In the training stream every document, plain or fill-in-the-middle example, follows
+        # the <|eof|> of the one before it (training/loop.py).
         if suffix_ids:
-            return fim_prompt_ids(tok, kept, suffix_ids), healed
-        # A document's own start follows <|eof|> in the training stream.
+            return [tok.eof_id, *fim_prompt_ids(tok, kept, suffix_ids)], healed
         return ([tok.eof_id] if doc.window_start == 0 else []) + kept, healed
 
     def _reserve(self, doc: _Document, length: int) -> None:
