@@ -29,7 +29,8 @@ MAX_DOCUMENT_CHARS = 8 * 1024 * 1024  # larger documents are declined (logged on
 BINARY_PROBE_CHARS = 8192  # a NUL in the first 8 KiB marks a binary file
 
 _LINE_BREAK = re.compile(r"(\r\n|\r|\n)")
-_WORD_BEFORE = re.compile(r"[A-Za-z0-9_]*\Z")
+_WORD_CHARS = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_"
+PREFIX_CUT_STEP = 1024  # a cut inside one very long line moves in steps, so the engine's cache holds
 _SURROGATE = re.compile("[\ud800-\udfff]")  # json.loads joins valid pairs, so these are lone ones
 
 
@@ -140,7 +141,8 @@ class Document:
     def _reclassify(self) -> None:
         self.shell = shell_reason(self.uri, self.language_id, strip_break(self.lines[0]))
         if self.chars > MAX_DOCUMENT_CHARS:
-            self.declined = f"too large ({self.chars} characters; the limit is {MAX_DOCUMENT_CHARS})"
+            # No character count in the reason: it is logged once per reason, not per keystroke.
+            self.declined = f"too large (over the limit of {MAX_DOCUMENT_CHARS} characters)"
         elif "\x00" in "".join(self.lines[:64])[:BINARY_PROBE_CHARS]:
             self.declined = "looks binary (contains NUL characters)"
         elif self.shell is None:
@@ -216,6 +218,11 @@ class Document:
         """Text before (line, column), at most about `max_chars`, starting at a line start that
         stays put while the user types nearby (so the engine can reuse its cache)."""
         head = self.lines[line][:column]
+        if len(head) > max_chars:
+            # One line longer than the window (minified code, a base64 blob): its tail only.
+            # Without the cut a 1 MB line went to the engine whole (seconds per request).
+            cut = -(-(len(head) - max_chars) // PREFIX_CUT_STEP) * PREFIX_CUT_STEP
+            return head[cut:]
         budget = max_chars - len(head)
         start = line
         while start > 0 and budget - len(self.lines[start - 1]) >= 0:
@@ -237,7 +244,10 @@ class Document:
         return "".join(parts)[:max_chars]
 
     def word_before(self, line: int, column: int) -> str:
-        return _WORD_BEFORE.search(self.lines[line][:column]).group(0)
+        # rstrip, not a regex search for `[A-Za-z0-9_]*\Z`: the search retries at every
+        # position of a long word and took 20 s for a 40,000-character one (quadratic).
+        head = self.lines[line][:column]
+        return head[len(head.rstrip(_WORD_CHARS)):]
 
 
 class DocumentStore:
