@@ -34,8 +34,8 @@ class RawServer:
         self._ids = itertools.count(1)
         self._cond = threading.Condition()
         self.answers: list[dict] = []  # every response, in arrival order
-        self.logs: list[tuple[int, str]] = []  # (type, message) of window/logMessage and showMessage
-        self.shown: list[str] = []
+        self.logs: list[tuple[int, str]] = []  # (type, message) of window/logMessage
+        self.shown: list[str] = []  # window/showMessage texts
         self.sent = 0  # messages written
         self._write_lock = threading.Lock()
         self._eof = False
@@ -108,11 +108,11 @@ class RawServer:
                 self.proc.stdin.write(b"Content-Length: %d\r\n\r\n" % len(body) + body)
             return
         with self._cond:
-            if method in ("window/logMessage", "window/showMessage"):
+            if method == "window/logMessage":
                 params = message.get("params") or {}
                 self.logs.append((params.get("type", 0), params.get("message", "")))
-                if method == "window/showMessage":
-                    self.shown.append(params.get("message", ""))
+            elif method == "window/showMessage":
+                self.shown.append((message.get("params") or {}).get("message", ""))
             elif method is None:
                 self.answers.append(message)
             self._cond.notify_all()
@@ -148,6 +148,11 @@ class RawServer:
         """The first log message from index `start` on that contains `needle`."""
         return self._wait(lambda: next((m for _, m in self.logs[start:] if needle in m), None),
                           timeout, f"log message containing {needle!r}")
+
+    def wait_shown(self, needle: str, timeout: float = 60) -> str:
+        """The first window/showMessage that contains `needle`."""
+        return self._wait(lambda: next((m for m in self.shown if needle in m), None),
+                          timeout, f"shown message containing {needle!r}")
 
     # -- the session -------------------------------------------------------------------------------
 
