@@ -183,7 +183,7 @@ class Block(nn.Module):
 
 
 class GPT(nn.Module):
-    def __init__(self, config: GPTConfig) -> None:
+    def __init__(self, config: GPTConfig, init_weights: bool = True) -> None:
         super().__init__()
         self.config = config
         self.wte = nn.Embedding(config.vocab_size, config.n_embd)
@@ -193,6 +193,11 @@ class GPT(nn.Module):
         # Not parameters and not saved: rebuilt from the config.
         self.register_buffer("rope_cos", cos, persistent=False)
         self.register_buffer("rope_sin", sin, persistent=False)
+        if init_weights:
+            self._init_all()
+
+    def _init_all(self) -> None:
+        config = self.config
         self.apply(self._init_weights)
         # Residual projections start small so deep stacks begin near the identity (GPT-2).
         for name, p in self.named_parameters():
