@@ -212,7 +212,9 @@ class Trainer:
             [{"params": decay, "weight_decay": config.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
             lr=config.lr,
             betas=(config.beta1, config.beta2),
-            fused=device.type == "cuda",
+            # Fused on the CPU too: measured on nano (5.3M parameters, 2 shared cores), the
+            # optimizer step alone took ~0.5 CPU-s with the default foreach AdamW, 0.02-0.2 fused.
+            fused=device.type in ("cuda", "cpu"),
         )
         self.step = 0
         self.skipped = 0
