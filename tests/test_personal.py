@@ -253,5 +253,7 @@ def test_bench_train_measures_the_real_loop(tiny_checkpoint):
     figures = training_throughput(tiny_checkpoint, fixture_texts(), steps=5, batch_size=2, seq_len=32)
     assert figures["tokens_per_second"] > 0 and figures["timed_steps"] == 3
     assert figures["flops_per_token"] == load_checkpoint(tiny_checkpoint).model.flops_per_token(32)
-    assert matmul_gflops(torch.float32, n=64, min_seconds=0.01) > 0
+    rate = matmul_gflops(torch.float32, n=64, min_seconds=0.01)
+    assert rate["wall"] > 0 and rate["cpu"] > 0
+    assert figures["tokens_per_cpu_second"] > 0
     assert run_cli("bench", "train", "--help").returncode == 0
