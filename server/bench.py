@@ -150,13 +150,18 @@ class LspClient:
             result = {"applied": False}
         self._write({"jsonrpc": "2.0", "id": message["id"], "result": result})
 
-    async def request(self, method: str, params) -> tuple[dict, float]:
-        """(the answer message, seconds from writing the request to reading the answer)."""
+    def send(self, method: str, params) -> tuple[int, asyncio.Future]:
+        """Write a request now; (its id, a future for the answer message)."""
         self._next_id += 1
         future = asyncio.get_running_loop().create_future()
         self._pending[self._next_id] = future
-        started = time.perf_counter()
         self._write({"jsonrpc": "2.0", "id": self._next_id, "method": method, "params": params})
+        return self._next_id, future
+
+    async def request(self, method: str, params) -> tuple[dict, float]:
+        """(the answer message, seconds from writing the request to reading the answer)."""
+        started = time.perf_counter()
+        _, future = self.send(method, params)
         answer = await future
         return answer, time.perf_counter() - started
 
