@@ -23,6 +23,13 @@ Four measures (definitions in shared/DESIGN.md, "Measuring quality"), each file 
 Completions use token healing: the last partial word of the prompt is taken back out of the
 prompt and the first generated tokens are constrained to re-spell it, so `ech|` can continue as
 the single token `echo` the model learned, instead of from the split `ech` it never saw.
+`--completer server` measures through the language server's own engine instead.
+
+Cost: keystroke simulation dominates. Each keystroke re-uses the KV cache of the previous one
+(only the last word is pre-filled again) and stops decoding as soon as the suggestion departs
+from the real text, so a keystroke costs about one pre-fill and two decode steps. Measured with
+a nano model (5.3 M parameters) on 50 held-out Debian scripts, 1 thread, on 2 shared CPU cores:
+about 450 s of CPU time for the whole evaluation with the defaults, 60 % of it keystrokes.
 """
 
 from __future__ import annotations
