@@ -257,3 +257,22 @@ def test_bench_train_measures_the_real_loop(tiny_checkpoint):
     assert rate["wall"] > 0 and rate["cpu"] > 0
     assert figures["tokens_per_cpu_second"] > 0
     assert run_cli("bench", "train", "--help").returncode == 0
+
+
+def test_general_figure_carried_in_the_base_meta_is_reused(user_dir, tmp_path, tiny_checkpoint):
+    import shutil
+
+    from bashlsp.training.personal import GENERAL_HOLDOUT_DIR, general_gate_meta
+
+    if not GENERAL_HOLDOUT_DIR.is_dir():
+        pytest.skip("this build ships no general holdout")
+    base = tmp_path / "base"
+    shutil.copytree(tiny_checkpoint, base)
+    meta = json.loads((base / "meta.json").read_text())
+    meta.update(general_gate_meta(load_checkpoint(base)))
+    meta["gate"]["general_bpb_after"] = 7.5  # a figure the round could not measure itself
+    (base / "meta.json").write_text(json.dumps(meta))
+    run_trainer(options(user_dir, tmp_path, base, general_holdout=None, max_general_loss=0.99))
+    logged = json.loads((tmp_path / "store" / HISTORY_FILE).read_text().splitlines()[-1])
+    assert logged["gate"]["general_bpb_start"] == 7.5
+    assert logged["gate"]["general_holdout_docs"] > 0
