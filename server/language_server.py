@@ -246,6 +246,7 @@ class BashLanguageServer(LanguageServer):
         info = self.host.info()
         info["stats"] = {kind: s.as_dict() for kind, s in sorted(self.stats.items())}
         info["documents"] = len(self.documents)
+        info["inFlight"] = len(self.protocol._request_futures)  # handlers not yet finished (this one included)
         info["pid"] = os.getpid()
         return info
 

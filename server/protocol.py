@@ -30,6 +30,7 @@ import attrs
 from cattrs import transform_error
 from cattrs.errors import ClassValidationError
 from lsprotocol import types
+from pygls.exceptions import JsonRpcException
 from pygls.protocol import LanguageServerProtocol
 from pygls.protocol.json_rpc import JsonRPCNotification, JsonRPCRequestMessage, JsonRPCResponseMessage
 from pygls.protocol.language_server import lsp_method
@@ -213,13 +214,36 @@ class BashlspProtocol(LanguageServerProtocol):
     def _send_handler_result(self, future, *, msg_id):
         if not future.cancelled():
             exc = future.exception()
-            if isinstance(exc, BashlspError):
+            # A user's or client's error (an unknown command: JsonRpcInvalidParams) is answered
+            # as such; pygls would also log it with a traceback, as if the server had failed.
+            if isinstance(exc, (BashlspError, JsonRpcException)):
                 self._request_futures.pop(msg_id, None)
                 self._send_response(msg_id, error=convert.response_error(exc))
                 return
         super()._send_handler_result(future, msg_id=msg_id)
 
+    def _execute_handler(self, msg_id, handler, callback, args=None, kwargs=None):
+        # pygls 2.1.1 files the future of every async or generator handler under msg_id in
+        # _request_futures, but only a request's answer removes it: notifications (didChange on
+        # every keystroke) and the inner steps of generator handlers run under made-up uuid ids
+        # that stay forever (measured: ~1 KB per keystroke, +10% resident memory in 3 minutes
+        # of `bashlsp bench stress`). Forget those once they are done.
+        super()._execute_handler(msg_id, handler, callback, args, kwargs)
+        answers_request = isinstance(callback, functools.partial) and callback.func == self._send_handler_result
+        future = self._request_futures.get(msg_id)
+        if future is not None and not answers_request:
+
+            def forget(done, msg_id=msg_id) -> None:
+                if self._request_futures.get(msg_id) is done:
+                    del self._request_futures[msg_id]
+
+            future.add_done_callback(forget)
+
     def _handle_cancel_notification(self, msg_id):
+        if isinstance(msg_id, bool) or not isinstance(msg_id, (int, str)):
+            # lsprotocol lets `{"id": [...]}` through; as a dict key it raised TypeError (fuzzing).
+            logger.warning("ignored $/cancelRequest with an id that is not a number or a string")
+            return
         # Also stop work pygls cannot see: a command's task, the model worker's decode loop.
         self._server.requests.cancel_message(msg_id)
         super()._handle_cancel_notification(msg_id)
