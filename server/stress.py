@@ -194,7 +194,9 @@ def build_report(args, info: dict, stats: Stats, elapsed: float, alive: bool, ex
         latencies = [o.seconds * 1000 for o in stats.outcomes
                      if o.status == "ok" and start <= o.sent_at < start + args.bucket and "superseded" not in o.kind]
         figures = percentiles(latencies)
-        buckets.append({"from_s": start, "to_s": min(start + args.bucket, round(elapsed)), **figures})
+        in_bucket = [mb for at, mb in stats.rss if at < start + args.bucket]
+        buckets.append({"from_s": start, "to_s": min(start + args.bucket, round(elapsed)), **figures,
+                        "rss_mb": in_bucket[-1] if in_bucket else None})
     warm = [mb for at, mb in stats.rss if at >= min(args.warmup, elapsed / 2)]
     rss_after_warmup = warm[0] if warm else None
     rss_end = stats.rss[-1][1] if stats.rss else None
@@ -221,11 +223,12 @@ def print_report(report: dict) -> None:
     print(f"unexpected errors: {report['unexpected_errors']}")
     for error in report["errors"]:
         print(f"  {error}")
-    print("latency (ms, completion + inline, from request to answer):")
+    print("latency (ms, completion + inline, from request to answer) and server memory at the end of each bucket:")
     for bucket in report["latency_ms_by_bucket"]:
         if bucket["n"]:
+            rss = f"  RSS {bucket['rss_mb']:.1f} MB" if bucket.get("rss_mb") else ""
             print(f"  {bucket['from_s']:4d}-{bucket['to_s']:<4d} s  n {bucket['n']:5d}  p50 {bucket['p50']:7.1f}  "
-                  f"p95 {bucket['p95']:7.1f}  max {bucket['max']:7.1f}")
+                  f"p95 {bucket['p95']:7.1f}  max {bucket['max']:7.1f}{rss}")
     rss = report["rss_mb"]
     if rss["after_warmup"] is not None:
         verdict = "goal < 5% met" if rss["growth_percent"] < 5 else "over the 5% goal"
