@@ -65,12 +65,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     models = sub.add_parser("models", help="list, use or roll back checkpoints in the store")
     models.add_argument("--store", help="checkpoint store directory")
+    # --store is accepted before or after the action; SUPPRESS keeps an absent one from
+    # overwriting a value given before the action.
+    store_option = argparse.ArgumentParser(add_help=False)
+    store_option.add_argument("--store", default=argparse.SUPPRESS, help="checkpoint store directory")
     models_sub = models.add_subparsers(dest="models_command", metavar="ACTION", required=True)
-    models_sub.add_parser("list", help="list checkpoints (* marks the current one)").set_defaults(handler=_run_models_list)
-    use = models_sub.add_parser("use", help="make checkpoint ID current")
+    models_sub.add_parser("list", parents=[store_option], help="list checkpoints (* marks the current one)").set_defaults(handler=_run_models_list)
+    use = models_sub.add_parser("use", parents=[store_option], help="make checkpoint ID current")
     use.add_argument("id")
     use.set_defaults(handler=_run_models_use)
-    models_sub.add_parser("rollback", help="make the previous checkpoint current again").set_defaults(handler=_run_models_rollback)
+    models_sub.add_parser("rollback", parents=[store_option], help="make the previous checkpoint current again").set_defaults(handler=_run_models_rollback)
 
     bench = sub.add_parser("bench", help="benchmarks that print figures")
     bench_sub = bench.add_subparsers(dest="bench_command", metavar="WHAT", required=True)

@@ -58,6 +58,10 @@ def test_models_list_use_rollback(tiny_checkpoint, tmp_path):
     assert store.current_id() == first
     assert run_cli("models", "--store", str(store.root), "use", second).returncode == 0
     assert store.current_id() == second
+    assert run_cli("models", "rollback", "--store", str(store.root)).returncode == 0
+    assert store.current_id() == first
+    assert run_cli("models", "use", second, "--store", str(store.root)).returncode == 0
+    assert store.current_id() == second
     bad = run_cli("models", "use", "no-such-id", env=env)
     assert bad.returncode == 1 and "no checkpoint 'no-such-id'" in bad.stderr
 

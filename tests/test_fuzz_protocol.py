@@ -278,17 +278,18 @@ def run_batch(server: RawServer, batch: list[bytes]) -> None:
 
 
 FUZZ_MESSAGES = int(os.environ.get("BASHLSP_FUZZ_MESSAGES", "600"))
-FUZZ_SETTINGS = dict(deadline=None, database=None, suppress_health_check=list(HealthCheck), derandomize=False)
+FUZZ_SETTINGS = dict(deadline=None, database=None, suppress_health_check=list(HealthCheck))
 
 
-@settings(max_examples=max(1, FUZZ_MESSAGES // 4), **FUZZ_SETTINGS)
+# The default run is derandomized so CI is repeatable; the slow variant explores new inputs.
+@settings(max_examples=max(1, FUZZ_MESSAGES // 4), derandomize=True, **FUZZ_SETTINGS)
 @given(batch=batches())
 def test_fuzzed_messages_each_get_exactly_the_answers_they_need(server, batch):
     run_batch(server, batch)
 
 
 @pytest.mark.slow
-@settings(max_examples=1250, **FUZZ_SETTINGS)
+@settings(max_examples=1250, derandomize=False, **FUZZ_SETTINGS)
 @given(batch=batches())
 def test_fuzzed_messages_many(server, batch):
     run_batch(server, batch)
