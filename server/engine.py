@@ -386,20 +386,6 @@ class _Document:
         self.lookup = PromptLookup(self.ids, frozenset())
 
 
-def _common_text_prefix(a: str, b: str) -> int:
-    n = min(len(a), len(b))
-    if a[:n] == b[:n]:
-        return n
-    lo, hi = 0, n
-    while hi - lo > 1:
-        mid = (lo + hi) // 2
-        if a[:mid] == b[:mid]:
-            lo = mid
-        else:
-            hi = mid
-    return lo
-
-
 def _safe_split(text: str, limit: int) -> int:
     """The last position <= limit where encoding text[:p] and text[p:] apart gives the same
     tokens as encoding text whole: a line start after a newline that ends a non-blank line and
@@ -414,7 +400,8 @@ def _safe_split(text: str, limit: int) -> int:
     return 0
 
 
-def _common_prefix_length(a: Sequence[int], b: Sequence[int]) -> int:
+def _common_prefix_length(a: Sequence, b: Sequence) -> int:
+    """Length of the common prefix of two token lists or two strings (binary search on slices)."""
     n = min(len(a), len(b))
     if a[:n] == b[:n]:
         return n
@@ -565,7 +552,7 @@ class Engine:
     def _encode_prefix(self, doc: _Document, text: str) -> list[int]:
         """encode(text), re-using the tokens of the previous text up to the last safe split
         point the two share (see _safe_split): a keystroke re-encodes about one line."""
-        split = _safe_split(text, _common_text_prefix(doc.prefix_text, text))
+        split = _safe_split(text, _common_prefix_length(doc.prefix_text, text))
         keep = 0
         if split:
             split_byte = len(text[:split].encode("utf-8"))

@@ -13,6 +13,7 @@ from lsprotocol import types
 from pytest_lsp import ClientServerConfig, LanguageClient
 
 from bashlsp.model.checkpoint import CheckpointStore, load_checkpoint
+from lsp_support import wait_for_log
 
 SERVER = [sys.executable, "-m", "bashlsp.server.cli", "serve", "--stdio"]
 TEXT = "#!/bin/bash\nNAME=world\nfor f in *.log; do\n  echo \"$f\"\ndone\necho \"$NA"
@@ -33,17 +34,6 @@ async def client(lsp_client: LanguageClient, store: CheckpointStore):
         capabilities=types.ClientCapabilities(), initialization_options=options))
     yield
     await lsp_client.shutdown_session()
-
-
-async def wait_for_log(client: LanguageClient, needle: str, timeout: float = 120) -> types.LogMessageParams:
-    async def wait():
-        while True:
-            for message in client.log_messages:
-                if needle in message.message:
-                    return message
-            await client.wait_for_notification(types.WINDOW_LOG_MESSAGE)
-
-    return await asyncio.wait_for(wait(), timeout)
 
 
 def publish_variant(store: CheckpointStore, source, generation: int) -> str:

@@ -23,6 +23,7 @@ from pytest_lsp import ClientServerConfig, LanguageClient
 from bashlsp.model.checkpoint import load_checkpoint
 from bashlsp.server.engine import CompletionQuery, Engine
 from bashlsp.server.shell_check import ShellTools, introduces_syntax_error
+from lsp_support import wait_for_log
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
@@ -106,17 +107,6 @@ def plain(value):
     if isinstance(value, (list, tuple)):
         return [plain(v) for v in value]
     return value
-
-
-async def wait_for_log(client: LanguageClient, needle: str, timeout: float = 120) -> types.LogMessageParams:
-    async def wait():
-        while True:
-            for message in client.log_messages:
-                if needle in message.message:
-                    return message
-            await client.wait_for_notification(types.WINDOW_LOG_MESSAGE)
-
-    return await asyncio.wait_for(wait(), timeout)
 
 
 # -- tests -----------------------------------------------------------------------------------------
