@@ -18,6 +18,7 @@ class SamplingOptions:
     top_p: float = 1.0
     stop: Sequence[str] = ()  # generation ends before the first occurrence of any of these
     seed: int | None = None
+    code_first: bool = False  # the first token must begin code (no blank line, no <|eof|>): generating below a comment
 
 
 @dataclass
@@ -70,6 +71,9 @@ def generate(
 
     cache = model.new_cache(1, len(prompt) + budget)
     logits = model(torch.tensor([prompt], device=device), cache=cache, last_only=True)[:, -1]  # (1, V)
+    if options.code_first:
+        logits = logits.clone()
+        logits[:, tokenizer.no_code_start_ids] = float("-inf")
     if num_samples > 1:
         cache = cache.expand(num_samples)
         logits = logits.expand(num_samples, -1)

@@ -120,3 +120,13 @@ class BashTokenizer:
                 continue
             table[index] = bytes(byte_of[ch] for ch in token)
         return table
+
+    @cached_property
+    def no_code_start_ids(self) -> list[int]:
+        """Ids that cannot begin a script body written below a comment line: special tokens
+        (<|eof|> would end it empty), tokens starting with a line break (a blank line: the model
+        then tends to read the comment as a file header and stop) or with `#` (it then tends to
+        go on writing a header, licence text included, instead of code)."""
+        return sorted(
+            i for i, data in enumerate(self.token_bytes) if i in self.special_ids or data[:1] in (b"\n", b"\r", b"#")
+        )

@@ -102,6 +102,31 @@ def test_line_and_inline_requests_share_the_cache(engine):
         assert engine.last_stats["prefilled"] <= 2, engine.last_stats
 
 
+def test_generate_starts_with_code_below_the_comment(engine):
+    """Below a comment the first bytes must begin code: logits that all but force a blank line,
+    another comment or <|eof|> still give code; later tokens and other modes are left alone."""
+    from bashlsp.server.engine import _Row
+
+    tok = engine.tokenizer
+    forced = [tok.encode("\n")[0], tok.encode("#")[0], tok.eof_id]
+    logits = torch.zeros(len(forced), tok.vocab_size)
+    for row, token in enumerate(forced):
+        logits[row, token] = 100.0
+    generate = query("# list files\n", mode="generate")
+    picked, _ = engine._pick(logits, [_Row(pending=b"", code_due=True) for _ in forced], generate)
+    assert not set(picked.tolist()) & set(forced)
+    assert tok.decode(picked.tolist())[:1] not in ("\n", "#")
+    picked, _ = engine._pick(logits, [_Row(pending=b"") for _ in forced], generate)
+    assert picked.tolist() == forced
+    # still healing a newline: the token after it may not start a blank line either
+    newline_then_blank = [i for i, data in enumerate(engine.table.token_bytes) if data.startswith(b"\n\n")]
+    if newline_then_blank:
+        logits = torch.zeros(1, tok.vocab_size)
+        logits[0, newline_then_blank[0]] = 100.0
+        picked, _ = engine._pick(logits, [_Row(pending=b"\n", code_due=True)], generate)
+        assert not engine.table.token_bytes[picked.item()].startswith(b"\n\n")
+
+
 def test_samples_share_the_prefix_and_come_sorted(engine):
     q = query(SCRIPT[:200], mode="inline", max_tokens=10, num_samples=4, temperature=1.0)
     got = engine.complete(q)

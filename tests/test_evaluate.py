@@ -414,3 +414,29 @@ def test_eval_command_reports_a_missing_folder(tiny_checkpoint, tmp_path):
     result = run_cli("eval", str(tmp_path / "nowhere"), "--checkpoint", str(tiny_checkpoint))
     assert result.returncode == 1
     assert "is not a directory" in result.stderr
+
+
+def test_generation_below_a_comment_starts_with_code(loaded):
+    """With code_first, no sample's first token is a blank line, a comment or <|eof|>; without it
+    (same seed, a hot temperature) some are, so the check can tell the two apart."""
+    from bashlsp.model.sampling import SamplingOptions, generate
+
+    prompt = loaded.tokenizer.encode(ev.generation_prompt("Print the date"))
+
+    def first_tokens(code_first: bool) -> list[tuple[str, str]]:
+        options = SamplingOptions(max_new_tokens=3, temperature=3.0, seed=7, code_first=code_first)
+        samples = generate(loaded.model, loaded.tokenizer, prompt, options, num_samples=64)
+        return [(s.text, s.finish_reason) for s in samples]
+
+    def starts_without_code(text: str, finish: str) -> bool:
+        return (not text and finish == "eof") or text[:1] in ("\n", "\r", "#")
+
+    assert not any(starts_without_code(*sample) for sample in first_tokens(code_first=True))
+    assert any(starts_without_code(*sample) for sample in first_tokens(code_first=False))
+
+
+def test_a_generation_needs_a_line_of_code():
+    assert ev.has_code_line("ls -l\n")
+    assert ev.has_code_line("# list\n  ls -l")
+    assert not ev.has_code_line("")
+    assert not ev.has_code_line("# more words\n  # and more\n\n")

@@ -16,8 +16,9 @@ Four measures (definitions in shared/DESIGN.md, "Measuring quality"), each file 
   model suggests the rest of the line; a suggestion that is a non-empty prefix of what follows is
   accepted for one keystroke, otherwise one character is typed. KSR = 1 - keystrokes / characters.
 - comment-to-script generation: from `#!/bin/bash\\n# <description>\\n`, sample (T=0.8, top-p
-  0.95) up to 128 tokens, stopping at a blank line or end of file, and check the script with
-  `bash -n` (parse only; generated code is never executed). An empty generation counts as a
+  0.95) up to 128 tokens whose first token must begin code (as the server does), stopping at a
+  blank line or end of file, and check the script with `bash -n` (parse only; generated code is
+  never executed). A generation without a line of code (empty, or only comments) counts as a
   failure: it passes `bash -n` trivially but completes nothing.
 
 Completions use token healing: the last partial word of the prompt is taken back out of the
@@ -581,6 +582,12 @@ def read_generation_pairs(path: Path) -> tuple[list[str], str]:
     return [r["description"] for r in records], f"{path} (all pairs: none marked holdout)"
 
 
+def has_code_line(code: str) -> bool:
+    """Whether a generation has a line that is neither blank nor a comment: only comments is no
+    script, though `bash -n` passes it."""
+    return any(line.strip() and not line.lstrip().startswith("#") for line in code.split("\n"))
+
+
 def generation_pass_rate(
     loaded,
     descriptions: Sequence[str],
@@ -592,24 +599,27 @@ def generation_pass_rate(
 ) -> dict:
     """Share of scripts generated from `#!/bin/bash\\n# <description>\\n` that pass `bash -n`.
 
-    One sample per description (seeded with seed + its index), stopping at a blank line or end of
-    file. Empty generations count as failures."""
+    One sample per description (seeded with seed + its index) whose first token must begin code,
+    as in the server, stopping at a blank line or end of file. Generations without a line of code
+    (empty, or comments only) count as failures."""
     from bashlsp.model.sampling import SamplingOptions, generate
 
     tokenizer = loaded.tokenizer
-    passed = empty = cut = 0
+    passed = no_code = cut = 0
     examples = []
     for index, description in enumerate(_progress(descriptions, "generation", progress)):
         prompt = generation_prompt(description)
         options = SamplingOptions(
-            max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p, stop=("\n\n",), seed=seed + index
+            max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p, stop=("\n\n",), seed=seed + index,
+            code_first=True,  # as the server's generate-from-comment does
         )
         sample = generate(loaded.model, tokenizer, tokenizer.encode(prompt), options)[0]
         # The script ends at its first blank line, also one right after the comment line.
         code = "" if sample.text.startswith("\n") else sample.text
-        ok = bool(code.strip()) and bash_syntax_ok(prompt + code)
+        has_code = has_code_line(code)
+        ok = has_code and bash_syntax_ok(prompt + code)
         passed += ok
-        empty += not code.strip()
+        no_code += not has_code
         cut += sample.finish_reason == "length"
         if len(examples) < 3:
             examples.append({"description": description, "generated": code, "passes": ok})
@@ -618,7 +628,7 @@ def generation_pass_rate(
         "pass_rate": passed / total if total else float("nan"),
         "passed": passed,
         "total": total,
-        "empty": empty,
+        "no_code": no_code,  # empty or comments only
         "cut_at_max_tokens": cut,
         "max_new_tokens": max_new_tokens,
         "temperature": temperature,
@@ -885,7 +895,7 @@ def format_report(result: dict) -> str:
             f"comment-to-script generation: {gen['total']} of {gen['available']} prompts from {gen['source']}",
             f"  (T={gen['temperature']}, top-p {gen['top_p']}, up to {gen['max_new_tokens']} tokens, stop at a blank line)",
             f"  pass bash -n  {gen['passed']}/{gen['total']} = {_percent(gen['pass_rate'])}"
-            f"  (empty {gen['empty']}, cut at {gen['max_new_tokens']} tokens {gen['cut_at_max_tokens']})",
+            f"  (no code {gen['no_code']}, cut at {gen['max_new_tokens']} tokens {gen['cut_at_max_tokens']})",
         ]
     timing = ", ".join(f"{name[:-2].replace('_', '-')} {seconds:.1f} s" for name, seconds in result["timings"].items())
     lines += ["", f"time: {timing}"]
