@@ -290,7 +290,11 @@ async def type_text(client: LspClient, doc: TypedDocument, text: str, recorder: 
         sent = time.perf_counter()
         answer, seconds = await client.request("textDocument/inlineCompletion", {
             "textDocument": ident, "position": doc.position, "context": {"triggerKind": 2}})
-        recorder.add(kind_prefix + "inline", answer, seconds, sent)
+        result = recorder.add(kind_prefix + "inline", answer, seconds, sent)
+        items = (result or {}).get("items") or []
+        if items and not kind_prefix:  # also by what was offered: the targets are for one-line ghost text
+            lines = "several lines" if "\n" in str(items[0].get("insertText", "")).strip("\n") else "one line"
+            recorder.samples.append(Sample(f"inline, {lines}", seconds, sent, True))
         if char.isalnum() or char in "_$":
             trigger = 2 if char == "$" else 3 if in_word else 1
             context = {"triggerKind": trigger, **({"triggerCharacter": char} if trigger == 2 else {})}
@@ -414,7 +418,7 @@ async def run_bench(args: argparse.Namespace) -> dict:
     report["failures"] = (steady.failures + generate.failures + swap.failures)[:10]
     report["latency"] = {
         kind: percentiles([s.seconds for s in recorder.samples if s.kind == kind])
-        for recorder, kinds in ((steady, ("completion", "inline")), (generate, ("generate",)))
+        for recorder, kinds in ((steady, ("completion", "inline", "inline, one line", "inline, several lines")), (generate, ("generate",)))
         for kind in kinds
     }
     # Time outside the model per request (JSON, pipes, event loop, thread hand-off, bash -n):

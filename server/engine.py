@@ -35,6 +35,7 @@ CPU threads: 1 by default (DEFAULT_THREADS). Decoding is a chain of small ops; o
 from __future__ import annotations
 
 import bisect
+import math
 import re
 import threading
 import time
@@ -64,6 +65,11 @@ DRAFT_MISSES = 2  # fully rejected drafts after which a request stops drafting
 GENERATION_RESERVE = 128  # positions kept free for the completion, whatever its budget (see _prompt)
 LINE_MAX_TOKENS = 32  # a rest-of-line suggestion never needs more; bounds the cost when no newline comes
 SUFFIX_SHARE = 4  # the suffix gets at most 1/SUFFIX_SHARE of the prompt room
+# A line or inline suggestion ends before the first token the model gives less than this
+# probability (measured with `bashlsp eval --completer server`, see README): what follows a guess
+# is rarely right, and not decoding it keeps the answer fast. Sampled alternatives stop at
+# their first such pick as well (the probability is the model's, not the sampling's).
+MIN_TOKEN_PROB = 0.1
 
 
 @dataclass
@@ -457,6 +463,7 @@ class Engine:
         max_context: int | None = None,
         num_threads: int | None = None,
         speculate: bool | None = None,
+        min_token_prob: float = MIN_TOKEN_PROB,
     ) -> None:
         """Serve `loaded`. Note: the fast path re-lays out the model's weight matrices in place
         (same values, stored transposed; see engine_fast), so do not train or save that model.
@@ -467,8 +474,10 @@ class Engine:
         speculate: draft tokens by prompt lookup and verify them in one forward (greedy, one
         sample); the suggestions are the greedy ones either way. Default: on for GPUs, off on a
         CPU, where verifying 4 tokens cost ~2 steps and typing latency did not improve (measured
-        with a trained nano model: 15% fewer forwards, p50 55.0 ms without vs 56.1 ms with)."""
+        with a trained nano model: 15% fewer forwards, p50 55.0 ms without vs 56.1 ms with).
+        min_token_prob: line and inline suggestions end before a less likely token (0: never)."""
         self._lock = threading.Lock()
+        self.min_token_prob = min_token_prob
         self.max_context = max_context
         self.speculate = loaded.device.type != "cpu" if speculate is None else speculate
         if num_threads or loaded.device.type == "cpu":
@@ -663,6 +672,8 @@ class Engine:
             logits = logits.expand(n, -1)
         budget = min(budget, cache.max_len - cache.length)
         rows = [_Row(pending=healed, code_due=query.mode == "generate") for _ in range(n)]
+        stop_at_guess = query.mode != "generate" and self.min_token_prob > 0  # sampled alternatives too
+        min_logprob = math.log(self.min_token_prob) if stop_at_guess else None
         # Greedy single stream: draft tokens by prompt lookup and verify them in one forward.
         lookup = doc.lookup if n == 1 and query.temperature <= 0 and self.speculate else None
 
@@ -676,7 +687,7 @@ class Engine:
             next_ids, logprobs = self._pick(logits, rows, query)
             chosen = next_ids.tolist()
             for row, token, logprob in zip(rows, chosen, logprobs.tolist()):
-                self._take(row, token, logprob, rules, healed)
+                self._take(row, token, logprob, rules, healed, min_logprob)
             generated += 1
             if all(row.done for row in rows) or generated >= budget:
                 break
@@ -702,7 +713,7 @@ class Engine:
                 picked = torch.tensor(draft[:accepted], device=self.device)[:, None]
                 draft_logprobs = (rows_logits.gather(-1, picked).squeeze(-1) - rows_logits.logsumexp(dim=-1)).tolist()
                 for token, logprob in zip(draft[:accepted], draft_logprobs):
-                    self._take(rows[0], token, logprob, rules, healed)
+                    self._take(rows[0], token, logprob, rules, healed, min_logprob)
                     generated += 1
                     if rows[0].done:
                         break
@@ -722,12 +733,15 @@ class Engine:
         self.last_stats["decoded"] = generated
         return self._suggestions(rows, healed, rules, query.mode)
 
-    def _take(self, row: _Row, token: int, logprob: float, rules: StopRules, healed: bytes) -> None:
+    def _take(self, row: _Row, token: int, logprob: float, rules: StopRules, healed: bytes, min_logprob: float | None = None) -> None:
         """Add one generated token to a row and decide whether the row's suggestion is complete."""
         if row.done:
             return
         if token in self.tokenizer.special_ids:  # <|eof|> (or any special token) ends the suggestion
             row.done = True
+            return
+        if min_logprob is not None and logprob < min_logprob and not row.pending:
+            row.done = True  # a guess: the suggestion ends before it (see MIN_TOKEN_PROB)
             return
         data = self.table.token_bytes[token]
         row.code_due = row.code_due and row.pending.startswith(data) and bool(row.pending)  # nothing past the heal yet

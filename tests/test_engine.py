@@ -129,6 +129,21 @@ def test_generate_starts_with_code_below_the_comment(engine):
         assert not engine.table.token_bytes[picked.item()].startswith(b"\n\n")
 
 
+def test_greedy_suggestions_end_before_a_guess(loaded):
+    """A line suggestion stops before the first token under min_token_prob: what is left is a
+    prefix of the full greedy line; with an impossible bar nothing is offered."""
+    cursor = SCRIPT.index("mkdir") + 2
+    q = query(SCRIPT[:cursor], mode="line", max_tokens=24)
+    full = Engine(loaded, min_token_prob=0.0).complete(q)
+    assert full and full[0].text
+    shorter = [Engine(loaded, min_token_prob=p).complete(q) for p in (0.2, 0.5)]
+    for got in shorter:
+        assert not got or full[0].text.startswith(got[0].text)
+    assert len(shorter[1][0].text if shorter[1] else "") <= len(shorter[0][0].text if shorter[0] else "")
+    assert Engine(loaded, min_token_prob=1.0).complete(q) == []
+    assert Engine(loaded, min_token_prob=1.0).complete(query(SCRIPT[:cursor], mode="generate", max_tokens=8))  # not generate
+
+
 def test_samples_share_the_prefix_and_come_sorted(engine):
     q = query(SCRIPT[:200], mode="inline", max_tokens=10, num_samples=4, temperature=1.0)
     got = engine.complete(q)

@@ -350,13 +350,15 @@ class LineCompleter:
         return _complete_text(bytes(out[healed_length:]))
 
 
-def server_engine_completer(loaded, max_new_tokens: int = DEFAULT_LINE_TOKENS, threads: int | None = None):
+def server_engine_completer(loaded, max_new_tokens: int = DEFAULT_LINE_TOKENS, threads: int | None = None, min_token_prob: float | None = None):
     """The language server's own engine (`bashlsp.server.engine`, "line" mode, greedy, nothing
     after the cursor) as a completer, to measure exactly what an editor is offered. It cannot
     stop early on a wrong suggestion, so keystroke simulation through it is slower."""
     from bashlsp.server.engine import CompletionQuery, Engine
 
-    engine = Engine(loaded, num_threads=threads or None)
+    from bashlsp.server.engine import MIN_TOKEN_PROB
+
+    engine = Engine(loaded, num_threads=threads or None, min_token_prob=MIN_TOKEN_PROB if min_token_prob is None else min_token_prob)
 
     def complete(prefix: str, following: str | None = None) -> str:
         query = CompletionQuery(uri="bashlsp-eval", prefix=prefix, suffix="", mode="line", max_tokens=max_new_tokens, temperature=0.0)
@@ -495,13 +497,13 @@ def model_keystroke_savings(loaded, texts: Iterable[str], max_chars: int = DEFAU
     return result
 
 
-def make_completer(loaded, kind: str, max_new_tokens: int = DEFAULT_LINE_TOKENS, threads: int | None = None):
+def make_completer(loaded, kind: str, max_new_tokens: int = DEFAULT_LINE_TOKENS, threads: int | None = None, min_token_prob: float | None = None):
     """A rest-of-line completer: "reference" (this module's LineCompleter) or "server" (the
     language server's engine)."""
     if kind == "reference":
         return LineCompleter(loaded, max_new_tokens).complete
     if kind == "server":
-        return server_engine_completer(loaded, max_new_tokens, threads)
+        return server_engine_completer(loaded, max_new_tokens, threads, min_token_prob)
     raise BashlspError(f"unknown completer {kind!r}; choose reference or server")
 
 
@@ -743,6 +745,9 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
                         help="rest-of-line completion for next-line and keystroke figures: this module's greedy "
                         "completer with token healing (default; stops early on a suggestion that is already wrong), "
                         "or the language server's engine (what editors get; slower)")
+    parser.add_argument("--min-token-prob", type=float, default=None, metavar="P",
+                        help="with --completer server: end suggestions before a token under this probability "
+                        "(default: the server's own setting; 0 never)")
     parser.add_argument("--threads", type=int, default=0, metavar="N",
                         help="torch CPU threads (default 0: torch's choice; 1 is often faster on a busy machine)")
     return parser
@@ -813,7 +818,7 @@ def run_eval(args) -> dict:
     result["completer"] = args.completer
     if args.lines_per_file:
         mark = time.perf_counter()
-        completer = make_completer(loaded, args.completer, threads=args.threads)
+        completer = make_completer(loaded, args.completer, threads=args.threads, min_token_prob=args.min_token_prob)
         result["next_line"] = next_line_metrics(loaded, scripts.texts, args.lines_per_file, args.seed, names, completer=completer, progress=show_progress)
         timings["next_line_s"] = time.perf_counter() - mark
     if args.ksr_chars:
@@ -821,7 +826,7 @@ def run_eval(args) -> dict:
         if args.completer == "reference":
             result["ksr"] = model_keystroke_savings(loaded, scripts.texts, args.ksr_chars, progress=show_progress)
         else:
-            completer = make_completer(loaded, args.completer, threads=args.threads)
+            completer = make_completer(loaded, args.completer, threads=args.threads, min_token_prob=args.min_token_prob)
             result["ksr"] = keystroke_savings(scripts.texts, completer, args.ksr_chars, progress=show_progress)
         timings["ksr_s"] = time.perf_counter() - mark
     if args.generations:
