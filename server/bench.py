@@ -115,31 +115,31 @@ class LspClient:
         self.proc.stdin.write(b"Content-Length: %d\r\n\r\n" % len(body) + body)
 
     async def _read(self) -> None:
-        stdout = self.proc.stdout
+        from bashlsp.server.protocol import FramingProblem, MessageFramer
+
+        framer = MessageFramer(max_body=1 << 30)
         while True:
-            length = None
-            while True:
-                line = await stdout.readline()
-                if not line:
-                    for future in self._pending.values():
-                        if not future.done():
-                            future.set_exception(ConnectionError("the server exited"))
-                    return
-                if line == b"\r\n":
-                    break
-                name, _, value = line.decode("ascii", "replace").partition(":")
-                if name.strip().lower() == "content-length":
-                    length = int(value.strip())
-            message = json.loads(await stdout.readexactly(length))
-            if "method" in message and "id" in message:
-                self._answer_server_request(message)
-            elif "method" in message:
-                if message["method"] in ("window/logMessage", "window/showMessage"):
-                    params = message.get("params") or {}
-                    self.logs.append((time.perf_counter(), params.get("type", 0), params.get("message", "")))
-                    self._log_event.set()
-            elif (future := self._pending.pop(message.get("id"), None)) is not None and not future.done():
-                future.set_result(message)
+            data = await self.proc.stdout.read(1 << 16)
+            if not data:
+                for future in self._pending.values():
+                    if not future.done():
+                        future.set_exception(ConnectionError("the server exited"))
+                return
+            for body in framer.feed(data):
+                if isinstance(body, FramingProblem):
+                    raise ConnectionError(f"the server's output is not LSP: {body}")
+                self._dispatch(json.loads(body))
+
+    def _dispatch(self, message: dict) -> None:
+        if "method" in message and "id" in message:
+            self._answer_server_request(message)
+        elif "method" in message:
+            if message["method"] in ("window/logMessage", "window/showMessage"):
+                params = message.get("params") or {}
+                self.logs.append((time.perf_counter(), params.get("type", 0), params.get("message", "")))
+                self._log_event.set()
+        elif (future := self._pending.pop(message.get("id"), None)) is not None and not future.done():
+            future.set_result(message)
 
     def _answer_server_request(self, message: dict) -> None:
         method, params = message["method"], message.get("params") or {}

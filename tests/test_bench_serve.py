@@ -1,0 +1,23 @@
+"""`bashlsp bench serve` runs end to end against the real server (a short run with the tiny
+model here; the figures in README.md come from the full run with the bundled model)."""
+
+from __future__ import annotations
+
+import json
+
+from conftest import run_cli
+
+
+def test_bench_serve_types_generates_swaps_and_reports(tiny_checkpoint, tmp_path):
+    out = tmp_path / "serve.json"
+    result = run_cli("bench", "serve", "--checkpoint", str(tiny_checkpoint), "--chars", "60", "--generate", "1",
+                     "--json", str(out), timeout=300)
+    assert result.returncode == 0, result.stdout + result.stderr
+    report = json.loads(out.read_text())
+    assert report["failed_requests"] == 0
+    latency = report["latency"]
+    assert latency["completion"]["n"] > 0 and latency["inline"]["n"] == 60 and latency["generate"]["n"] == 1
+    assert 0 < latency["inline"]["p50"] <= latency["inline"]["p95"] <= latency["inline"]["max"]
+    assert report["cold_start_s"] > 0 and report["rss_mb"] > 0
+    assert report["swap"]["failed"] == 0 and report["swap"]["requests"] > 0
+    assert "cold start to first completion" in result.stdout and "hot-swap under typing" in result.stdout
