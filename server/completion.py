@@ -16,7 +16,6 @@ from bashlsp.server.symbols import COMMAND_CONTEXT, VARIABLE_CONTEXT, document_s
 PREFIX_CHARS = 16_000
 SUFFIX_CHARS = 4_000
 MAX_SYMBOL_ITEMS = 200
-ALTERNATIVES_TEMPERATURE = 0.6  # popup alternatives are sampled at least this hot
 
 
 @dataclass
@@ -78,13 +77,12 @@ async def completion(ls, doc: Document, position: types.Position, trigger: types
     # editor asks again at each keystroke) only the best line, which is about twice as fast.
     refining = trigger == types.CompletionTriggerKind.TriggerForIncompleteCompletions
     alternatives = 1 if refining else settings.completion.alternatives
-    temperature = settings.temperature if alternatives == 1 else max(settings.temperature, ALTERNATIVES_TEMPERATURE)
     if ls.host.may_serve:
         ticket = ls.begin(doc.uri, "completion")
         try:
             query = CompletionQuery(
                 uri=doc.uri, prefix=cursor.prefix(), suffix=cursor.suffix(), mode="line",
-                max_tokens=settings.maxTokens, temperature=temperature, top_p=settings.topP, num_samples=alternatives,
+                max_tokens=settings.maxTokens, temperature=settings.temperature, top_p=settings.topP, num_samples=alternatives,
             )
             suggestions = await ls.complete(ticket, query)
         finally:

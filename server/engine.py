@@ -661,7 +661,10 @@ class Engine:
         self._reserve(doc, len(prompt) + budget)
         logits = self._prefill(doc, prompt, should_stop)
 
-        n = max(1, query.num_samples) if query.temperature > 0 else 1  # greedy samples would all be the same
+        n = max(1, query.num_samples)
+        # Greedy alternatives: the rows stay identical until the healed bytes are spelled, then
+        # each takes one of the n likeliest next tokens and goes on greedily (distinct, no sampling).
+        branch_due = n > 1 and query.temperature <= 0
         if n == 1:
             cache = doc.cache  # decode in place: generated tokens stay cached for the next request
         else:
@@ -684,7 +687,9 @@ class Engine:
         while True:
             if should_stop():
                 raise Cancelled("completion cancelled")
-            next_ids, logprobs = self._pick(logits, rows, query)
+            branch = branch_due and not any(row.pending for row in rows)
+            next_ids, logprobs = self._pick(logits, rows, query, branch)
+            branch_due = branch_due and not branch
             chosen = next_ids.tolist()
             for row, token, logprob in zip(rows, chosen, logprobs.tolist()):
                 self._take(row, token, logprob, rules, healed, min_logprob)
@@ -737,7 +742,7 @@ class Engine:
         """Add one generated token to a row and decide whether the row's suggestion is complete."""
         if row.done:
             return
-        if token in self.tokenizer.special_ids:  # <|eof|> (or any special token) ends the suggestion
+        if token in self.tokenizer.special_ids or logprob == float("-inf"):  # <|eof|> (or a token no rule allows) ends it
             row.done = True
             return
         if min_logprob is not None and logprob < min_logprob and not row.pending:
@@ -757,8 +762,11 @@ class Engine:
             if cut is not None:
                 row.done, row.cut = True, cut
 
-    def _pick(self, logits: torch.Tensor, rows: list[_Row], query: CompletionQuery) -> tuple[torch.Tensor, torch.Tensor]:
-        """The next token of every row (B,) and its log-probability under the model (B,)."""
+    def _pick(
+        self, logits: torch.Tensor, rows: list[_Row], query: CompletionQuery, branch: bool = False
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The next token of every row (B,) and its log-probability under the model (B,). With
+        `branch` (identical greedy rows) row r gets the r-th likeliest token instead."""
         logprobs = torch.log_softmax(logits, dim=-1)  # (B, V); softmax is shift-invariant, so it also serves as logits
         candidates = logprobs
         if any(row.pending for row in rows):  # token healing: spell the removed bytes first
@@ -777,6 +785,9 @@ class Engine:
             for r, row in enumerate(rows):
                 if row.code_due:
                     candidates[r, self.table.no_code_after(row.pending).to(logprobs.device)] = float("-inf")
+        if branch:
+            best, next_ids = candidates[0].topk(len(rows))  # a row with -inf here has no token left
+            return next_ids, best
         if query.temperature <= 0:
             best, next_ids = candidates.max(dim=-1)  # greedy, the common case: two ops in all
             return next_ids, best

@@ -29,9 +29,10 @@ from bashlsp.model.device import DEVICE_CHOICES
 @dataclass
 class CompletionSettings:
     enable: bool = True
-    # Model items when the popup opens. More than one are sampled (at temperature 0.6 when the
-    # temperature setting is 0), the best first; one is the greedy line. Requests that refine an
-    # open popup as the user types (triggerKind 3) get the best line only.
+    # Model items when the popup opens, the best first. At temperature 0 the first is the greedy
+    # line and the others start with the next likeliest tokens (each with >= 10% probability)
+    # and go on greedily; above 0 they are sampled. Requests that refine an open popup as the
+    # user types (triggerKind 3) get the best line only.
     alternatives: int = 3
 
 

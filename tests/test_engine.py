@@ -144,6 +144,19 @@ def test_greedy_suggestions_end_before_a_guess(loaded):
     assert Engine(loaded, min_token_prob=1.0).complete(query(SCRIPT[:cursor], mode="generate", max_tokens=8))  # not generate
 
 
+def test_greedy_alternatives_branch_on_the_likeliest_next_tokens(loaded):
+    prefix = SCRIPT[: SCRIPT.index("mkdir") + 2]  # healing "mk" first, then the branches
+    engine = Engine(loaded, min_token_prob=0.0)
+    greedy = engine.complete(query(prefix, mode="line", max_tokens=10))[0].text
+    alternatives = engine.complete(query(prefix, mode="line", max_tokens=10, num_samples=3))
+    texts = [s.text for s in alternatives]
+    assert greedy in texts and len(texts) == 3 and len(set(texts)) == 3
+    assert len({t[:1] for t in texts}) > 1 or len({t[:3] for t in texts}) == 3  # they differ from the start
+    assert [s.text for s in Engine(loaded, min_token_prob=0.0).complete(query(prefix, mode="line", max_tokens=10, num_samples=3))] == texts
+    # with the server's bar, an alternative needs a likely first token: never more than asked
+    assert 1 <= len(Engine(loaded).complete(query(prefix, mode="line", max_tokens=10, num_samples=3))) <= 3
+
+
 def test_samples_share_the_prefix_and_come_sorted(engine):
     q = query(SCRIPT[:200], mode="inline", max_tokens=10, num_samples=4, temperature=1.0)
     got = engine.complete(q)
