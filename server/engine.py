@@ -21,11 +21,14 @@ internal lock makes `complete`, `swap` and `warm_up` safe from any thread anyway
    the first generated tokens must spell them again (`TokenTable`), so `ech|` is continued as
    the model would tokenize `echo`; the returned text starts at the cursor.
 4. Decoding through `engine_fast.FastForward` (same math as GPT.forward, fewer ops), greedy or
-   sampled (`num_samples` rows in one batch), with the stop flag polled before every step.
+   sampled, with the stop flag polled before every step. `num_samples` rows decode in one
+   batch: sampled, or at temperature 0 each row starts with one of the likeliest next tokens
+   and goes on greedily. Below a comment (generate) the first bytes must begin code.
    Greedy single-stream requests can draft tokens by prompt lookup and verify them in one
    forward (`PromptLookup`); that is on by default only off-CPU (see Engine).
-5. Stopping (`StopRules`): line / inline block / generate rules, <|eof|>, and never repeating
-   the text that already follows the cursor.
+5. Stopping (`StopRules`): line / inline block / generate rules, <|eof|>, never repeating
+   the text that already follows the cursor, and (line, inline) before the first token under
+   MIN_TOKEN_PROB.
 
 CPU threads: 1 by default (DEFAULT_THREADS). Decoding is a chain of small ops; on the shared
 2-core machine a second thread made a decode step several times slower under load (53 ms vs
