@@ -24,7 +24,7 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 
-from bashlsp.model.checkpoint import CHECKPOINT_FILES, CheckpointStore, load_checkpoint, resolve_checkpoint, save_checkpoint
+from bashlsp.model.checkpoint import CHECKPOINT_FILES, META_FILE, CheckpointStore, load_checkpoint, resolve_checkpoint, save_checkpoint
 from bashlsp.model.device import resolve_device
 from bashlsp.model.errors import BashlspError, TrainingError
 from bashlsp.model.gpt import GPT, PRESETS, preset_config
@@ -81,6 +81,7 @@ def build_parser(prog: str = "bashlsp-train --pretrain") -> argparse.ArgumentPar
     p.add_argument("--out", type=Path, required=True, help="run directory (tokenizer, resumable state, final checkpoint)")
     p.add_argument("--init", help="start from this checkpoint (its tokenizer and weights; --size/--vocab-size/--block-size are ignored)")
     p.add_argument("--export", type=Path, help="also write the final checkpoint here with float16 weights (e.g. model/weights)")
+    p.add_argument("--export-id", help="the exported checkpoint's id (e.g. default-nano-4 for the bundled model)")
     p.add_argument("--size", default="nano", choices=list(PRESETS))
     p.add_argument("--vocab-size", type=int, default=8192)
     p.add_argument("--block-size", type=int, default=1024)
@@ -169,7 +170,7 @@ def run_pretraining(args) -> Path:
         shutil.rmtree(final, ignore_errors=True)
         save_checkpoint(final, model, tokenizer, meta)
         if args.export:
-            export_checkpoint(args.export, model, tokenizer, meta)
+            export_checkpoint(args.export, model, tokenizer, shipped_meta(meta, init, args.export_id))
             print(f"exported float16 checkpoint to {args.export}", flush=True)
         (out / "history.json").write_text(json.dumps(result.history, indent=1))
         print(f"final checkpoint: {final}  holdout bpb {metrics.get('bpb', float('nan')):.4f}", flush=True)
@@ -182,13 +183,36 @@ def run_pretraining(args) -> Path:
     return final
 
 
+def shipped_meta(meta: dict, init, export_id: str | None) -> dict:
+    """The run's meta for a checkpoint that leaves this machine: no local paths, the id, and the
+    training totals over the runs it continues."""
+    shipped = json.loads(json.dumps(meta))
+    shipped["data"].pop("corpus", None)
+    shipped["data"].get("init", {}).pop("path", None)
+    if export_id:
+        shipped["id"] = export_id
+    training = shipped["training"]
+    before = (init.meta.get("training", {}) if init is not None else {})
+    training["steps_before"] = before.get("total_steps") or 0
+    training["tokens_seen_total"] = training["tokens_seen"] + (before.get("tokens_seen_total") or before.get("tokens_seen") or 0)
+    return shipped
+
+
 def export_checkpoint(directory: Path, model: GPT, tokenizer: BashTokenizer, meta: dict) -> None:
     """Replace the checkpoint files in `directory` (other files there, such as the model card
-    and the holdout, stay) with float16 weights, validating the result before it counts."""
+    and the holdout, stay) with float16 weights, validating the result before it counts. Where
+    `directory` holds a general holdout (the bundled model's `holdout/`), the exported weights'
+    bits per byte on it go into meta.json for the trainer's forgetting check."""
+    from bashlsp.training.personal import general_gate_meta
+
     directory.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=directory.parent) as tmp:
         staged = save_checkpoint(Path(tmp) / "ckpt", model, tokenizer, meta, dtype=torch.float16)
-        load_checkpoint(staged)
+        loaded = load_checkpoint(staged)
+        if (directory / "holdout").is_dir():
+            meta = {**meta, **general_gate_meta(loaded, directory / "holdout")}
+            (staged / META_FILE).write_text(json.dumps(meta, indent=2, sort_keys=True))
+            load_checkpoint(staged, check_forward=False)
         for name in CHECKPOINT_FILES:
             os.replace(staged / name, directory / name)
 
