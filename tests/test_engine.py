@@ -281,6 +281,18 @@ def test_inline_stops_at_the_end_of_the_block():
     assert r.cut("\n  echo one\n  ech", final=True, truncated=True) == len("\n  echo one")
 
 
+def test_block_end_is_decided_at_the_next_lines_indentation():
+    """The engine stops decoding as soon as a new line's indentation ends the block, instead
+    of decoding that whole line first."""
+    r = rules("echo hel")  # a statement: the next one at the same level ends it
+    assert r.cut("lo\ne", final=False) == 2
+    assert r.cut("lo\n   ", final=False) is None  # the indentation is not known yet
+    r = rules("for f in *; do\n  ")
+    assert r.cut("echo $f\nd", final=False) == len("echo $f")  # dedent below the cursor line
+    r = rules("if a; then")
+    assert r.cut("\n  echo x\n  e", final=False) is None  # inside the block it goes on
+
+
 def test_inline_never_repeats_the_lines_after_the_cursor():
     r = rules("if [ -f x ]; then", "\n  rm x\nfi\n")
     assert finished(r, "\n  echo removing\n  rm x\nfi\n") == "\n  echo removing"
