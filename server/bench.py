@@ -204,6 +204,7 @@ class Sample:
     sent_at: float
     ok: bool
     empty: bool = False
+    lines: str | None = None  # inline answers: "one line" or "several lines" of ghost text
 
 
 @dataclass
@@ -214,8 +215,13 @@ class Recorder:
     def add(self, kind: str, answer: dict, seconds: float, sent_at: float) -> dict | None:
         ok = "error" not in answer
         result = answer.get("result") if ok else None
-        empty = ok and not (result or {}).get("items") if kind in ("completion", "inline") else False
-        self.samples.append(Sample(kind, seconds, sent_at, ok, empty))
+        answered = kind in ("completion", "inline")
+        items = ((result or {}).get("items") or []) if answered else []
+        empty = ok and answered and not items
+        lines = None
+        if kind == "inline" and items:  # the targets are for one-line ghost text
+            lines = "several lines" if "\n" in str(items[0].get("insertText", "")).strip("\n") else "one line"
+        self.samples.append(Sample(kind, seconds, sent_at, ok, empty, lines))
         if not ok:
             self.failures.append(f"{kind}: {answer['error'].get('code')} {answer['error'].get('message', '')[:200]}")
         return result
@@ -279,7 +285,7 @@ class TypedDocument:
             self.character += utf16_len(char)
 
 
-async def type_text(client: LspClient, doc: TypedDocument, text: str, recorder: Recorder, kind_prefix: str = "") -> None:
+async def type_text(client: LspClient, doc: TypedDocument, text: str, recorder: Recorder) -> None:
     """Type `text`; ask for inline completion after every keystroke and for completion inside
     words and after `$`, with the trigger kinds an editor sends: a trigger character, the
     first letter of a word (invoked), then refinements of the open, incomplete list."""
@@ -290,18 +296,14 @@ async def type_text(client: LspClient, doc: TypedDocument, text: str, recorder: 
         sent = time.perf_counter()
         answer, seconds = await client.request("textDocument/inlineCompletion", {
             "textDocument": ident, "position": doc.position, "context": {"triggerKind": 2}})
-        result = recorder.add(kind_prefix + "inline", answer, seconds, sent)
-        items = (result or {}).get("items") or []
-        if items and not kind_prefix:  # also by what was offered: the targets are for one-line ghost text
-            lines = "several lines" if "\n" in str(items[0].get("insertText", "")).strip("\n") else "one line"
-            recorder.samples.append(Sample(f"inline, {lines}", seconds, sent, True))
+        recorder.add("inline", answer, seconds, sent)
         if char.isalnum() or char in "_$":
             trigger = 2 if char == "$" else 3 if in_word else 1
             context = {"triggerKind": trigger, **({"triggerCharacter": char} if trigger == 2 else {})}
             sent = time.perf_counter()
             answer, seconds = await client.request("textDocument/completion", {
                 "textDocument": ident, "position": doc.position, "context": context})
-            recorder.add(kind_prefix + "completion", answer, seconds, sent)
+            recorder.add("completion", answer, seconds, sent)
         in_word = char.isalnum() or char in "_$"
 
 
@@ -418,9 +420,11 @@ async def run_bench(args: argparse.Namespace) -> dict:
     report["failures"] = (steady.failures + generate.failures + swap.failures)[:10]
     report["latency"] = {
         kind: percentiles([s.seconds for s in recorder.samples if s.kind == kind])
-        for recorder, kinds in ((steady, ("completion", "inline", "inline, one line", "inline, several lines")), (generate, ("generate",)))
+        for recorder, kinds in ((steady, ("completion", "inline")), (generate, ("generate",)))
         for kind in kinds
     }
+    for lines in ("one line", "several lines"):  # inline latency by what was offered
+        report["latency"][f"inline, {lines}"] = percentiles([s.seconds for s in steady.samples if s.lines == lines])
     # Time outside the model per request (JSON, pipes, event loop, thread hand-off, bash -n):
     # client-side latency minus the server's own model time for that kind.
     report["outside_model_ms"] = {}
