@@ -36,7 +36,6 @@ about 450 s of CPU time for the whole evaluation with the defaults, 60 % of it k
 from __future__ import annotations
 
 import argparse
-import bisect
 import codecs
 import json
 import lzma
@@ -56,6 +55,7 @@ import torch
 import torch.nn.functional as F
 
 from bashlsp.model.errors import BashlspError
+from bashlsp.server.engine import TokenTable
 
 # Defaults sized so ~50 files finish in minutes with the nano model on 2 CPU cores.
 DEFAULT_LINES_PER_FILE = 10
@@ -247,32 +247,14 @@ class LineCompleter:
         self.cache = self.model.new_cache(1, self.block_size)
         self.cached_ids: list[int] = []  # the ids whose keys/values fill cache[:length]
         self.token_bytes = self.tokenizer.token_bytes
-        pairs = sorted((data, token_id) for token_id, data in enumerate(self.token_bytes) if data)
-        self.sorted_bytes = [data for data, _ in pairs]
-        self.sorted_ids = [token_id for _, token_id in pairs]
-        self.id_of_bytes = dict(pairs)
-        self._allowed_cache: dict[bytes, torch.Tensor] = {}
+        self.table = TokenTable(self.tokenizer)  # the server's healing constraint, the same here
         self.decode_steps = 0  # tokens fed one at a time (for timing reports)
         self.prefilled_tokens = 0
-
-    def _allowed(self, required: bytes) -> torch.Tensor:
-        """Ids of the tokens that agree with `required`: those that spell all of it (and maybe
-        more), which sort right after it, and those that spell a shorter prefix of it."""
-        allowed = self._allowed_cache.get(required)
-        if allowed is None:
-            low = bisect.bisect_left(self.sorted_bytes, required)
-            high = bisect.bisect_left(self.sorted_bytes, required + b"\xff\xff\xff\xff")
-            shorter = [self.id_of_bytes[required[:n]] for n in range(1, len(required)) if required[:n] in self.id_of_bytes]
-            allowed = torch.tensor(self.sorted_ids[low:high] + shorter, device=self.device, dtype=torch.long)
-            if len(self._allowed_cache) > 4096:
-                self._allowed_cache.clear()
-            self._allowed_cache[required] = allowed
-        return allowed
 
     def _pick(self, logits: torch.Tensor, required: bytes) -> int:
         if not required:
             return int(logits.argmax())
-        allowed = self._allowed(required)
+        allowed = self.table.allowed(required).to(self.device)
         return int(allowed[logits[allowed].argmax()])
 
     def _window(self, ids: list[int]) -> list[int]:
@@ -354,9 +336,7 @@ def server_engine_completer(loaded, max_new_tokens: int = DEFAULT_LINE_TOKENS, t
     """The language server's own engine (`bashlsp.server.engine`, "line" mode, greedy, nothing
     after the cursor) as a completer, to measure exactly what an editor is offered. It cannot
     stop early on a wrong suggestion, so keystroke simulation through it is slower."""
-    from bashlsp.server.engine import CompletionQuery, Engine
-
-    from bashlsp.server.engine import MIN_TOKEN_PROB
+    from bashlsp.server.engine import MIN_TOKEN_PROB, CompletionQuery, Engine
 
     engine = Engine(loaded, num_threads=threads or None, min_token_prob=MIN_TOKEN_PROB if min_token_prob is None else min_token_prob)
 
