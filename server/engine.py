@@ -86,7 +86,7 @@ class CompletionQuery:
     max_tokens: int = 48
     temperature: float = 0.0
     top_p: float = 0.95
-    num_samples: int = 1  # alternatives, sampled at `temperature`; with temperature 0 there is one (greedy)
+    num_samples: int = 1  # alternatives: sampled at `temperature`; at 0, the likeliest next tokens continued greedily
     multiline: bool = True  # inline mode only: may the ghost text span lines
 
 

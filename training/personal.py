@@ -74,7 +74,7 @@ class PersonalOptions:
     report: Path | None = None
     holdout_fraction: float = 0.1
     max_holdout_bytes: int = 64 * 1024  # the gate measures your holdout in ~2 s; 24 KB held only 3 files of 3-9 KB: too noisy
-    max_general_bytes: int = 24 * 1024  # likewise for the general holdout
+    max_general_bytes: int = 24 * 1024  # as much of the general holdout is scored for the forgetting check (25 of its 38 scripts)
     max_general_loss: float = DEFAULT_MAX_GENERAL_LOSS
     general_holdout: Path | None = None  # default: the holdout shipped with the default model
     max_file_bytes: int = DEFAULT_MAX_FILE_BYTES
