@@ -18,18 +18,26 @@ checkpoint, whatever moment a writer dies at.
 from __future__ import annotations
 
 import json
+import math
 import os
 import secrets
 import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch
+import numpy as np
 
+from bashlsp.model.config import GPTConfig, param_shapes
 from bashlsp.model.errors import CheckpointError, ConfigError, StoreError, TokenizerError
-from bashlsp.model.gpt import GPT, GPTConfig
 from bashlsp.model.tokenizer import BashTokenizer
+
+if TYPE_CHECKING:  # torch is imported only where a torch model is built or saved (see load_checkpoint)
+    import torch
+
+    from bashlsp.model.gpt import GPT
+    from bashlsp.model.numpy_gpt import NumpyGPT
 
 FORMAT_VERSION = 1
 WEIGHTS_FILE, CONFIG_FILE, TOKENIZER_FILE, META_FILE = "model.safetensors", "config.json", "tokenizer.json", "meta.json"
@@ -37,18 +45,35 @@ CHECKPOINT_FILES = (WEIGHTS_FILE, CONFIG_FILE, TOKENIZER_FILE, META_FILE)
 STORE_ENV = "BASHLSP_STORE"
 BUNDLED_DIR = Path(__file__).resolve().parent / "weights"
 _MAX_JSON_BYTES = 16 * 1024 * 1024
+BACKENDS = ("torch", "numpy")
+_FLOAT_DTYPES = ("float16", "float32", "float64", "bfloat16")
 
 
 @dataclass
 class LoadedModel:
-    """A validated checkpoint, ready to run."""
+    """A validated checkpoint, ready to run: a torch `GPT` on a torch device, or (backend
+    "numpy", for serving on a CPU without torch) a `NumpyGPT` with device "cpu"."""
 
-    model: GPT
+    model: GPT | NumpyGPT
     tokenizer: BashTokenizer
     config: GPTConfig
     meta: dict
     path: Path
-    device: torch.device
+    device: torch.device | str
+
+    @property
+    def backend(self) -> str:
+        return "numpy" if isinstance(self.device, str) else "torch"
+
+    def on_numpy(self) -> LoadedModel:
+        """The same model on the numpy backend (a float32 copy of the weights), as the server
+        runs it on a CPU."""
+        if self.backend == "numpy":
+            return self
+        from bashlsp.model.numpy_gpt import NumpyGPT
+
+        tensors = {name: t.detach().float().cpu().numpy() for name, t in self.model.state_dict().items()}
+        return LoadedModel(NumpyGPT(self.config, tensors), self.tokenizer, self.config, self.meta, self.path, "cpu")
 
     @property
     def id(self) -> str:
@@ -126,21 +151,34 @@ def _describe_non_safetensors(path: Path) -> str:
     return "it is truncated or corrupt"
 
 
-def read_weights(path: Path) -> dict[str, torch.Tensor]:
-    """Read a safetensors file, turning every failure into a CheckpointError that says what is wrong."""
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
+def read_weights(path: Path, framework: str = "pt") -> dict:
+    """Read a safetensors file as torch tensors (framework "pt") or numpy arrays ("numpy"),
+    turning every failure into a CheckpointError that says what is wrong."""
+    from safetensors import SafetensorError, safe_open
 
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path.parent} is missing {path.name}")
     try:
-        return load_file(str(path), device="cpu")
+        with safe_open(str(path), framework=framework, device="cpu") as f:
+            return {name: f.get_tensor(name) for name in f.keys()}
     except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
         raise CheckpointError(f"{path.name} in {path.parent} is not a valid safetensors file: {_describe_non_safetensors(path)} ({exc})") from exc
+    except TypeError as exc:  # numpy has no bfloat16
+        raise CheckpointError(f"{path.name} in {path.parent} holds tensors numpy cannot read ({exc}); store float16 or float32 weights") from exc
 
 
-def validate_state_dict(model: GPT, tensors: dict[str, torch.Tensor], where: Path) -> None:
-    expected = model.state_dict()
+def _all_finite(tensor) -> bool:
+    # NaN and inf propagate through a sum, which is ~100x cheaper than isfinite() on CPU
+    # (a float32 sum of weights cannot overflow unless they are ~1e38: broken anyway).
+    if isinstance(tensor, np.ndarray):
+        return math.isfinite(float(tensor.sum(dtype=np.float32)))
+    return math.isfinite(float(tensor.float().sum()))
+
+
+def validate_weights(config: GPTConfig, tensors: dict, where: Path) -> None:
+    """The tensors (torch or numpy) are exactly the weights of a model of `config`: names,
+    shapes, float dtypes, finite values."""
+    expected = param_shapes(config)
     missing = sorted(set(expected) - set(tensors))
     unexpected = sorted(set(tensors) - set(expected))
     if missing:
@@ -148,20 +186,24 @@ def validate_state_dict(model: GPT, tensors: dict[str, torch.Tensor], where: Pat
     if unexpected:
         raise CheckpointError(f"{where}: weights have unexpected tensors: {', '.join(unexpected[:5])}")
     for name, tensor in tensors.items():
-        if tuple(tensor.shape) != tuple(expected[name].shape):
-            raise CheckpointError(
-                f"{where}: tensor {name} has shape {tuple(tensor.shape)}, the config needs {tuple(expected[name].shape)}"
-            )
-        if not tensor.is_floating_point():
-            raise CheckpointError(f"{where}: tensor {name} has non-float dtype {tensor.dtype}")
-        # NaN and inf propagate through a sum, which is ~100x cheaper than isfinite() on CPU
-        # (a finite float32 sum of weights cannot overflow unless they are ~1e38: broken anyway).
-        if not torch.isfinite(tensor.float().sum()):
+        if tuple(tensor.shape) != expected[name]:
+            raise CheckpointError(f"{where}: tensor {name} has shape {tuple(tensor.shape)}, the config needs {expected[name]}")
+        dtype = str(tensor.dtype).removeprefix("torch.")
+        if dtype not in _FLOAT_DTYPES:
+            raise CheckpointError(f"{where}: tensor {name} has non-float dtype {dtype}")
+        if not _all_finite(tensor):
             raise CheckpointError(f"{where}: tensor {name} contains NaN or infinite values")
 
 
-def load_checkpoint(path: Path, device: str | torch.device = "cpu", check_forward: bool = True) -> LoadedModel:
-    """Load and validate a checkpoint directory. Raises CheckpointError naming what is wrong."""
+def load_checkpoint(path: Path, device: str | torch.device = "cpu", check_forward: bool = True, backend: str = "torch") -> LoadedModel:
+    """Load and validate a checkpoint directory. Raises CheckpointError naming what is wrong.
+
+    backend "torch" builds a `GPT` on `device` (training, evaluation, serving on a GPU);
+    "numpy" builds a `NumpyGPT` (serving on a CPU: torch is never imported)."""
+    if backend not in BACKENDS:
+        raise ConfigError(f"unknown backend {backend!r}; choose one of: {', '.join(BACKENDS)}")
+    if backend == "numpy" and str(device) != "cpu":
+        raise ConfigError(f"the numpy backend runs on the CPU only, not on {device}")
     path = Path(path)
     if not path.is_dir():
         raise CheckpointError(f"checkpoint directory {path} does not exist")
@@ -184,18 +226,30 @@ def load_checkpoint(path: Path, device: str | torch.device = "cpu", check_forwar
             f"{path}: vocab mismatch: tokenizer has {tokenizer.vocab_size} tokens, model config has {config.vocab_size}"
         )
     meta = _read_json(path / META_FILE, "meta")
-    tensors = read_weights(path / WEIGHTS_FILE)
-    model = GPT(config, init_weights=False)
-    validate_state_dict(model, tensors, path)
-    model.load_state_dict(tensors, strict=True)  # copies, casting float16 weights to float32
-    device = torch.device(device)
-    model.to(device).eval()
-    if check_forward:
-        with torch.inference_mode():
-            probe = torch.tensor([tokenizer.encode("#!/bin/bash\necho ok\n")[: config.block_size]], device=device)
-            logits = model(probe)
-            if not torch.isfinite(logits).all():
-                raise CheckpointError(f"{path}: a forward pass produced NaN or infinite logits")
+    tensors = read_weights(path / WEIGHTS_FILE, framework="numpy" if backend == "numpy" else "pt")
+    validate_weights(config, tensors, path)
+    probe = [tokenizer.encode("#!/bin/bash\necho ok\n")[: config.block_size]]
+    if backend == "numpy":
+        from bashlsp.model.numpy_gpt import NumpyGPT
+
+        model = NumpyGPT(config, tensors)
+        finite = not check_forward or bool(np.isfinite(model(probe, model.new_cache(1, len(probe[0])))).all())
+        device = "cpu"
+    else:
+        import torch
+
+        from bashlsp.model.gpt import GPT
+
+        model = GPT(config, init_weights=False)
+        model.load_state_dict(tensors, strict=True)  # copies, casting float16 weights to float32
+        device = torch.device(device)
+        model.to(device).eval()
+        finite = True
+        if check_forward:
+            with torch.inference_mode():
+                finite = bool(torch.isfinite(model(torch.tensor(probe, device=device))).all())
+    if not finite:
+        raise CheckpointError(f"{path}: a forward pass produced NaN or infinite logits")
     return LoadedModel(model=model, tokenizer=tokenizer, config=config, meta=meta, path=path, device=device)
 
 

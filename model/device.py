@@ -1,22 +1,59 @@
-"""Device choice: `auto` prefers Apple's MPS, then CUDA, then the CPU."""
+"""Device choice: `auto` prefers Apple's MPS, then CUDA, then the CPU.
+
+torch is imported inside the functions that need it: the server on a CPU runs without it
+(see serving_device).
+"""
 
 from __future__ import annotations
 
-import torch
+import os
+import platform
+import shutil
+import sys
+from typing import TYPE_CHECKING
 
 from bashlsp.model.errors import ConfigError
+
+if TYPE_CHECKING:
+    import torch
 
 DEVICE_CHOICES = ("auto", "cpu", "cuda", "mps")
 
 
 def _mps_available() -> bool:
+    import torch
+
     backend = getattr(torch.backends, "mps", None)
     return bool(backend and backend.is_available())
 
 
-def resolve_device(name: str = "auto") -> torch.device:
+def _check_choice(name: str) -> None:
     if name not in DEVICE_CHOICES:
         raise ConfigError(f"unknown device {name!r}; choose one of: {', '.join(DEVICE_CHOICES)}")
+
+
+def may_have_gpu() -> bool:
+    """False where this machine surely has no GPU torch could use: not Apple silicon and no
+    NVIDIA driver. Cheap, and torch is not imported to find out (2-3 s on a small machine)."""
+    if sys.platform == "darwin":
+        return platform.machine() == "arm64"
+    return os.path.exists("/proc/driver/nvidia/version") or os.path.exists("/dev/dxg") or shutil.which("nvidia-smi") is not None
+
+
+def serving_device(name: str = "auto") -> tuple[str, str | torch.device]:
+    """Where the server runs the model: ("numpy", "cpu") on a CPU, where torch is never
+    imported, or ("torch", device) on a GPU. Raises ConfigError for an unknown or unavailable device."""
+    _check_choice(name)
+    if name == "cpu" or (name == "auto" and not may_have_gpu()):
+        return "numpy", "cpu"
+    device = resolve_device(name)
+    return ("numpy", "cpu") if device.type == "cpu" else ("torch", device)
+
+
+def resolve_device(name: str = "auto") -> torch.device:
+    import torch
+
+    _check_choice(name)
     if name == "auto":
         if _mps_available():
             return torch.device("mps")
@@ -34,6 +71,8 @@ def cpu_has_fast_bf16() -> bool:
     """True where the CPU has bf16 matrix instructions (AVX512-BF16 or AMX). Without them
     PyTorch's CPU bf16 matmul is emulated: measured here (AVX2 EPYC) at ~0.6 GFLOP/s
     against ~34 GFLOP/s in fp32, so autocast would make training 50x slower."""
+    import torch
+
     cpu = getattr(torch._C, "_cpu", None)
     checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
     return any(bool(getattr(cpu, name, lambda: False)()) for name in checks) if cpu else False
@@ -41,6 +80,8 @@ def cpu_has_fast_bf16() -> bool:
 
 def autocast_dtype(device: torch.device) -> torch.dtype | None:
     """bf16 autocast where the device runs it fast; None means stay in fp32."""
+    import torch
+
     if device.type == "cuda" and torch.cuda.is_bf16_supported():
         return torch.bfloat16
     if device.type == "cpu" and cpu_has_fast_bf16():

@@ -20,8 +20,10 @@ internal lock makes `complete`, `swap` and `warm_up` safe from any thread anyway
 3. Token healing. Trailing prompt tokens of the partial word at the cursor are backed off and
    the first generated tokens must spell them again (`TokenTable`), so `ech|` is continued as
    the model would tokenize `echo`; the returned text starts at the cursor.
-4. Decoding through `engine_fast.FastForward` (same math as GPT.forward, fewer ops), greedy or
-   sampled, with the stop flag polled before every step. `num_samples` rows decode in one
+4. Decoding through the model's forward with a KV cache: on a CPU `NumpyGPT` (numpy, no torch
+   in the process: see model/numpy_gpt.py), on a GPU `engine_fast.FastForward` (torch; same
+   math as GPT.forward, fewer ops). Logits come back as numpy arrays either way and every
+   choice of token is made in numpy. Greedy or sampled, with the stop flag polled before every step. `num_samples` rows decode in one
    batch: sampled, or at temperature 0 each row starts with one of the likeliest next tokens
    and goes on greedily. Below a comment (generate) the first bytes must begin code.
    Greedy single-stream requests can draft tokens by prompt lookup and verify them in one
@@ -30,14 +32,15 @@ internal lock makes `complete`, `swap` and `warm_up` safe from any thread anyway
    the text that already follows the cursor, and (line, inline) before the first token under
    MIN_TOKEN_PROB.
 
-CPU threads: 1 by default (DEFAULT_THREADS). Decoding is a chain of small ops; on the shared
-2-core machine a second thread made a decode step several times slower under load (53 ms vs
-9 ms per step measured with other jobs running).
+CPU threads: 1 by default (DEFAULT_THREADS), for BLAS (numpy) or torch. Decoding is a chain of
+small ops; on the shared 2-core machine a second thread made a decode step several times slower
+under load (53 ms vs 9 ms per step measured with torch and other jobs running).
 """
 
 from __future__ import annotations
 
 import bisect
+import contextlib
 import math
 import re
 import threading
@@ -46,15 +49,12 @@ from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-import torch
+import numpy as np
 
 from bashlsp.model.checkpoint import LoadedModel
 from bashlsp.model.errors import BashlspError
 from bashlsp.model.fim import fim_prompt_ids, fim_prompt_overhead
-from bashlsp.model.gpt import KVCache
-from bashlsp.model.sampling import pick_next
 from bashlsp.model.tokenizer import BashTokenizer
-from bashlsp.server.engine_fast import FastForward
 
 MODES = ("line", "inline", "generate")
 DEFAULT_THREADS = 1  # see the module docstring
@@ -75,6 +75,7 @@ SUFFIX_SHARE = 4  # the suffix gets at most 1/SUFFIX_SHARE of the prompt room
 # 0.1: 22.4%, 24.1%, 41 ms; 0.2: 26.0%, 21.5%, 29 ms. Sampled alternatives stop at their first
 # such pick as well (the probability is the model's, not the sampling's).
 MIN_TOKEN_PROB = 0.2
+TOP_K = 64  # sampling draws from the 64 likeliest tokens, then the nucleus among them (see _sample)
 
 
 @dataclass
@@ -118,13 +119,13 @@ class TokenTable:
         self.no_code_start_ids = tok.no_code_start_ids
         pairs = sorted((b, i) for i, b in enumerate(self.token_bytes) if b)
         self.sorted_bytes = [b for b, _ in pairs]
-        self.sorted_ids = torch.tensor([i for _, i in pairs], dtype=torch.long)
+        self.sorted_ids = np.array([i for _, i in pairs], dtype=np.int64)
         self.id_of = {b: i for b, i in pairs}
         # Every extension of X sorts directly after X, so X is extendable iff the next entry is one.
         self.extendable = frozenset(
             pairs[k][1] for k in range(len(pairs) - 1) if pairs[k + 1][0].startswith(pairs[k][0])
         )
-        self._id_cache: dict[tuple, torch.Tensor] = {}
+        self._id_cache: dict[tuple, np.ndarray] = {}
 
     def heal(self, ids: Sequence[int]) -> tuple[list[int], bytes]:
         """Back off the trailing tokens of the last partial word. Returns (kept ids, removed bytes)."""
@@ -145,7 +146,7 @@ class TokenTable:
             n += 1
         return list(ids[: len(ids) - n]), removed
 
-    def _starting_with(self, prefix: bytes) -> torch.Tensor:
+    def _starting_with(self, prefix: bytes) -> np.ndarray:
         """Ids of the tokens whose bytes start with `prefix`."""
         lo = bisect.bisect_left(self.sorted_bytes, prefix)
         # Everything that starts with `prefix` sorts before `prefix` with its last byte raised.
@@ -154,7 +155,7 @@ class TokenTable:
         hi = bisect.bisect_left(self.sorted_bytes, upper) if upper is not None else len(self.sorted_bytes)
         return self.sorted_ids[lo:hi]
 
-    def _cached(self, key: tuple, make: Callable[[], torch.Tensor]) -> torch.Tensor:
+    def _cached(self, key: tuple, make: Callable[[], np.ndarray]) -> np.ndarray:
         ids = self._id_cache.get(key)
         if ids is None:
             if len(self._id_cache) > 256:
@@ -162,24 +163,24 @@ class TokenTable:
             ids = self._id_cache[key] = make()
         return ids
 
-    def allowed(self, pending: bytes) -> torch.Tensor:
+    def allowed(self, pending: bytes) -> np.ndarray:
         """Ids of the tokens that can come next while `pending` bytes must still be spelled:
         tokens that start with all of it, and tokens that are a shorter prefix of it."""
 
-        def make() -> torch.Tensor:
+        def make() -> np.ndarray:
             shorter = [self.id_of[pending[:k]] for k in range(1, len(pending)) if pending[:k] in self.id_of]
-            return torch.cat([self._starting_with(pending), torch.tensor(shorter, dtype=torch.long)])
+            return np.concatenate([self._starting_with(pending), np.array(shorter, dtype=np.int64)])
 
         return self._cached(("allowed", pending), make)
 
-    def no_code_after(self, pending: bytes) -> torch.Tensor:
+    def no_code_after(self, pending: bytes) -> np.ndarray:
         """Ids of the tokens after which, once `pending` is spelled, the next bytes do not begin
         code: a line break, a `#`, or a special token (see BashTokenizer.no_code_start_ids)."""
 
-        def make() -> torch.Tensor:
+        def make() -> np.ndarray:
             if not pending:
-                return torch.tensor(self.no_code_start_ids, dtype=torch.long)
-            return torch.cat([self._starting_with(pending + start) for start in (b"\n", b"\r", b"#")])
+                return np.array(self.no_code_start_ids, dtype=np.int64)
+            return np.concatenate([self._starting_with(pending + start) for start in (b"\n", b"\r", b"#")])
 
         return self._cached(("no_code", pending), make)
 
@@ -329,6 +330,19 @@ class StopRules:
         return None
 
 
+def _log_softmax(logits: np.ndarray) -> np.ndarray:
+    """log_softmax over the last axis, float32."""
+    shifted = logits - logits.max(axis=-1, keepdims=True)
+    return shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))
+
+
+def _top_ids(values: np.ndarray, k: int) -> np.ndarray:
+    """Indices of the k largest of a 1-D array, largest first (argpartition: no full sort)."""
+    k = min(k, values.shape[-1])
+    ids = np.argpartition(values, -k)[-k:]
+    return ids[np.argsort(values[ids], kind="stable")[::-1]]
+
+
 def _utf8_text(data: bytes) -> str:
     """Decode, leaving out an incomplete character at the end (the next token may finish it)."""
     end = len(data)
@@ -407,7 +421,7 @@ class PromptLookup:
 
 @dataclass
 class _Document:
-    cache: KVCache
+    cache: object  # the model's KV cache: NumpyKVCache or gpt.KVCache (same layout)
     ids: list[int] = field(default_factory=list)  # the tokens whose keys/values are in `cache`
     window_start: int = 0  # character offset in the prefix where the prompt's prefix part starts
     # The last encodings, so a keystroke re-encodes only the end of the prefix (see _encode_prefix)
@@ -476,12 +490,13 @@ class Engine:
         speculate: bool | None = None,
         min_token_prob: float = MIN_TOKEN_PROB,
     ) -> None:
-        """Serve `loaded`. Note: the fast path re-lays out the model's weight matrices in place
-        (same values, stored transposed; see engine_fast), so do not train or save that model.
+        """Serve `loaded` (either backend: see LoadedModel). Note: with a torch model the fast
+        path re-lays out the model's weight matrices in place (same values, stored transposed;
+        see engine_fast), so do not train or save that model.
 
         max_context: the longest prompt + completion (default: the model's block_size).
-        num_threads: torch's intra-op threads for this process (default: DEFAULT_THREADS on a CPU;
-        this is process-wide, which is what a server process that exists to run this wants).
+        num_threads: CPU threads of BLAS (numpy backend) or torch (default: DEFAULT_THREADS on a
+        CPU; this is process-wide, which is what a server process that exists to run this wants).
         speculate: draft tokens by prompt lookup and verify them in one forward (greedy, one
         sample); the suggestions are the greedy ones either way. Default: on for GPUs, off on a
         CPU, where verifying 4 tokens cost ~2 steps and typing latency did not improve (measured
@@ -490,20 +505,35 @@ class Engine:
         self._lock = threading.Lock()
         self.min_token_prob = min_token_prob
         self.max_context = max_context
-        self.speculate = loaded.device.type != "cpu" if speculate is None else speculate
-        if num_threads or loaded.device.type == "cpu":
-            torch.set_num_threads(num_threads or DEFAULT_THREADS)
+        self.speculate = str(loaded.device) != "cpu" if speculate is None else speculate
+        self.num_threads = num_threads
+        self.rng = np.random.default_rng()
         self._load(loaded)
 
     def _load(self, loaded: LoadedModel) -> None:
         self.loaded = loaded
-        self.model = loaded.model.eval()
+        self.model = loaded.model
         self.tokenizer = loaded.tokenizer
         self.device = loaded.device
         block = loaded.config.block_size
         self.context = min(block, self.max_context) if self.max_context else block
         self.table = TokenTable(loaded.tokenizer)
-        self.fast = FastForward(self.model)
+        threads = self.num_threads or (DEFAULT_THREADS if str(loaded.device) == "cpu" else None)
+        if loaded.backend == "torch":
+            from bashlsp.server.engine_fast import FastForward  # imports torch: GPU serving, evaluation
+
+            self.fast = FastForward(self.model.eval())
+            self._inference = self.fast.inference_mode
+            if threads:
+                self.fast.set_num_threads(threads)
+        else:
+            self.fast = self.model  # NumpyGPT: (idx, cache, all_positions) -> numpy logits, like FastForward
+            self._inference = contextlib.nullcontext
+            if threads:
+                from threadpoolctl import threadpool_limits
+
+                threadpool_limits(threads, user_api="blas")  # process-wide, like torch.set_num_threads
+        self.threads = threads
         self._docs: OrderedDict[str, _Document] = OrderedDict()
         self.last_stats: dict[str, int] = {}  # of the last request: prompt, reused, prefilled, decoded tokens
 
@@ -525,7 +555,8 @@ class Engine:
             "params": self.model.num_params(),
             "device": str(self.device),
             "context": self.context,
-            "threads": torch.get_num_threads(),
+            "backend": self.loaded.backend,
+            "threads": self.threads,
             "speculate": self.speculate,
         }
 
@@ -534,7 +565,7 @@ class Engine:
         samples) on a scratch document, so one-time kernel setup is not paid by a user."""
         uri = "\0warm-up"
         text = "#!/bin/sh\nfor f in *; do\n  echo \"$f\"\ndone\nfor f in *; do\n  ech"
-        with self._lock, torch.inference_mode():
+        with self._lock, self._inference():
             for prefix, samples in ((text[:-8], 1), (text, 1), (text, 2)):
                 query = CompletionQuery(uri, prefix, "\nexit 0\n", "inline", max_tokens=4, num_samples=samples)
                 self._complete(query, lambda: False)
@@ -543,15 +574,13 @@ class Engine:
     def complete(self, query: CompletionQuery, should_stop: Callable[[], bool] = lambda: False) -> list[Suggestion]:
         if query.mode not in MODES:
             raise ValueError(f"unknown completion mode {query.mode!r}; expected one of {MODES}")
-        with self._lock, torch.inference_mode():
+        with self._lock, self._inference():
             return self._complete(query, should_stop)
 
     # -- steps ----------------------------------------------------------------------------------
 
-    def _forward(self, idx: list[list[int]] | torch.Tensor, cache: KVCache) -> torch.Tensor:
-        """Logits (B, V) of the last position, after appending idx (B, T) to the cache."""
-        if not isinstance(idx, torch.Tensor):
-            idx = torch.tensor(idx, dtype=torch.long, device=self.device)
+    def _forward(self, idx: list[list[int]] | np.ndarray, cache) -> np.ndarray:
+        """Logits (B, V) float32 of the last position, after appending idx (B, T) to the cache."""
         return self.fast(idx, cache)
 
     def _document(self, uri: str) -> _Document:
@@ -646,7 +675,7 @@ class Engine:
         grown.length = keep
         doc.cache = grown
 
-    def _prefill(self, doc: _Document, prompt: list[int], should_stop: Callable[[], bool]) -> torch.Tensor:
+    def _prefill(self, doc: _Document, prompt: list[int], should_stop: Callable[[], bool]) -> np.ndarray:
         """Bring the document's cache to `prompt`, reusing the longest common prefix."""
         keep = min(_common_prefix_length(doc.ids, prompt), len(prompt) - 1)  # >= 1 new token for logits
         del doc.ids[keep:]
@@ -683,7 +712,7 @@ class Engine:
             cache.k[:, :, :, : len(prompt)] = doc.cache.k[:, :1, :, : len(prompt)]
             cache.v[:, :, :, : len(prompt)] = doc.cache.v[:, :1, :, : len(prompt)]
             cache.length = len(prompt)
-            logits = logits.expand(n, -1)
+            logits = np.broadcast_to(logits, (n, logits.shape[-1]))
         budget = min(budget, cache.max_len - cache.length)
         rows = [_Row(pending=healed, code_due=query.mode == "generate") for _ in range(n)]
         stop_at_guess = query.mode != "generate" and self.min_token_prob > 0  # sampled alternatives too
@@ -719,15 +748,14 @@ class Engine:
             # model would not have picked itself (so the result is what plain greedy gives).
             fed = [chosen[0], *draft]
             start = cache.length
-            all_logits = self.fast(torch.tensor([fed], device=self.device), cache, all_positions=True)[0]  # (T, V)
-            predicted = all_logits[:-1].argmax(dim=-1).tolist()
+            all_logits = self.fast([fed], cache, all_positions=True)[0]  # (T, V)
+            predicted = all_logits[:-1].argmax(axis=-1).tolist()
             accepted = 0
             while accepted < len(draft) and predicted[accepted] == draft[accepted]:
                 accepted += 1
             if accepted:
-                rows_logits = all_logits[:accepted]
-                picked = torch.tensor(draft[:accepted], device=self.device)[:, None]
-                draft_logprobs = (rows_logits.gather(-1, picked).squeeze(-1) - rows_logits.logsumexp(dim=-1)).tolist()
+                rows_logprobs = _log_softmax(all_logits[:accepted])
+                draft_logprobs = rows_logprobs[np.arange(accepted), draft[:accepted]].tolist()
                 for token, logprob in zip(draft[:accepted], draft_logprobs):
                     self._take(rows[0], token, logprob, rules, healed, min_logprob)
                     generated += 1
@@ -783,18 +811,16 @@ class Engine:
             if cut is not None:
                 row.done, row.cut = True, cut
 
-    def _pick(
-        self, logits: torch.Tensor, rows: list[_Row], query: CompletionQuery, branch: bool = False
-    ) -> tuple[torch.Tensor, torch.Tensor]:
+    def _pick(self, logits: np.ndarray, rows: list[_Row], query: CompletionQuery, branch: bool = False) -> tuple[np.ndarray, np.ndarray]:
         """The next token of every row (B,) and its log-probability under the model (B,). With
         `branch` (identical greedy rows) row r gets the r-th likeliest token instead."""
-        logprobs = torch.log_softmax(logits, dim=-1)  # (B, V); softmax is shift-invariant, so it also serves as logits
+        logprobs = _log_softmax(logits)  # (B, V); softmax is shift-invariant, so it also serves as logits
         candidates = logprobs
         if any(row.pending for row in rows):  # token healing: spell the removed bytes first
-            candidates = torch.full_like(logprobs, float("-inf"))
+            candidates = np.full_like(logprobs, -np.inf)
             for r, row in enumerate(rows):
                 if row.pending:
-                    allowed = self.table.allowed(row.pending).to(logprobs.device)
+                    allowed = self.table.allowed(row.pending)
                     candidates[r, allowed] = logprobs[r, allowed]
                 else:
                     candidates[r] = logprobs[r]
@@ -802,18 +828,36 @@ class Engine:
             # A script body below a comment starts with code: a blank line, <|eof|> or another
             # comment first made the model read the comment as a file header (13 of 50 tldr
             # generations were empty, others only more comments).
-            candidates = candidates.clone() if candidates is logprobs else candidates
+            candidates = candidates.copy() if candidates is logprobs else candidates
             for r, row in enumerate(rows):
                 if row.code_due:
-                    candidates[r, self.table.no_code_after(row.pending).to(logprobs.device)] = float("-inf")
+                    candidates[r, self.table.no_code_after(row.pending)] = -np.inf
         if branch:
-            best, next_ids = candidates[0].topk(len(rows))  # a row with -inf here has no token left
-            return next_ids, best
+            next_ids = _top_ids(candidates[0], len(rows))  # a row with -inf here has no token left
+            return next_ids, candidates[0, next_ids]
         if query.temperature <= 0:
-            best, next_ids = candidates.max(dim=-1)  # greedy, the common case: two ops in all
-            return next_ids, best
-        next_ids = pick_next(candidates, query.temperature, query.top_p, None)
-        return next_ids, logprobs.gather(-1, next_ids[:, None]).squeeze(-1)
+            next_ids = candidates.argmax(axis=-1)  # greedy, the common case
+        else:
+            next_ids = self._sample(candidates, query.temperature, query.top_p)
+        return next_ids, logprobs[np.arange(len(rows)), next_ids]
+
+    def _sample(self, candidates: np.ndarray, temperature: float, top_p: float) -> np.ndarray:
+        """(B,) ids drawn at `temperature` from the TOP_K likeliest candidates, then the nucleus
+        (top-p) among them: the tail past them holds little probability, and sorting and
+        sampling over the whole 8k vocabulary cost ~2 ms per step (measured with torch), more
+        than the model's forward pass. A row with no candidate left gets its -inf best."""
+        k = min(TOP_K, candidates.shape[-1])
+        top_ids = np.stack([_top_ids(row, k) for row in candidates])  # (B, K), likeliest first
+        top = np.take_along_axis(candidates, top_ids, axis=-1)  # (B, K)
+        best = np.where(np.isfinite(top[:, :1]), top[:, :1], 0.0)
+        probs = np.exp((top - best) / temperature)  # (B, K); 0 for -inf candidates
+        if top_p < 1.0:
+            probs /= probs.sum(axis=-1, keepdims=True)
+            probs *= probs.cumsum(axis=-1) - probs < top_p  # always keeps the top token
+        cumulative = probs.cumsum(axis=-1)
+        draw = self.rng.random((len(candidates), 1)) * cumulative[:, -1:]
+        choice = np.minimum((cumulative <= draw).sum(axis=-1), k - 1)  # (B,)
+        return top_ids[np.arange(len(candidates)), choice]
 
     def _suggestions(self, rows: list[_Row], healed: bytes, rules: StopRules, mode: str) -> list[Suggestion]:
         best: dict[str, Suggestion] = {}
@@ -851,11 +895,10 @@ def decode_tokens_per_second(engine: Engine, tokens: int = 128, context: int = 2
     tokens = max(1, min(tokens, engine.context - context - 1))
     rows = [_Row(pending=b"") for _ in range(samples)]
     greedy = CompletionQuery(uri="", prefix="", suffix="", mode="generate")
-    with engine._lock, torch.inference_mode():
+    with engine._lock, engine._inference():
         cache = engine.model.new_cache(samples, context + tokens + 1)
-        generator = torch.Generator().manual_seed(0)
-        prompt = torch.randint(0, engine.tokenizer.vocab_size, (samples, context), generator=generator)
-        logits = engine._forward(prompt.to(engine.device), cache)
+        prompt = np.random.default_rng(0).integers(0, engine.tokenizer.vocab_size, (samples, context))
+        logits = engine._forward(prompt, cache)
         start, cpu_start = time.perf_counter(), time.process_time()
         for _ in range(tokens):
             next_ids, logprobs = engine._pick(logits, rows, greedy)
@@ -873,26 +916,43 @@ def decode_tokens_per_second(engine: Engine, tokens: int = 128, context: int = 2
 
 
 def naive_vs_engine_decode(engine: Engine, tokens: int = 64, context: int = 256, rounds: int = 5) -> dict:
-    """Decode speed of plain `GPT.forward` (a fresh copy of the model with its original weight
-    layout) against the engine's step, in alternating rounds so that both see the same machine
-    load. Returns the median ms/token of each."""
+    """Decode speed of plain `GPT.forward` (torch, a fresh copy of the served weights) against
+    the engine's step, in alternating rounds so that both see the same machine load. Returns
+    the median ms/token of each."""
+    import torch
+
     from bashlsp.model.gpt import GPT
 
-    model = engine.model
-    naive = GPT(model.config).to(engine.device).eval()
-    naive.load_state_dict({name: tensor.contiguous() for name, tensor in model.state_dict().items()})
+    served = engine.model
+    naive = GPT(served.config, init_weights=False).eval()
+    if engine.loaded.backend == "numpy":  # the same weights, back in GPT's (out, in) layout
+        weights = {"wte.weight": served.wte, "norm.weight": served.norm}
+        for i, (attn_norm, qkv, proj, mlp_norm, gate_up, down) in enumerate(served.layers):
+            weights |= {f"blocks.{i}.attn_norm.weight": attn_norm, f"blocks.{i}.attn.qkv.weight": qkv.T,
+                        f"blocks.{i}.attn.proj.weight": proj.T, f"blocks.{i}.mlp_norm.weight": mlp_norm,
+                        f"blocks.{i}.mlp.gate_up.weight": gate_up.T, f"blocks.{i}.mlp.down.weight": down.T}
+        state = {name: torch.from_numpy(np.ascontiguousarray(w)) for name, w in weights.items()}
+    else:
+        state = {name: tensor.contiguous() for name, tensor in served.state_dict().items()}
+    naive.load_state_dict(state)
+    naive.to(engine.device if engine.loaded.backend == "torch" else "cpu")
+    device = next(naive.parameters()).device
     times: dict[str, list[float]] = {"naive": [], "engine": []}
     context = min(context, engine.context - tokens - 1)
-    with engine._lock, torch.inference_mode():
-        prompt = torch.randint(0, engine.tokenizer.vocab_size, (1, context), device=engine.device)
+    prompt = np.random.default_rng(0).integers(0, engine.tokenizer.vocab_size, (1, context))
+    with engine._lock, torch.inference_mode(), engine._inference():
         for _ in range(rounds):
             for name in times:
-                cache = model.new_cache(1, context + tokens + 1)
-                forward = (lambda x: naive(x, cache=cache, last_only=True)[:, -1]) if name == "naive" else (lambda x: engine._forward(x, cache))
+                if name == "naive":
+                    cache = naive.new_cache(1, context + tokens + 1)
+                    forward = lambda ids: naive(torch.as_tensor(ids, device=device), cache=cache, last_only=True)[:, -1].cpu().numpy()  # noqa: E731
+                else:
+                    cache = served.new_cache(1, context + tokens + 1)
+                    forward = lambda ids: engine._forward(ids, cache)  # noqa: E731
                 logits = forward(prompt)
                 start = time.perf_counter()
                 for _ in range(tokens):
-                    logits = forward(logits.argmax(dim=-1, keepdim=True))
+                    logits = forward(logits.argmax(axis=-1)[:, None])
                 times[name].append(1000 * (time.perf_counter() - start) / tokens)
     return {name: sorted(values)[len(values) // 2] for name, values in times.items()}
 
@@ -901,9 +961,9 @@ def prefill_ms(engine: Engine, tokens: int, context: int = 0, repeats: int = 3) 
     """Best-of-`repeats` time to pre-fill `tokens` new tokens after `context` cached ones."""
     best = float("inf")
     tokens = min(tokens, engine.context - context)
-    with engine._lock, torch.inference_mode():
+    with engine._lock, engine._inference():
         cache = engine.model.new_cache(1, context + tokens)
-        ids = torch.randint(0, engine.tokenizer.vocab_size, (1, context + tokens))
+        ids = np.random.default_rng(0).integers(0, engine.tokenizer.vocab_size, (1, context + tokens))
         if context:
             engine._forward(ids[:, :context], cache)
         for _ in range(repeats):
@@ -968,17 +1028,24 @@ def psm_prefill_tokens(engine: Engine, text: str, every: int = 1) -> float:
     return sum(counts) / len(counts)
 
 
-def _random_nano_model(vocab_texts: list[str]) -> LoadedModel:
+def _random_nano_model(vocab_texts: list[str], backend: str) -> LoadedModel:
     """A randomly initialised nano model (speed does not depend on the weights) with a
     tokenizer trained to 8192 tokens on the given shell text."""
     from pathlib import Path
 
+    import torch
+
     from bashlsp.model.gpt import GPT, preset_config
+    from bashlsp.model.numpy_gpt import NumpyGPT
 
     tok = BashTokenizer.train(vocab_texts, vocab_size=8192)
     torch.manual_seed(0)
     model = GPT(preset_config("nano", tok.vocab_size)).eval()
-    return LoadedModel(model, tok, model.config, {"id": "random-nano"}, Path("(random nano)"), torch.device("cpu"))
+    meta, path = {"id": "random-nano"}, Path("(random nano)")
+    if backend == "numpy":
+        numpy_model = NumpyGPT(model.config, {name: t.numpy() for name, t in model.state_dict().items()})
+        return LoadedModel(numpy_model, tok, model.config, meta, path, "cpu")
+    return LoadedModel(model, tok, model.config, meta, path, torch.device("cpu"))
 
 
 def _shell_texts(limit_bytes: int = 1_500_000) -> list[str]:
@@ -1015,7 +1082,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bashlsp.server.engine", description=__doc__.split("\n")[0])
     parser.add_argument("--bench", action="store_true", help="print the engine's micro-benchmark figures")
     parser.add_argument("--checkpoint", help="checkpoint dir, store id, 'current' or 'default' (else a random nano model)")
-    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: the engine's default)")
+    parser.add_argument("--threads", type=int, default=0, help="CPU threads (0: the engine's default)")
+    parser.add_argument("--backend", choices=("numpy", "torch"), default="numpy", help="numpy: what the server runs on a CPU (default); torch: the GPU path, on the CPU")
     parser.add_argument("--max-tokens", type=int, default=16, help="tokens per completion in the typing benchmark")
     parser.add_argument("--every", type=int, default=1, help="query every N typed characters")
     parser.add_argument("--speculate", choices=("auto", "on", "off"), default="auto", help="prompt-lookup drafts (auto: on for GPUs)")
@@ -1030,13 +1098,13 @@ def main(argv: list[str] | None = None) -> int:
     start = time.perf_counter()
     texts = _shell_texts()
     if args.checkpoint:
-        loaded = load_checkpoint(resolve_checkpoint(args.checkpoint))
+        loaded = load_checkpoint(resolve_checkpoint(args.checkpoint), backend=args.backend)
     else:
-        loaded = _random_nano_model(texts)
+        loaded = _random_nano_model(texts, args.backend)
     engine = Engine(loaded, num_threads=args.threads or None, speculate={"auto": None, "on": True, "off": False}[args.speculate])
     engine.warm_up()
     print(f"model {loaded.id}: {engine.model.num_params() / 1e6:.2f}M params, config {loaded.config.to_dict()}")
-    print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, cpus {os.cpu_count()}, load ready in {time.perf_counter() - start:.2f}s")
+    print(f"backend {loaded.backend}, threads {engine.threads}, cpus {os.cpu_count()}, load ready in {time.perf_counter() - start:.2f}s")
 
     for context in (64, min(512, engine.context // 2)):
         figures = decode_tokens_per_second(engine, tokens=128, context=context)

@@ -1,4 +1,5 @@
-"""A fast forward pass for serving: the same math as `GPT.forward` with a `KVCache`, fewer ops.
+"""A fast torch forward pass for serving on a GPU: the same math as `GPT.forward` with a
+`KVCache`, fewer ops. (On a CPU the server runs `model/numpy_gpt.py` instead, without torch.)
 
 At serving sizes (nano: 4 x 256) one decode step is ~50 small tensor ops, and on a CPU their
 dispatch and memory traffic cost more than the arithmetic. This path skips
@@ -15,11 +16,13 @@ dispatch and memory traffic cost more than the arithmetic. This path skips
 - the activations stay 2-D (rows = batch x positions), so reshapes are views.
 
 `tests/test_engine.py` checks that its logits match `GPT.forward` (same cache layout, so the
-two can be mixed on one cache).
+two can be mixed on one cache). Like `NumpyGPT` it takes token ids as lists or arrays and
+returns numpy logits, so the engine treats both backends the same.
 """
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -69,9 +72,19 @@ class FastForward:
         cols = torch.arange(d, device=device)
         self.partner[(cols + half) % d, cols] = 1.0
 
-    def __call__(self, idx: torch.Tensor, cache: KVCache, all_positions: bool = False) -> torch.Tensor:
-        """idx (B, T) continues the cached positions; returns the last position's logits (B, V)
-        float, or with all_positions the logits of every position (B, T, V)."""
+    inference_mode = staticmethod(torch.inference_mode)
+
+    @staticmethod
+    def set_num_threads(threads: int) -> None:
+        torch.set_num_threads(threads)
+
+    def __call__(self, idx, cache: KVCache, all_positions: bool = False) -> np.ndarray:
+        """idx (B, T) ids (list, array or tensor) continue the cached positions; returns the
+        last position's logits (B, V) float32, or with all_positions those of every position (B, T, V)."""
+        return self.logits(torch.as_tensor(idx, dtype=torch.long, device=self.head.device), cache, all_positions).cpu().numpy()
+
+    def logits(self, idx: torch.Tensor, cache: KVCache, all_positions: bool = False) -> torch.Tensor:
+        """__call__ with tensors in and out (on the model's device)."""
         B, T = idx.shape
         H, D, C = self.n_head, self.head_dim, self.n_embd
         start = cache.length

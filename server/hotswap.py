@@ -22,7 +22,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from bashlsp.model.checkpoint import CheckpointStore, LoadedModel, bundled_checkpoint, load_checkpoint, resolve_checkpoint
-from bashlsp.model.device import resolve_device
+from bashlsp.model.device import serving_device
 from bashlsp.model.errors import BashlspError, CheckpointError
 from bashlsp.server.engine import Engine
 from bashlsp.server.settings import Settings
@@ -54,6 +54,7 @@ class ModelHost:
         self.store = CheckpointStore()
         self.device_name = "auto"
         self.device = None
+        self.backend = "numpy"  # numpy on a CPU (no torch in the process), torch on a GPU
         self._rejected: dict[Path, str] = {}  # checkpoints that failed to load, and why
         self._observer = None
         self._first_load: asyncio.Future | None = None
@@ -71,10 +72,10 @@ class ModelHost:
         if changed:
             self.spec, self.store, self.device_name = spec, new_store, settings.device
             try:
-                self.device = resolve_device(settings.device)
+                self.backend, self.device = serving_device(settings.device)
             except BashlspError as exc:
                 self.notify("warning", f"{exc}; using the CPU", True)
-                self.device = resolve_device("cpu")
+                self.backend, self.device = serving_device("cpu")
             self._rejected.clear()
         return changed
 
@@ -123,7 +124,7 @@ class ModelHost:
         for path in candidates:
             started = time.perf_counter()
             try:
-                loaded = load_checkpoint(path, device=self.device)
+                loaded = load_checkpoint(path, device=self.device, backend=self.backend)
             except (BashlspError, OSError, RuntimeError, ValueError) as exc:
                 self._rejected[path] = str(exc)
                 tried.append(f"{path}: {exc}" if not isinstance(exc, BashlspError) else str(exc))
@@ -189,7 +190,7 @@ class ModelHost:
             return
         self.notify("log", f"loading checkpoint {path} in the background", False)
         try:
-            loaded = await loop.run_in_executor(self.loader, lambda: load_checkpoint(path, device=self.device))
+            loaded = await loop.run_in_executor(self.loader, lambda: load_checkpoint(path, device=self.device, backend=self.backend))
         except (BashlspError, OSError, RuntimeError, ValueError) as exc:
             self._rejected[path] = str(exc)
             keeping = f"still serving {serving.id}" if serving is not None else "no model is served"

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
 from bashlsp.model.checkpoint import load_checkpoint
 from bashlsp.model.gpt import GPT, GPTConfig
+from bashlsp.model.numpy_gpt import NumpyGPT
 from bashlsp.server.engine import (
     Cancelled,
     CompletionQuery,
@@ -25,6 +27,13 @@ SCRIPT = FIXTURE_SCRIPTS[0].read_text()
 
 @pytest.fixture(scope="module")
 def loaded(tiny_checkpoint):
+    """What the server runs on a CPU: the numpy backend."""
+    return load_checkpoint(tiny_checkpoint, backend="numpy")
+
+
+@pytest.fixture(scope="module")
+def loaded_torch(tiny_checkpoint):
+    """What the server runs on a GPU (here on the CPU): the torch backend."""
     return load_checkpoint(tiny_checkpoint)
 
 
@@ -50,30 +59,89 @@ def as_tuples(suggestions):
 # -- the fast forward path -----------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("path", ["torch fast path", "numpy"])
 @pytest.mark.parametrize("weights", ["checkpoint", "random", "float16 values"])  # the bundled model ships in float16
-def test_fast_path_matches_model_forward(loaded, weights):
+def test_serving_forward_matches_model_forward(loaded_torch, weights, path):
+    """Both serving forwards give GPT.forward's logits and keys/values: cold prefill, prefill
+    after cached positions, decode, and several streams sharing a prefix."""
     if weights == "checkpoint":
-        model = loaded.model
+        model = GPT(loaded_torch.config, init_weights=False).eval()
+        model.load_state_dict(loaded_torch.model.state_dict())  # FastForward re-lays out the model it serves
     else:
         torch.manual_seed(3)
         model = GPT(GPTConfig(vocab_size=300, block_size=128, n_layer=3, n_head=4, n_embd=64)).eval()
         if weights == "float16 values":
-            model = model.half().float()
-    fast = FastForward(model)
+            with torch.no_grad():
+                for parameter in model.parameters():  # the weights only: model.half() would round the RoPE tables too
+                    parameter.copy_(parameter.half().float())
+    reference = GPT(model.config, init_weights=False).eval()
+    reference.load_state_dict(model.state_dict())
+    if path == "numpy":
+        serving = NumpyGPT(model.config, {name: t.numpy() for name, t in model.state_dict().items()})
+    else:
+        serving = FastForward(model)
+    new_cache = serving.new_cache if path == "numpy" else model.new_cache
     ids = torch.randint(0, model.config.vocab_size, (1, 90))
     with torch.inference_mode():
-        slow_cache, fast_cache = model.new_cache(1, 128), model.new_cache(1, 128)
+        slow_cache, fast_cache = reference.new_cache(1, 128), new_cache(1, 128)
         for a, b in [(0, 40), (40, 70), (70, 71), (71, 72)]:  # cold prefill, prefill after cache, decode
-            expected = model(ids[:, a:b], cache=slow_cache, last_only=True)[:, -1]
-            got = fast(ids[:, a:b], fast_cache)
-            torch.testing.assert_close(got, expected, atol=1e-4, rtol=1e-4)
+            expected = reference(ids[:, a:b], cache=slow_cache, last_only=True)[:, -1].numpy()
+            got = serving(ids[:, a:b].tolist(), fast_cache)
+            assert isinstance(got, np.ndarray) and got.dtype == np.float32 and got.shape == expected.shape
+            np.testing.assert_allclose(got, expected, atol=1e-4, rtol=1e-4)
             assert fast_cache.length == slow_cache.length == b
-        torch.testing.assert_close(fast_cache.k[:, :, :, :72], slow_cache.k[:, :, :, :72], atol=1e-5, rtol=1e-5)
+        np.testing.assert_allclose(np.asarray(fast_cache.k[:, :, :, :72]), slow_cache.k[:, :, :, :72].numpy(), atol=1e-5, rtol=1e-5)
         # several streams sharing one prefix
-        slow_rows, fast_rows = slow_cache.expand(3), fast_cache.expand(3)
+        slow_rows = slow_cache.expand(3)
+        fast_rows = new_cache(3, 128)
+        fast_rows.k[:, :, :, :72], fast_rows.v[:, :, :, :72] = fast_cache.k[:, :1, :, :72], fast_cache.v[:, :1, :, :72]
+        fast_rows.length = 72
         step = torch.randint(0, model.config.vocab_size, (3, 1))
-        expected = model(step, cache=slow_rows, last_only=True)[:, -1]
-        torch.testing.assert_close(fast(step, fast_rows), expected, atol=1e-4, rtol=1e-4)
+        expected = reference(step, cache=slow_rows, last_only=True)[:, -1].numpy()
+        np.testing.assert_allclose(serving(step.numpy(), fast_rows), expected, atol=1e-4, rtol=1e-4)
+        # every position's logits (prompt-lookup verification)
+        expected = reference(ids[:, 72:76], cache=slow_cache)
+        got = serving(ids[:, 72:76].numpy(), fast_cache, all_positions=True)
+        np.testing.assert_allclose(got, expected.numpy(), atol=1e-4, rtol=1e-4)
+
+
+def test_both_backends_suggest_the_same(loaded, loaded_torch):
+    """The engine gives the same suggestions served by numpy (CPU) and by torch (GPU path)."""
+    numpy_engine, torch_engine = make_engine(loaded), make_engine(loaded_torch)
+    cursor = SCRIPT.index("mkdir")
+    queries = [
+        query(SCRIPT[: cursor + 2], mode="line", max_tokens=12),
+        query(SCRIPT[: cursor + 2], SCRIPT[cursor + 20 :], mode="inline", max_tokens=24),
+        query(SCRIPT[:cursor], mode="line", max_tokens=12, num_samples=3),
+        query("# list the files\n", mode="generate", max_tokens=32),
+    ]
+    offered = 0
+    for q in queries:
+        got, expected = numpy_engine.complete(q), torch_engine.complete(q)
+        assert [s.text for s in got] == [s.text for s in expected]
+        assert [s.score for s in got] == pytest.approx([s.score for s in expected], abs=1e-3)
+        offered += len(got)
+    assert offered >= len(queries)  # not a comparison of empty lists
+
+
+def test_numpy_backend_never_imports_torch(tiny_checkpoint):
+    """The server on a CPU runs without torch: importing and serving never loads it."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "import bashlsp.server.app, bashlsp.server.language_server\n"
+        "from bashlsp.model.checkpoint import load_checkpoint\n"
+        "from bashlsp.model.device import serving_device\n"
+        "from bashlsp.server.engine import CompletionQuery, Engine\n"
+        "backend, device = serving_device('cpu')\n"
+        f"engine = Engine(load_checkpoint({str(tiny_checkpoint)!r}, device=device, backend=backend))\n"
+        "engine.warm_up()\n"
+        "engine.complete(CompletionQuery('u', '#!/bin/sh\\nec', '', 'line', num_samples=2, temperature=0.5))\n"
+        "assert 'torch' not in sys.modules, sorted(m for m in sys.modules if m.startswith('torch'))[:5]\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
 
 
 # -- KV cache reuse across keystrokes ------------------------------------------------------------
@@ -117,7 +185,7 @@ def test_generate_starts_with_code_below_the_comment(engine):
 
     tok = engine.tokenizer
     forced = [tok.encode("\n")[0], tok.encode("#")[0], tok.eof_id]
-    logits = torch.zeros(len(forced), tok.vocab_size)
+    logits = np.zeros((len(forced), tok.vocab_size), dtype=np.float32)
     for row, token in enumerate(forced):
         logits[row, token] = 100.0
     generate = query("# list files\n", mode="generate")
@@ -129,7 +197,7 @@ def test_generate_starts_with_code_below_the_comment(engine):
     # still healing a newline: the token after it may not start a blank line either
     newline_then_blank = [i for i, data in enumerate(engine.table.token_bytes) if data.startswith(b"\n\n")]
     if newline_then_blank:
-        logits = torch.zeros(1, tok.vocab_size)
+        logits = np.zeros((1, tok.vocab_size), dtype=np.float32)
         logits[0, newline_then_blank[0]] = 100.0
         picked, _ = engine._pick(logits, [_Row(pending=b"\n", code_due=True)], generate)
         assert not engine.table.token_bytes[picked.item()].startswith(b"\n\n")
@@ -224,8 +292,7 @@ def test_healed_suggestion_starts_at_the_cursor(engine, loaded):
     assert got, "the model proposes something"
     # The first token is the model's best among those that spell the healed bytes again, and
     # the suggestion is what follows them: it starts at the cursor.
-    with torch.inference_mode():
-        logits = model(torch.tensor([prompt]))[0, -1]
+    logits = model([prompt], model.new_cache(1, len(prompt)))[0]
     allowed = engine.table.allowed(healed)
     first = allowed[logits[allowed].argmax()].item()
     assert first != tok.encode("ec")[-1] or len(tok.encode("ec")) > 1

@@ -254,7 +254,7 @@ class LineCompleter:
     def _pick(self, logits: torch.Tensor, required: bytes) -> int:
         if not required:
             return int(logits.argmax())
-        allowed = self.table.allowed(required).to(self.device)
+        allowed = torch.from_numpy(self.table.allowed(required)).to(self.device)
         return int(allowed[logits[allowed].argmax()])
 
     def _window(self, ids: list[int]) -> list[int]:
@@ -334,10 +334,13 @@ class LineCompleter:
 
 def server_engine_completer(loaded, max_new_tokens: int = DEFAULT_LINE_TOKENS, threads: int | None = None, min_token_prob: float | None = None):
     """The language server's own engine (`bashlsp.server.engine`, "line" mode, greedy, nothing
-    after the cursor) as a completer, to measure exactly what an editor is offered. It cannot
-    stop early on a wrong suggestion, so keystroke simulation through it is slower."""
+    after the cursor) as a completer, to measure exactly what an editor is offered: on a CPU
+    the numpy backend the server runs there. It cannot stop early on a wrong suggestion, so
+    keystroke simulation through it is slower."""
     from bashlsp.server.engine import MIN_TOKEN_PROB, CompletionQuery, Engine
 
+    if str(loaded.device) == "cpu":
+        loaded = loaded.on_numpy()
     engine = Engine(loaded, num_threads=threads or None, min_token_prob=MIN_TOKEN_PROB if min_token_prob is None else min_token_prob)
 
     def complete(prefix: str, following: str | None = None) -> str:

@@ -260,7 +260,7 @@ class Trainer:
         """Resume from state_dir if a saved state exists; returns whether it did."""
         if self.state_dir is None:
             return False
-        from bashlsp.model.checkpoint import read_weights, validate_state_dict
+        from bashlsp.model.checkpoint import read_weights, validate_weights
 
         for name in ("state", "state.old"):  # state.old survives a kill in the middle of a swap
             folder = self.state_dir / name
@@ -272,7 +272,7 @@ class Trainer:
         if info["model_config"] != self.model.config.to_dict():
             raise TrainingError(f"the saved state in {folder} is for a different model config; remove it to start afresh")
         weights = read_weights(folder / "model.safetensors")
-        validate_state_dict(self.model, weights, folder)
+        validate_weights(self.model.config, weights, folder)
         self.model.load_state_dict(weights)
         _restore_optimizer(self.optimizer, read_weights(folder / "optimizer.safetensors"), info["optimizer"])
         self.step, self.skipped, self.tokens_seen = info["step"], info["skipped"], info["tokens_seen"]
