@@ -364,7 +364,7 @@ async def run_bench(args: argparse.Namespace) -> dict:
     report["cold_start_ok"] = "error" not in answer
     info, _ = await client.request("workspace/executeCommand", {"command": "bashlsp.modelInfo"})
     info = info.get("result") or {}
-    report["model"] = {k: info.get(k) for k in ("id", "params", "device", "context")}
+    report["model"] = {k: info.get(k) for k in ("id", "params", "device", "backend", "threads", "context")}
 
     # 2. typing
     steady = Recorder()
@@ -435,6 +435,10 @@ async def run_bench(args: argparse.Namespace) -> dict:
         if latencies and requests:
             model_mean = sum(s["modelSeconds"] for s in stats) / requests
             report["outside_model_ms"][kind] = 1000 * (statistics.fmean(latencies) - model_mean)
+    single = [s for kind, s in report["server_stats"].items() if "x" not in kind and s.get("decodeSeconds")]
+    if single:  # one-stream requests: every decode step is one token
+        steps, seconds = sum(s["decodeSteps"] for s in single), sum(s["decodeSeconds"] for s in single)
+        report["decode"] = {"tokens": steps, "seconds": seconds, "tokens_per_second": steps / seconds}
     report["empty_answers"] = {k: sum(s.empty for s in steady.samples if s.kind == k) for k in ("completion", "inline")}
     report["exit_code"] = await client.close()
     shutil.rmtree(work, ignore_errors=True)
@@ -445,7 +449,7 @@ def print_report(report: dict) -> None:
     ms = lambda v: f"{v * 1000:7.1f}"  # noqa: E731
     model = report["model"]
     print(f"bashlsp bench serve — checkpoint {report['checkpoint']} ({model.get('id')}, "
-          f"{(model.get('params') or 0) / 1e6:.1f}M parameters, {model.get('device')}, context {model.get('context')})")
+          f"{(model.get('params') or 0) / 1e6:.1f}M parameters, {model.get('device')} ({model.get('backend')}, {model.get('threads')} thread(s)), context {model.get('context')})")
     print(f"cold start to first completion: {report['cold_start_s']:.2f} s (initialize answered after {report['initialize_s']:.2f} s)")
     print(f"typed {report['typed_chars']} characters in {report['typing_s']:.1f} s")
     print(f"{'latency (ms)':<26}{'n':>6}{'p50':>8}{'p95':>8}{'p99':>8}{'max':>8}")
@@ -457,9 +461,14 @@ def print_report(report: dict) -> None:
         print(f"mean time outside the model per {kind} request: {overhead:.1f} ms (protocol, JSON, threads, checks)")
     print(f"generate-from-comment results that passed bash -n: {report['generate_passed_bash_n']}")
     for kind, stats in report["server_stats"].items():
-        rate = stats.get("tokensPerSecond")
+        rate, decode = stats.get("tokensPerSecond"), stats.get("decodeStepsPerSecond")
         print(f"model tokens/s ({kind}, incl. prefill): {rate if rate is not None else '-'} "
-              f"({stats['tokens']} tokens in {stats['modelSeconds']:.2f} s over {stats['requests']} requests)")
+              f"({stats['tokens']} tokens in {stats['modelSeconds']:.2f} s over {stats['requests']} requests); "
+              f"decode steps/s: {decode if decode is not None else '-'}")
+    if report.get("decode"):
+        decode = report["decode"]
+        print(f"decode, one stream (line, inline, generate; prefill excluded): {decode['tokens_per_second']:.0f} tokens/s "
+              f"({decode['tokens']} tokens in {decode['seconds']:.2f} s)")
     print(f"resident memory: {report['rss_mb']:.0f} MB (peak {report['peak_rss_mb'] or 0:.0f} MB)")
     if "swap" in report:
         swap = report["swap"]

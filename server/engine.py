@@ -45,6 +45,7 @@ import math
 import re
 import threading
 import time
+import weakref
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -183,6 +184,20 @@ class TokenTable:
             return np.concatenate([self._starting_with(pending + start) for start in (b"\n", b"\r", b"#")])
 
         return self._cached(("no_code", pending), make)
+
+
+_TABLES: weakref.WeakKeyDictionary[BashTokenizer, TokenTable] = weakref.WeakKeyDictionary()
+_TABLES_LOCK = threading.Lock()
+
+
+def token_table(tok: BashTokenizer) -> TokenTable:
+    """The TokenTable of a tokenizer, built once (~50 ms for 8k tokens). The server's loader
+    thread builds it for a new checkpoint (Engine.prepare), so the swap on the worker is quick."""
+    with _TABLES_LOCK:
+        table = _TABLES.get(tok)
+        if table is None:
+            table = _TABLES[tok] = TokenTable(tok)
+        return table
 
 
 # -- where a suggestion ends ---------------------------------------------------------------------
@@ -507,8 +522,16 @@ class Engine:
         self.max_context = max_context
         self.speculate = str(loaded.device) != "cpu" if speculate is None else speculate
         self.num_threads = num_threads
+        self.threads: int | None = None
+        self.backend: str | None = None
         self.rng = np.random.default_rng()
         self._load(loaded)
+
+    @staticmethod
+    def prepare(loaded: LoadedModel) -> None:
+        """Build what serving `loaded` needs apart from the engine's own state (the token table),
+        on the caller's thread: the server's loader calls this so that `swap` on the worker is quick."""
+        token_table(loaded.tokenizer)
 
     def _load(self, loaded: LoadedModel) -> None:
         self.loaded = loaded
@@ -517,25 +540,26 @@ class Engine:
         self.device = loaded.device
         block = loaded.config.block_size
         self.context = min(block, self.max_context) if self.max_context else block
-        self.table = TokenTable(loaded.tokenizer)
-        threads = self.num_threads or (DEFAULT_THREADS if str(loaded.device) == "cpu" else None)
+        self.table = token_table(loaded.tokenizer)
         if loaded.backend == "torch":
             from bashlsp.server.engine_fast import FastForward  # imports torch: GPU serving, evaluation
 
             self.fast = FastForward(self.model.eval())
             self._inference = self.fast.inference_mode
-            if threads:
-                self.fast.set_num_threads(threads)
         else:
             self.fast = self.model  # NumpyGPT: (idx, cache, all_positions) -> numpy logits, like FastForward
             self._inference = contextlib.nullcontext
-            if threads:
+        if loaded.backend != self.backend:  # (a swap keeps the backend: the device setting is the same)
+            self.backend = loaded.backend
+            self.threads = self.num_threads or (DEFAULT_THREADS if str(loaded.device) == "cpu" else None)
+            if self.threads and self.backend == "torch":
+                self.fast.set_num_threads(self.threads)
+            elif self.threads:
                 from threadpoolctl import threadpool_limits
 
-                threadpool_limits(threads, user_api="blas")  # process-wide, like torch.set_num_threads
-        self.threads = threads
+                threadpool_limits(self.threads, user_api="blas")  # process-wide, like torch.set_num_threads
         self._docs: OrderedDict[str, _Document] = OrderedDict()
-        self.last_stats: dict[str, int] = {}  # of the last request: prompt, reused, prefilled, decoded tokens
+        self.last_stats: dict[str, float] = {}  # of the last request: prompt, reused, prefilled, decoded tokens; prefill_s, decode_s
 
     # -- public ---------------------------------------------------------------------------------
 
@@ -699,7 +723,9 @@ class Engine:
         prompt, healed = self._prompt(doc, query, budget)
         prompt = prompt or [tok.eof_id]
         self._reserve(doc, len(prompt) + budget)
+        started = time.perf_counter()
         logits = self._prefill(doc, prompt, should_stop)
+        prefilled_at = time.perf_counter()
 
         n = max(1, query.num_samples)
         # Greedy alternatives: the rows stay identical until the healed bytes are spelled, then
@@ -774,7 +800,9 @@ class Engine:
             logits = all_logits[accepted][None]
         for row in rows:
             row.truncated = row.truncated or not row.done
-        self.last_stats["decoded"] = generated
+        self.last_stats["decoded"] = generated  # steps: each decodes one token in every row
+        self.last_stats["prefill_s"] = prefilled_at - started
+        self.last_stats["decode_s"] = time.perf_counter() - prefilled_at
         return self._suggestions(rows, healed, rules, query.mode)
 
     def _take(self, row: _Row, token: int, logprob: float, rules: StopRules, healed: bytes, min_logprob: float | None = None) -> None:

@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -41,11 +43,20 @@ def _describe(loaded: LoadedModel) -> str:
     return f"{loaded.id} ({loaded.model.num_params() / 1e6:.1f}M parameters on {loaded.device}{'; ' + shown if shown else ''})"
 
 
+def _lower_priority() -> None:
+    """Loader thread: yield the CPU to the worker while a new checkpoint loads, so typing does
+    not slow down during a swap (Linux schedules threads one by one; elsewhere this is a no-op)."""
+    try:
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 10)
+    except (AttributeError, OSError):
+        pass
+
+
 class ModelHost:
     def __init__(self, notify: Notify) -> None:
         self.notify = notify
         self.worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="bashlsp-model")
-        self.loader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="bashlsp-loader")
+        self.loader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="bashlsp-loader", initializer=_lower_priority)
         self.engine: Engine | None = None
         self.problem: str | None = "the model is not loaded yet"
         self.loaded_at: float | None = None
@@ -134,6 +145,13 @@ class ModelHost:
             return _describe(loaded) + took + ("" if not tried else f" (after: {'; '.join(tried)})")
         raise CheckpointError("no model could be loaded: " + "; ".join(tried or ["nothing to load"]))
 
+    def _load_and_prepare(self, path: Path) -> LoadedModel:
+        """Loader thread: load and validate `path`, and build what the swap would otherwise
+        build on the worker while requests wait."""
+        loaded = load_checkpoint(path, device=self.device, backend=self.backend)
+        Engine.prepare(loaded)
+        return loaded
+
     def _install(self, loaded: LoadedModel, warm_up: bool = False) -> None:
         """Worker thread only: serve `loaded` from the next request on."""
         if self.engine is None:
@@ -190,7 +208,7 @@ class ModelHost:
             return
         self.notify("log", f"loading checkpoint {path} in the background", False)
         try:
-            loaded = await loop.run_in_executor(self.loader, lambda: load_checkpoint(path, device=self.device, backend=self.backend))
+            loaded = await loop.run_in_executor(self.loader, lambda: self._load_and_prepare(path))
         except (BashlspError, OSError, RuntimeError, ValueError) as exc:
             self._rejected[path] = str(exc)
             keeping = f"still serving {serving.id}" if serving is not None else "no model is served"

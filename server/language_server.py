@@ -93,10 +93,14 @@ class KindStats:
     requests: int = 0
     model_seconds: float = 0.0
     tokens: int = 0
+    decode_steps: int = 0  # decode steps (one token per sample each) and their time, prefill excluded
+    decode_seconds: float = 0.0
 
     def as_dict(self) -> dict:
         return {"requests": self.requests, "modelSeconds": round(self.model_seconds, 4), "tokens": self.tokens,
-                "tokensPerSecond": round(self.tokens / self.model_seconds, 1) if self.model_seconds > 0 else None}
+                "tokensPerSecond": round(self.tokens / self.model_seconds, 1) if self.model_seconds > 0 else None,
+                "decodeSteps": self.decode_steps, "decodeSeconds": round(self.decode_seconds, 4),
+                "decodeStepsPerSecond": round(self.decode_steps / self.decode_seconds, 1) if self.decode_seconds > 0 else None}
 
 
 def _deep_merge(base: dict, update: dict) -> dict:
@@ -226,6 +230,8 @@ class BashLanguageServer(LanguageServer):
             stats.requests += 1
             stats.model_seconds += time.perf_counter() - started
             stats.tokens += max((s.tokens for s in suggestions), default=0)
+            stats.decode_steps += int(engine.last_stats.get("decoded", 0))
+            stats.decode_seconds += engine.last_stats.get("decode_s", 0.0)
             return suggestions
 
         try:

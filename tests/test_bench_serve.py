@@ -20,4 +20,8 @@ def test_bench_serve_types_generates_swaps_and_reports(tiny_checkpoint, tmp_path
     assert 0 < latency["inline"]["p50"] <= latency["inline"]["p95"] <= latency["inline"]["max"]
     assert report["cold_start_s"] > 0 and report["rss_mb"] > 0
     assert report["swap"]["failed"] == 0 and report["swap"]["requests"] > 0
+    decode = report["decode"]  # the server's own decode timing, prefill excluded
+    assert decode["tokens"] > 0 and decode["seconds"] > 0 and decode["tokens_per_second"] > 0
+    assert report["model"]["backend"] == "numpy"  # on a CPU the server runs without torch
     assert "cold start to first completion" in result.stdout and "hot-swap under typing" in result.stdout
+    assert "decode, one stream" in result.stdout
