@@ -76,7 +76,7 @@ SUFFIX_SHARE = 4  # the suffix gets at most 1/SUFFIX_SHARE of the prompt room
 # 0.1: 22.4%, 24.1%, 41 ms; 0.2: 26.0%, 21.5%, 29 ms. Sampled alternatives stop at their first
 # such pick as well (the probability is the model's, not the sampling's).
 MIN_TOKEN_PROB = 0.2
-TOP_K = 64  # sampling draws from the 64 likeliest tokens, then the nucleus among them (see _sample)
+TOP_K = 64  # sampling draws from the 64 likeliest tokens, then the nucleus among them (see _sample; as model/sampling.py, which imports torch)
 
 
 @dataclass
