@@ -503,3 +503,16 @@ def test_document_cache_grows_as_needed(loaded, monkeypatch):
     doc = warm._docs[q.uri]
     assert 32 < doc.cache.max_len <= loaded.config.block_size
     assert doc.cache.length == len(doc.ids)
+
+
+@pytest.mark.parametrize("rows", [1, 2, 3, 6, 7, 40])
+def test_numpy_matmul_of_skinny_inputs_equals_gemm(rows):
+    """numpy_gpt.matmul multiplies 2-6 rows one by one (faster than OpenBLAS's gemm there)."""
+    from bashlsp.model.numpy_gpt import matmul
+
+    rng = np.random.default_rng(rows)
+    x = rng.standard_normal((rows, 64), dtype=np.float32)
+    w = rng.standard_normal((64, 96), dtype=np.float32)
+    got = matmul(x, w)
+    assert got.dtype == np.float32 and got.shape == (rows, 96)
+    np.testing.assert_allclose(got, x @ w, rtol=1e-5, atol=1e-5)
