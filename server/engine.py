@@ -867,7 +867,9 @@ class Engine:
             next_ids = candidates.argmax(axis=-1)  # greedy, the common case
         else:
             next_ids = self._sample(candidates, query.temperature, query.top_p)
-        return next_ids, logprobs[np.arange(len(rows)), next_ids]
+        # candidates hold the model's log-probabilities, or -inf where no rule allows the token
+        # (a row with none left gets -inf, and _take ends it)
+        return next_ids, candidates[np.arange(len(rows)), next_ids]
 
     def _sample(self, candidates: np.ndarray, temperature: float, top_p: float) -> np.ndarray:
         """(B,) ids drawn at `temperature` from the TOP_K likeliest candidates, then the nucleus
@@ -880,7 +882,8 @@ class Engine:
         best = np.where(np.isfinite(top[:, :1]), top[:, :1], 0.0)
         probs = np.exp((top - best) / temperature)  # (B, K); 0 for -inf candidates
         if top_p < 1.0:
-            probs /= probs.sum(axis=-1, keepdims=True)
+            total = probs.sum(axis=-1, keepdims=True)
+            probs /= np.where(total > 0, total, 1.0)  # (0 for a row with no candidate left)
             probs *= probs.cumsum(axis=-1) - probs < top_p  # always keeps the top token
         cumulative = probs.cumsum(axis=-1)
         draw = self.rng.random((len(candidates), 1)) * cumulative[:, -1:]

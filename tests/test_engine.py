@@ -516,3 +516,18 @@ def test_numpy_matmul_of_skinny_inputs_equals_gemm(rows):
     got = matmul(x, w)
     assert got.dtype == np.float32 and got.shape == (rows, 96)
     np.testing.assert_allclose(got, x @ w, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("temperature", [0.0, 0.8])
+def test_a_row_with_no_allowed_token_gets_minus_infinity(engine, monkeypatch, temperature):
+    """When the rules leave a row no token, its pick carries -inf (so _take ends the row) instead
+    of the model's probability of whatever token index the argmax or the draw fell on."""
+    from bashlsp.server.engine import _Row
+
+    vocab = engine.tokenizer.vocab_size
+    monkeypatch.setattr(engine.table, "allowed", lambda pending: np.array([], dtype=np.int64))
+    logits = np.random.default_rng(0).standard_normal((2, vocab)).astype(np.float32)
+    rows = [_Row(pending=b"zz"), _Row(pending=b"")]
+    picked, logprobs = engine._pick(logits, rows, query("x", temperature=temperature))
+    assert logprobs[0] == -np.inf
+    assert np.isfinite(logprobs[1]) and 0 <= picked[1] < vocab
