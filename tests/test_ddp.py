@@ -59,6 +59,7 @@ def test_export_writes_a_shippable_float16_checkpoint(tmp_path, tiny_checkpoint)
     meta = loaded.meta
     init_meta = load_checkpoint(tiny_checkpoint).meta
     assert meta["id"] == "test-base-7" and loaded.id == "test-base-7"
+    assert meta["num_params"] == loaded.model.num_params() and meta["created"]  # kept when the gate is added
     assert "corpus" not in meta["data"] and "path" not in meta["data"]["init"]
     assert meta["training"]["steps_before"] == (init_meta.get("training", {}).get("total_steps") or 0)
     assert meta["training"]["tokens_seen_total"] >= meta["training"]["tokens_seen"] == 2 * 2 * 32

@@ -210,7 +210,7 @@ def export_checkpoint(directory: Path, model: GPT, tokenizer: BashTokenizer, met
         staged = save_checkpoint(Path(tmp) / "ckpt", model, tokenizer, meta, dtype=torch.float16)
         loaded = load_checkpoint(staged)
         if (directory / "holdout").is_dir():
-            meta = {**meta, **general_gate_meta(loaded, directory / "holdout")}
+            meta = {**loaded.meta, **general_gate_meta(loaded, directory / "holdout")}  # loaded.meta: with created, num_params
             (staged / META_FILE).write_text(json.dumps(meta, indent=2, sort_keys=True))
             load_checkpoint(staged, check_forward=False)
         for name in CHECKPOINT_FILES:
