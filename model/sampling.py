@@ -18,7 +18,7 @@ class SamplingOptions:
     top_p: float = 1.0
     stop: Sequence[str] = ()  # generation ends before the first occurrence of any of these
     seed: int | None = None
-    code_first: bool = False  # the first token must begin code (no blank line, no <|eof|>): generating below a comment
+    code_first: bool = False  # generating below a comment: past any indentation, the output begins code (no blank line, comment or <|eof|>)
 
 
 @dataclass
@@ -78,9 +78,7 @@ def generate(
 
     cache = model.new_cache(1, len(prompt) + budget)
     logits = model(torch.tensor([prompt], device=device), cache=cache, last_only=True)[:, -1]  # (1, V)
-    if options.code_first:
-        logits = logits.clone()
-        logits[:, tokenizer.no_code_start_ids] = float("-inf")
+    code_due = [options.code_first] * num_samples  # nothing but spaces and tabs written yet
     if num_samples > 1:
         cache = cache.expand(num_samples)
         logits = logits.expand(num_samples, -1)
@@ -92,6 +90,10 @@ def generate(
         if should_stop is not None and should_stop():
             finish = [f or "cancelled" for f in finish]
             break
+        if any(code_due):
+            logits = logits.clone()
+            for row in (row for row, due in enumerate(code_due) if due):
+                logits[row, tokenizer.no_code_start_ids] = float("-inf")
         next_ids = pick_next(logits, options.temperature, options.top_p, generator)  # (B,)
         step_logprobs = torch.log_softmax(logits, dim=-1).gather(-1, next_ids[:, None]).squeeze(-1)
         for row, (token, lp) in enumerate(zip(next_ids.tolist(), step_logprobs.tolist())):
@@ -102,6 +104,7 @@ def generate(
                 continue
             out_ids[row].append(token)
             logprobs[row] += lp
+            code_due[row] = code_due[row] and not tokenizer.token_bytes[token].strip(b" \t")
             if options.stop and _cut_at_stop(tokenizer.decode(out_ids[row]), options.stop) is not None:
                 finish[row] = "stop"
         if all(finish):

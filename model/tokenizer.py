@@ -36,6 +36,11 @@ def _byte_decoder() -> dict[str, int]:
     return {chr(c): b for b, c in zip(bs, cs)}
 
 
+def starts_no_code(data: bytes) -> bool:
+    """Past any spaces and tabs, `data` begins a line break or a comment: not code."""
+    return data.lstrip(b" \t")[:1] in (b"\n", b"\r", b"#")
+
+
 class BashTokenizer:
     def __init__(self, tokenizer: Tokenizer) -> None:
         self._tok = tokenizer
@@ -123,10 +128,9 @@ class BashTokenizer:
 
     @cached_property
     def no_code_start_ids(self) -> list[int]:
-        """Ids that cannot begin a script body written below a comment line: special tokens
-        (<|eof|> would end it empty), tokens starting with a line break (a blank line: the model
-        then tends to read the comment as a file header and stop) or with `#` (it then tends to
-        go on writing a header, licence text included, instead of code)."""
-        return sorted(
-            i for i, data in enumerate(self.token_bytes) if i in self.special_ids or data[:1] in (b"\n", b"\r", b"#")
-        )
+        """Ids that cannot begin a script body written below a comment line, where nothing but
+        spaces and tabs (indentation) has been written yet: special tokens (<|eof|> would end it
+        empty), and tokens whose first byte past spaces and tabs is a line break (a blank line:
+        the model then tends to read the comment as a file header and stop) or `#` (it then
+        tends to go on writing a header, licence text included, instead of code)."""
+        return sorted(i for i, data in enumerate(self.token_bytes) if i in self.special_ids or starts_no_code(data))

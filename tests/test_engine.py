@@ -203,6 +203,28 @@ def test_generate_starts_with_code_below_the_comment(engine):
         assert not engine.table.token_bytes[picked.item()].startswith(b"\n\n")
 
 
+def test_generate_indentation_then_code_not_a_comment(engine):
+    """Below an indented comment the script may start with spaces, but not spaces and then a
+    comment or a line break: the rule holds past indentation, and ends with the first code."""
+    from bashlsp.server.engine import _Row
+
+    tok, table = engine.tokenizer, engine.table
+    generate = query("  # list files\n", mode="generate")
+    rules = StopRules.for_query(generate)
+    indent = [i for i, data in enumerate(table.token_bytes) if data and not data.strip(b" \t") and b"\t" not in data]
+    comment_after_indent = [i for i, data in enumerate(table.token_bytes) if data.lstrip(b" ")[:1] == b"#" and data[:1] == b" "]
+    row = _Row(pending=b"", code_due=True)
+    engine._take(row, indent[0], -0.1, rules, b"")
+    assert row.code_due  # only indentation so far
+    logits = np.zeros((1, tok.vocab_size), dtype=np.float32)
+    for token in [*comment_after_indent, tok.encode("#")[0], tok.encode("\n")[0]]:
+        logits[0, token] = 100.0
+    picked, _ = engine._pick(logits, [row], generate)
+    assert table.token_bytes[picked.item()].lstrip(b" \t")[:1] not in (b"#", b"\n", b"\r", b"")
+    engine._take(row, tok.encode("ls")[0], -0.1, rules, b"")
+    assert not row.code_due  # code has begun: comments may follow
+
+
 def test_greedy_suggestions_end_before_a_guess(loaded):
     """A line suggestion stops before the first token under min_token_prob: what is left is a
     prefix of the full greedy line; with an impossible bar nothing is offered."""

@@ -417,8 +417,8 @@ def test_eval_command_reports_a_missing_folder(tiny_checkpoint, tmp_path):
 
 
 def test_generation_below_a_comment_starts_with_code(loaded):
-    """With code_first, no sample's first token is a blank line, a comment or <|eof|>; without it
-    (same seed, a hot temperature) some are, so the check can tell the two apart."""
+    """With code_first, no sample begins (past indentation) with a blank line, a comment or
+    <|eof|>; without it (same seed, a hot temperature) some do, so the check can tell the two apart."""
     from bashlsp.model.sampling import SamplingOptions, generate
 
     prompt = loaded.tokenizer.encode(ev.generation_prompt("Print the date"))
@@ -429,7 +429,7 @@ def test_generation_below_a_comment_starts_with_code(loaded):
         return [(s.text, s.finish_reason) for s in samples]
 
     def starts_without_code(text: str, finish: str) -> bool:
-        return (not text and finish == "eof") or text[:1] in ("\n", "\r", "#")
+        return (not text.strip(" \t") and finish == "eof") or text.lstrip(" \t")[:1] in ("\n", "\r", "#")
 
     assert not any(starts_without_code(*sample) for sample in first_tokens(code_first=True))
     assert any(starts_without_code(*sample) for sample in first_tokens(code_first=False))
@@ -440,3 +440,18 @@ def test_a_generation_needs_a_line_of_code():
     assert ev.has_code_line("# list\n  ls -l")
     assert not ev.has_code_line("")
     assert not ev.has_code_line("# more words\n  # and more\n\n")
+
+
+def test_server_generation_goes_through_the_engine_with_retries(loaded):
+    """The server-side generation figure: every description is tried greedily, then with the
+    server's sampled retries; a script is offered only if it has code and passes bash -n."""
+    result = ev.server_generation_pass_rate(loaded, ["Print the date", "List the files in the current directory"], seed=1)
+    assert result["total"] == 2 and 0 <= result["offered"] <= 2
+    assert result["greedy_passed"] <= result["offered"]
+    assert result["pass_rate"] == result["offered"] / 2
+    # at most the greedy script and the sampled ones per description are checked
+    assert result["offered"] <= result["scripts_checked"] <= 2 * (1 + result["samples"])
+    for example in result["examples"]:
+        if example["script"] is not None:
+            assert ev.has_code_line(example["script"])
+            assert ev.bash_syntax_ok(ev.generation_prompt(example["description"]) + example["script"] + "\n")

@@ -19,7 +19,10 @@ Four measures (definitions in shared/DESIGN.md, "Measuring quality"), each file 
   0.95) up to 128 tokens whose first token must begin code (as the server does), stopping at a
   blank line or end of file, and check the script with `bash -n` (parse only; generated code is
   never executed). A generation without a line of code (empty, or only comments) counts as a
-  failure: it passes `bash -n` trivially but completes nothing.
+  failure: it passes `bash -n` trivially but completes nothing. Beside these raw samples, the
+  same descriptions go through the server's Generate script from comment (its engine, stop
+  rules and retries: `server_generation_pass_rate`): the share for which a user is offered a
+  script that passes `bash -n`.
 
 Completions use token healing: the last partial word of the prompt is taken back out of the
 prompt and the first generated tokens are constrained to re-spell it, so `ech|` can continue as
@@ -51,6 +54,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -622,6 +626,55 @@ def generation_pass_rate(
     }
 
 
+def server_generation_pass_rate(loaded, descriptions: Sequence[str], seed: int = 0, progress: bool = False) -> dict:
+    """Share of descriptions for which the server's Generate-script-from-comment, with its
+    default settings, offers a script: the engine in generate mode (its stop rules) with the
+    same attempts as server/generate.py (the greedy script, then `generate.samples` sampled
+    ones), the first that has code and passes `bash -n` wins. What an editor user gets, where
+    generation_pass_rate measures single raw samples."""
+    from bashlsp.server.engine import CompletionQuery, Engine
+    from bashlsp.server.generate import RETRY_TEMPERATURE
+    from bashlsp.server.settings import Settings
+
+    settings = Settings()
+    engine = Engine(loaded.on_numpy() if str(loaded.device) == "cpu" else loaded)
+    engine.rng = np.random.default_rng(seed)
+    attempts = [(1, settings.temperature), (settings.generate.samples, max(settings.temperature, RETRY_TEMPERATURE))]
+    offered = first_try = tried = 0
+    examples = []
+    for description in _progress(descriptions, "generation (server)", progress):
+        prompt = generation_prompt(description)
+        script = None
+        for attempt, (num_samples, temperature) in enumerate(attempts):
+            query = CompletionQuery(uri="bashlsp-eval-generate", prefix=prompt, suffix="", mode="generate",
+                                    max_tokens=settings.generate.maxTokens, temperature=temperature,
+                                    top_p=settings.topP, num_samples=num_samples)
+            for suggestion in engine.complete(query):
+                code = suggestion.text.strip("\n")
+                tried += 1
+                if has_code_line(code) and bash_syntax_ok(prompt + code + "\n"):
+                    script = code
+                    break
+            if script is not None:
+                first_try += attempt == 0
+                break
+        offered += script is not None
+        if len(examples) < 3:
+            examples.append({"description": description, "script": script})
+    total = len(descriptions)
+    return {
+        "pass_rate": offered / total if total else float("nan"),
+        "offered": offered,
+        "greedy_passed": first_try,  # offered on the first (greedy) attempt
+        "total": total,
+        "scripts_checked": tried,
+        "samples": settings.generate.samples,
+        "retry_temperature": RETRY_TEMPERATURE,
+        "max_new_tokens": settings.generate.maxTokens,
+        "examples": examples,
+    }
+
+
 # -- collecting files ----------------------------------------------------------------------------
 
 
@@ -796,6 +849,7 @@ def run_eval(args) -> dict:
         "next_line": None,
         "ksr": None,
         "generation": None,
+        "generation_server": None,
     }
 
     result["completer"] = args.completer
@@ -826,6 +880,7 @@ def run_eval(args) -> dict:
         generation = generation_pass_rate(loaded, descriptions, seed=args.seed, progress=show_progress)
         generation.update(source=source, available=available)
         result["generation"] = generation
+        result["generation_server"] = server_generation_pass_rate(loaded, descriptions, seed=args.seed, progress=show_progress)
         timings["generation_s"] = time.perf_counter() - mark
     timings["total_s"] = time.perf_counter() - started
     result["timings"] = timings
@@ -885,6 +940,13 @@ def format_report(result: dict) -> str:
             f"  pass bash -n  {gen['passed']}/{gen['total']} = {_percent(gen['pass_rate'])}"
             f"  (no code {gen['no_code']}, cut at {gen['max_new_tokens']} tokens {gen['cut_at_max_tokens']})",
         ]
+        server = result.get("generation_server")
+        if server:
+            lines.append(
+                f"  through the server's Generate script from comment (greedy, then {server['samples']} samples at "
+                f"T={server['retry_temperature']}; stop rules): a script offered for {server['offered']}/{server['total']} "
+                f"= {_percent(server['pass_rate'])} ({server['greedy_passed']} on the greedy try)"
+            )
     timing = ", ".join(f"{name[:-2].replace('_', '-')} {seconds:.1f} s" for name, seconds in result["timings"].items())
     lines += ["", f"time: {timing}"]
     return "\n".join(lines)
