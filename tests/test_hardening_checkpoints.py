@@ -234,3 +234,19 @@ def test_publisher_killed_at_twenty_random_points(server: RawServer, store: Chec
     finally:
         publisher.stdin.close()
         publisher.wait(30)
+
+
+@pytest.mark.parametrize("backend", ["torch", "numpy"])
+def test_bfloat16_weights_load_on_torch_and_get_a_clear_error_on_numpy(tmp_path, tiny_checkpoint, backend):
+    """numpy has no bfloat16: the CPU serving path names the problem instead of failing obscurely."""
+    from bashlsp.model.errors import CheckpointError
+
+    checkpoint = tmp_path / "bf16"
+    shutil.copytree(tiny_checkpoint, checkpoint)
+    weights = load_file(str(checkpoint / "model.safetensors"))
+    save_file({name: t.to(torch.bfloat16) for name, t in weights.items()}, str(checkpoint / "model.safetensors"))
+    if backend == "torch":
+        assert load_checkpoint(checkpoint).model.wte.weight.dtype == torch.float32
+    else:
+        with pytest.raises(CheckpointError, match="float16 or float32"):
+            load_checkpoint(checkpoint, backend="numpy")
