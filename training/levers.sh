@@ -16,6 +16,7 @@ run() {
 if [ ! -d "$out/corpus-no-tldr" ]; then  # the same corpus without the tldr snippets
     mkdir -p "$out/corpus-no-tldr"
     cp -r "$corpus/files" "$corpus/manifest.jsonl" "$out/corpus-no-tldr/"
+    if [ -f "$corpus/packages.lock" ]; then cp "$corpus/packages.lock" "$out/corpus-no-tldr/"; fi
 fi
 run base "$corpus" --size nano --vocab-size 8192 --fim-rate 0.5
 run fim0 "$corpus" --size nano --vocab-size 8192 --fim-rate 0.0
