@@ -86,6 +86,12 @@ def insertion_point(doc: Document, block: CommentBlock) -> tuple[types.Position,
     return doc.position(block.last, len(doc.line_text(block.last))), "\n"  # the block ends the file
 
 
+def generation_attempts(settings) -> list[tuple[int, float]]:
+    """(samples, temperature) of each try: the script at the editor's temperature (greedy by
+    default), then `generate.samples` sampled ones. `bashlsp eval` measures the same tries."""
+    return [(1, settings.temperature), (settings.generate.samples, max(settings.temperature, RETRY_TEMPERATURE))]
+
+
 def _rank(candidate: tuple[Suggestion, list[Finding] | None]) -> tuple:
     suggestion, findings = candidate
     serious = sum(1 for f in findings or [] if f.level in ("error", "warning"))
@@ -100,10 +106,7 @@ async def generate(ls, ticket, doc: Document, block: CommentBlock) -> Generated:
     else:
         prefix = doc.prefix(block.last, len(doc.line_text(block.last)), PREFIX_CHARS) + "\n"
         suffix = ""
-    attempts = [
-        (1, settings.temperature),
-        (settings.generate.samples, max(settings.temperature, RETRY_TEMPERATURE)),
-    ]
+    attempts = generation_attempts(settings)
     tried, first_error = 0, None
     use_shellcheck = settings.shellcheck.enable and ls.tools.shellcheck.available
     for num_samples, temperature in attempts:

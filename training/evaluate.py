@@ -59,7 +59,7 @@ import torch
 import torch.nn.functional as F
 
 from bashlsp.model.errors import BashlspError
-from bashlsp.server.engine import TokenTable
+from bashlsp.server.engine import token_table
 
 # Defaults sized so ~50 files finish in minutes with the nano model on 2 CPU cores.
 DEFAULT_LINES_PER_FILE = 10
@@ -251,7 +251,7 @@ class LineCompleter:
         self.cache = self.model.new_cache(1, self.block_size)
         self.cached_ids: list[int] = []  # the ids whose keys/values fill cache[:length]
         self.token_bytes = self.tokenizer.token_bytes
-        self.table = TokenTable(self.tokenizer)  # the server's healing constraint, the same here
+        self.table = token_table(self.tokenizer)  # the server's healing constraint, the same here
         self.decode_steps = 0  # tokens fed one at a time (for timing reports)
         self.prefilled_tokens = 0
 
@@ -336,6 +336,11 @@ class LineCompleter:
         return _complete_text(bytes(out[healed_length:]))
 
 
+def _as_served(loaded):
+    """`loaded` as the server would run it: on a CPU, the numpy backend."""
+    return loaded.on_numpy() if str(loaded.device) == "cpu" else loaded
+
+
 def server_engine_completer(loaded, max_new_tokens: int = DEFAULT_LINE_TOKENS, threads: int | None = None, min_token_prob: float | None = None):
     """The language server's own engine (`bashlsp.server.engine`, "line" mode, greedy, nothing
     after the cursor) as a completer, to measure exactly what an editor is offered: on a CPU
@@ -343,9 +348,7 @@ def server_engine_completer(loaded, max_new_tokens: int = DEFAULT_LINE_TOKENS, t
     keystroke simulation through it is slower."""
     from bashlsp.server.engine import MIN_TOKEN_PROB, CompletionQuery, Engine
 
-    if str(loaded.device) == "cpu":
-        loaded = loaded.on_numpy()
-    engine = Engine(loaded, num_threads=threads or None, min_token_prob=MIN_TOKEN_PROB if min_token_prob is None else min_token_prob)
+    engine = Engine(_as_served(loaded), num_threads=threads or None, min_token_prob=MIN_TOKEN_PROB if min_token_prob is None else min_token_prob)
 
     def complete(prefix: str, following: str | None = None) -> str:
         query = CompletionQuery(uri="bashlsp-eval", prefix=prefix, suffix="", mode="line", max_tokens=max_new_tokens, temperature=0.0)
@@ -633,13 +636,13 @@ def server_generation_pass_rate(loaded, descriptions: Sequence[str], seed: int =
     ones), the first that has code and passes `bash -n` wins. What an editor user gets, where
     generation_pass_rate measures single raw samples."""
     from bashlsp.server.engine import CompletionQuery, Engine
-    from bashlsp.server.generate import RETRY_TEMPERATURE
+    from bashlsp.server.generate import RETRY_TEMPERATURE, generation_attempts
     from bashlsp.server.settings import Settings
 
     settings = Settings()
-    engine = Engine(loaded.on_numpy() if str(loaded.device) == "cpu" else loaded)
+    engine = Engine(_as_served(loaded))
     engine.rng = np.random.default_rng(seed)
-    attempts = [(1, settings.temperature), (settings.generate.samples, max(settings.temperature, RETRY_TEMPERATURE))]
+    attempts = generation_attempts(settings)
     offered = first_try = tried = 0
     examples = []
     for description in _progress(descriptions, "generation (server)", progress):
