@@ -29,15 +29,15 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from bashlsp.model.config import GPTConfig, param_shapes
-from bashlsp.model.errors import CheckpointError, ConfigError, StoreError, TokenizerError
-from bashlsp.model.tokenizer import BashTokenizer
+from .config import GPTConfig, param_shapes
+from .errors import CheckpointError, ConfigError, StoreError, TokenizerError
+from .tokenizer import BashTokenizer
 
 if TYPE_CHECKING:  # torch is imported only where a torch model is built or saved (see load_checkpoint)
     import torch
 
-    from bashlsp.model.gpt import GPT
-    from bashlsp.model.numpy_gpt import NumpyGPT
+    from .gpt import GPT
+    from .numpy_gpt import NumpyGPT
 
 FORMAT_VERSION = 1
 WEIGHTS_FILE, CONFIG_FILE, TOKENIZER_FILE, META_FILE = "model.safetensors", "config.json", "tokenizer.json", "meta.json"
@@ -70,7 +70,7 @@ class LoadedModel:
         runs it on a CPU."""
         if self.backend == "numpy":
             return self
-        from bashlsp.model.numpy_gpt import NumpyGPT
+        from .numpy_gpt import NumpyGPT
 
         tensors = {name: t.detach().float().cpu().numpy() for name, t in self.model.state_dict().items()}
         return LoadedModel(NumpyGPT(self.config, tensors), self.tokenizer, self.config, self.meta, self.path, "cpu")
@@ -162,9 +162,13 @@ def read_weights(path: Path, framework: str = "pt") -> dict:
         with safe_open(str(path), framework=framework, device="cpu") as f:
             return {name: f.get_tensor(name) for name in f.keys()}
     except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
-        raise CheckpointError(f"{path.name} in {path.parent} is not a valid safetensors file: {_describe_non_safetensors(path)} ({exc})") from exc
+        raise CheckpointError(
+            f"{path.name} in {path.parent} is not a valid safetensors file: {_describe_non_safetensors(path)} ({exc})"
+        ) from exc
     except TypeError as exc:  # numpy has no bfloat16
-        raise CheckpointError(f"{path.name} in {path.parent} holds tensors numpy cannot read ({exc}); store float16 or float32 weights") from exc
+        raise CheckpointError(
+            f"{path.name} in {path.parent} holds tensors numpy cannot read ({exc}); store float16 or float32 weights"
+        ) from exc
 
 
 def _all_finite(tensor) -> bool:
@@ -187,7 +191,9 @@ def validate_weights(config: GPTConfig, tensors: dict, where: Path) -> None:
         raise CheckpointError(f"{where}: weights have unexpected tensors: {', '.join(unexpected[:5])}")
     for name, tensor in tensors.items():
         if tuple(tensor.shape) != expected[name]:
-            raise CheckpointError(f"{where}: tensor {name} has shape {tuple(tensor.shape)}, the config needs {expected[name]}")
+            raise CheckpointError(
+                f"{where}: tensor {name} has shape {tuple(tensor.shape)}, the config needs {expected[name]}"
+            )
         dtype = str(tensor.dtype).removeprefix("torch.")
         if dtype not in _FLOAT_DTYPES:
             raise CheckpointError(f"{where}: tensor {name} has non-float dtype {dtype}")
@@ -195,7 +201,9 @@ def validate_weights(config: GPTConfig, tensors: dict, where: Path) -> None:
             raise CheckpointError(f"{where}: tensor {name} contains NaN or infinite values")
 
 
-def load_checkpoint(path: Path, device: str | torch.device = "cpu", check_forward: bool = True, backend: str = "torch") -> LoadedModel:
+def load_checkpoint(
+    path: Path, device: str | torch.device = "cpu", check_forward: bool = True, backend: str = "torch"
+) -> LoadedModel:
     """Load and validate a checkpoint directory. Raises CheckpointError naming what is wrong.
 
     backend "torch" builds a `GPT` on `device` (training, evaluation, serving on a GPU);
@@ -212,7 +220,9 @@ def load_checkpoint(path: Path, device: str | torch.device = "cpu", check_forwar
             raise CheckpointError(f"checkpoint {path} is missing {name}")
     config_data = _read_json(path / CONFIG_FILE, "config")
     if config_data.get("format") != FORMAT_VERSION:
-        raise CheckpointError(f"{path}: unsupported checkpoint format {config_data.get('format')!r} (expected {FORMAT_VERSION})")
+        raise CheckpointError(
+            f"{path}: unsupported checkpoint format {config_data.get('format')!r} (expected {FORMAT_VERSION})"
+        )
     try:
         config = GPTConfig.from_dict(config_data.get("model"))
     except ConfigError as exc:
@@ -230,7 +240,7 @@ def load_checkpoint(path: Path, device: str | torch.device = "cpu", check_forwar
     validate_weights(config, tensors, path)
     probe = [tokenizer.encode("#!/bin/bash\necho ok\n")[: config.block_size]]
     if backend == "numpy":
-        from bashlsp.model.numpy_gpt import NumpyGPT
+        from .numpy_gpt import NumpyGPT
 
         model = NumpyGPT(config, tensors)
         finite = not check_forward or bool(np.isfinite(model(probe, model.new_cache(1, len(probe[0])))).all())
@@ -238,7 +248,7 @@ def load_checkpoint(path: Path, device: str | torch.device = "cpu", check_forwar
     else:
         import torch
 
-        from bashlsp.model.gpt import GPT
+        from .gpt import GPT
 
         model = GPT(config, init_weights=False)
         model.load_state_dict(tensors, strict=True)  # copies, casting float16 weights to float32
@@ -307,7 +317,11 @@ class CheckpointStore:
             data = json.loads(raw)
         except json.JSONDecodeError as exc:
             raise StoreError(f"the store pointer {self.pointer_path} is corrupt: {exc}") from exc
-        if not isinstance(data, dict) or not isinstance(data.get("id"), str) or not isinstance(data.get("history", []), list):
+        if (
+            not isinstance(data, dict)
+            or not isinstance(data.get("id"), str)
+            or not isinstance(data.get("history", []), list)
+        ):
             raise StoreError(f"the store pointer {self.pointer_path} is malformed")
         return {"id": data["id"], "history": [h for h in data.get("history", []) if isinstance(h, str)]}
 

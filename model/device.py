@@ -12,7 +12,7 @@ import shutil
 import sys
 from typing import TYPE_CHECKING
 
-from bashlsp.model.errors import ConfigError
+from .errors import ConfigError
 
 if TYPE_CHECKING:
     import torch
@@ -37,7 +37,11 @@ def may_have_gpu() -> bool:
     NVIDIA driver. Cheap, and torch is not imported to find out (2-3 s on a small machine)."""
     if sys.platform == "darwin":
         return platform.machine() == "arm64"
-    return os.path.exists("/proc/driver/nvidia/version") or os.path.exists("/dev/dxg") or shutil.which("nvidia-smi") is not None
+    return (
+        os.path.exists("/proc/driver/nvidia/version")
+        or os.path.exists("/dev/dxg")
+        or shutil.which("nvidia-smi") is not None
+    )
 
 
 def serving_device(name: str = "auto") -> tuple[str, str | torch.device]:

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from bashlsp.model.tokenizer import BashTokenizer
+from .tokenizer import BashTokenizer
 
 
 def fim_prompt_ids(tok: BashTokenizer, prefix_ids: Sequence[int], suffix_ids: Sequence[int]) -> list[int]:

@@ -13,7 +13,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from bashlsp.model.config import PRESETS, GPTConfig, param_shapes, preset_config  # noqa: F401 (re-exported)
+from .config import PRESETS, GPTConfig, param_shapes, preset_config  # noqa: F401 (re-exported)
 
 
 class KVCache:
@@ -36,7 +36,7 @@ class KVCache:
     def batch_size(self) -> int:
         return self.k.shape[1]
 
-    def expand(self, batch_size: int) -> "KVCache":
+    def expand(self, batch_size: int) -> KVCache:
         """A copy with batch row 0 repeated: one prefix, several samples."""
         new = KVCache.__new__(KVCache)
         new.k = self.k[:, :1].repeat(1, batch_size, 1, 1, 1)

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from bashlsp.model.config import GPTConfig
+from .config import GPTConfig
 
 # Up to this many rows a matmul runs as one matrix-vector product per row: OpenBLAS's gemm is
 # 2-3x slower than that for such skinny inputs (measured, one thread: 2 x 256 @ 256 x 8192
@@ -110,20 +110,26 @@ class NumpyGPT:
         start = cache.length
         end = start + T
         if end > cache.max_len or end > self.config.block_size:
-            raise ValueError(f"sequence of {end} tokens exceeds the cache ({cache.max_len}) or block_size {self.config.block_size}")
+            raise ValueError(
+                f"sequence of {end} tokens exceeds the cache ({cache.max_len}) or block_size {self.config.block_size}"
+            )
         if idx.size and (idx.min() < 0 or idx.max() >= self.config.vocab_size):
             raise ValueError(f"token ids must lie in [0, {self.config.vocab_size})")
         # New queries sit after `start` cached positions: a causal mask shifted by `start`.
         mask = np.triu(np.full((T, end), -np.inf, dtype=np.float32), k=start + 1) if T > 1 else None
         x = self.wte[idx.reshape(-1)]  # (B*T, C)
-        with np.errstate(over="ignore"):  # exp(-gate) overflows to inf for a very negative gate: silu is then 0, as it should be
+        with np.errstate(
+            over="ignore"
+        ):  # exp(-gate) overflows to inf for a very negative gate: silu is then 0, as it should be
             x = self._blocks(x, B, T, start, cache, mask)
         cache.length = end
         out = x if all_positions else x.reshape(B, T, C)[:, -1]  # (B*T or B, C)
         logits = matmul(self._rms_norm(out, self.norm), self.head)
         return logits.reshape(B, T, -1) if all_positions else logits
 
-    def _blocks(self, x: np.ndarray, B: int, T: int, start: int, cache: NumpyKVCache, mask: np.ndarray | None) -> np.ndarray:
+    def _blocks(
+        self, x: np.ndarray, B: int, T: int, start: int, cache: NumpyKVCache, mask: np.ndarray | None
+    ) -> np.ndarray:
         H, D, C = self.n_head, self.head_dim, self.n_embd
         end = start + T
         cos = self.rope_cos[start:end, None, :]  # (T, 1, D)

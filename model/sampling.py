@@ -7,8 +7,8 @@ from dataclasses import dataclass
 
 import torch
 
-from bashlsp.model.gpt import GPT
-from bashlsp.model.tokenizer import BashTokenizer
+from .gpt import GPT
+from .tokenizer import BashTokenizer
 
 
 @dataclass
@@ -32,7 +32,9 @@ class Sample:
 TOP_K = 64  # sampling draws from the 64 likeliest tokens (see pick_next)
 
 
-def pick_next(logits: torch.Tensor, temperature: float, top_p: float, generator: torch.Generator | None) -> torch.Tensor:
+def pick_next(
+    logits: torch.Tensor, temperature: float, top_p: float, generator: torch.Generator | None
+) -> torch.Tensor:
     """logits: (B, V) float. Returns (B,) token ids.
 
     Sampling keeps the TOP_K likeliest tokens first, then the nucleus (top-p) among them: the
@@ -117,5 +119,7 @@ def generate(
         cut = _cut_at_stop(text, options.stop) if options.stop else None
         if cut is not None:
             text = text[:cut]
-        samples.append(Sample(text=text, token_ids=out_ids[row], logprob=logprobs[row], finish_reason=finish[row] or "length"))
+        samples.append(
+            Sample(text=text, token_ids=out_ids[row], logprob=logprobs[row], finish_reason=finish[row] or "length")
+        )
     return samples

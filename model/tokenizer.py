@@ -13,7 +13,7 @@ from pathlib import Path
 
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
-from bashlsp.model.errors import TokenizerError
+from .errors import TokenizerError
 
 EOF = "<|eof|>"
 FIM_PREFIX = "<|fim_prefix|>"
@@ -59,7 +59,7 @@ class BashTokenizer:
     # -- construction -------------------------------------------------------------------------
 
     @classmethod
-    def train(cls, texts: Iterable[str], vocab_size: int = 8192, min_frequency: int = 2) -> "BashTokenizer":
+    def train(cls, texts: Iterable[str], vocab_size: int = 8192, min_frequency: int = 2) -> BashTokenizer:
         tok = Tokenizer(models.BPE())
         tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
         tok.decoder = decoders.ByteLevel()
@@ -74,14 +74,14 @@ class BashTokenizer:
         return cls(tok)
 
     @classmethod
-    def from_str(cls, data: str) -> "BashTokenizer":
+    def from_str(cls, data: str) -> BashTokenizer:
         try:
             return cls(Tokenizer.from_str(data))
         except Exception as exc:  # tokenizers raises a plain Exception on bad JSON
             raise TokenizerError(f"tokenizer.json is invalid: {exc}") from exc
 
     @classmethod
-    def from_file(cls, path: Path) -> "BashTokenizer":
+    def from_file(cls, path: Path) -> BashTokenizer:
         try:
             data = Path(path).read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError) as exc:

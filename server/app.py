@@ -13,7 +13,7 @@ import logging
 import os
 import sys
 
-from bashlsp.model.device import DEVICE_CHOICES
+from ..model.device import DEVICE_CHOICES
 
 
 def build_parser(prog: str) -> argparse.ArgumentParser:
@@ -23,8 +23,11 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
     transport.add_argument("--tcp", action="store_true", help="listen on a TCP port for one client")
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on with --tcp (default 127.0.0.1)")
     parser.add_argument("--port", type=int, default=2087, help="port to listen on with --tcp (default 2087)")
-    parser.add_argument("--checkpoint", help="serve this checkpoint (directory, store id or 'default'); "
-                        "default: follow the store's current checkpoint, else the bundled model")
+    parser.add_argument(
+        "--checkpoint",
+        help="serve this checkpoint (directory, store id or 'default'); "
+        "default: follow the store's current checkpoint, else the bundled model",
+    )
     parser.add_argument("--store", help="checkpoint store directory (default: $BASHLSP_STORE or the platform data dir)")
     parser.add_argument("--device", choices=DEVICE_CHOICES, help="where the model runs (default auto)")
     parser.add_argument("--log-file", help="write the server's log here (default: stderr)")
@@ -55,9 +58,9 @@ def setup_logging(log_file: str | None, level: str) -> None:
 
 
 def create_server(settings: dict):
-    from bashlsp.server import handlers
-    from bashlsp.server.cli import package_version
-    from bashlsp.server.language_server import BashLanguageServer
+    from . import handlers
+    from .cli import package_version
+    from .language_server import BashLanguageServer
 
     server = BashLanguageServer(settings, version=package_version())
     handlers.register(server)

@@ -28,7 +28,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bashlsp.model.errors import BashlspError
+from ..model.errors import BashlspError
 
 SAMPLE_SCRIPT = r"""#!/usr/bin/env bash
 # Back up a directory into a dated tarball and keep the last few.
@@ -105,8 +105,12 @@ class LspClient:
 
     async def start(self, command: list[str], env: dict[str, str]) -> None:
         self.proc = await asyncio.create_subprocess_exec(
-            *command, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL,
-            env=env, limit=1 << 26,
+            *command,
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.DEVNULL,
+            env=env,
+            limit=1 << 26,
         )
         self._reader = asyncio.create_task(self._read())
 
@@ -115,7 +119,7 @@ class LspClient:
         self.proc.stdin.write(b"Content-Length: %d\r\n\r\n" % len(body) + body)
 
     async def _read(self) -> None:
-        from bashlsp.server.protocol import FramingProblem, MessageFramer
+        from .protocol import FramingProblem, MessageFramer
 
         framer = MessageFramer(max_body=1 << 30)
         while True:
@@ -235,8 +239,14 @@ def percentiles(values: list[float]) -> dict[str, float]:
     def pick(q: float) -> float:
         return ordered[min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))]
 
-    return {"n": len(values), "p50": pick(0.50), "p95": pick(0.95), "p99": pick(0.99), "max": ordered[-1],
-            "mean": statistics.fmean(values)}
+    return {
+        "n": len(values),
+        "p50": pick(0.50),
+        "p95": pick(0.95),
+        "p99": pick(0.99),
+        "max": ordered[-1],
+        "mean": statistics.fmean(values),
+    }
 
 
 def rss_mb(pid: int) -> tuple[float | None, float | None]:
@@ -248,7 +258,9 @@ def rss_mb(pid: int) -> tuple[float | None, float | None]:
 
         out = subprocess.run(["ps", "-o", "rss=", "-p", str(pid)], capture_output=True, text=True).stdout.strip()
         return (int(out) / 1024 if out.isdigit() else None), None
-    values = {line.split(":")[0]: line.split()[1] for line in status.splitlines() if line.startswith(("VmRSS", "VmHWM"))}
+    values = {
+        line.split(":")[0]: line.split()[1] for line in status.splitlines() if line.startswith(("VmRSS", "VmHWM"))
+    }
     return int(values.get("VmRSS", 0)) / 1024, int(values.get("VmHWM", 0)) / 1024
 
 
@@ -266,7 +278,10 @@ class TypedDocument:
         self.client, self.uri, self.version = client, uri, 1
         self.line = text.count("\n")
         self.character = utf16_len(text[text.rfind("\n") + 1 :])
-        client.notify("textDocument/didOpen", {"textDocument": {"uri": uri, "languageId": "shellscript", "version": 1, "text": text}})
+        client.notify(
+            "textDocument/didOpen",
+            {"textDocument": {"uri": uri, "languageId": "shellscript", "version": 1, "text": text}},
+        )
 
     @property
     def position(self) -> dict:
@@ -275,10 +290,13 @@ class TypedDocument:
     def type(self, char: str) -> None:
         self.version += 1
         at = self.position
-        self.client.notify("textDocument/didChange", {
-            "textDocument": {"uri": self.uri, "version": self.version},
-            "contentChanges": [{"range": {"start": at, "end": at}, "text": char}],
-        })
+        self.client.notify(
+            "textDocument/didChange",
+            {
+                "textDocument": {"uri": self.uri, "version": self.version},
+                "contentChanges": [{"range": {"start": at, "end": at}, "text": char}],
+            },
+        )
         if char == "\n":
             self.line, self.character = self.line + 1, 0
         else:
@@ -294,15 +312,18 @@ async def type_text(client: LspClient, doc: TypedDocument, text: str, recorder: 
         doc.type(char)
         ident = {"uri": doc.uri}
         sent = time.perf_counter()
-        answer, seconds = await client.request("textDocument/inlineCompletion", {
-            "textDocument": ident, "position": doc.position, "context": {"triggerKind": 2}})
+        answer, seconds = await client.request(
+            "textDocument/inlineCompletion",
+            {"textDocument": ident, "position": doc.position, "context": {"triggerKind": 2}},
+        )
         recorder.add("inline", answer, seconds, sent)
         if char.isalnum() or char in "_$":
             trigger = 2 if char == "$" else 3 if in_word else 1
             context = {"triggerKind": trigger, **({"triggerCharacter": char} if trigger == 2 else {})}
             sent = time.perf_counter()
-            answer, seconds = await client.request("textDocument/completion", {
-                "textDocument": ident, "position": doc.position, "context": context})
+            answer, seconds = await client.request(
+                "textDocument/completion", {"textDocument": ident, "position": doc.position, "context": context}
+            )
             recorder.add("completion", answer, seconds, sent)
         in_word = char.isalnum() or char in "_$"
 
@@ -317,7 +338,7 @@ def prepare_variant(store, source: Path, generation: int) -> str:
     bench process' own writing does not count against the server's latency."""
     import torch
 
-    from bashlsp.model.checkpoint import load_checkpoint, new_checkpoint_id, save_checkpoint
+    from ..model.checkpoint import load_checkpoint, new_checkpoint_id, save_checkpoint
 
     loaded = load_checkpoint(source, check_forward=False)
     with torch.no_grad():
@@ -331,7 +352,7 @@ def prepare_variant(store, source: Path, generation: int) -> str:
 
 
 async def run_bench(args: argparse.Namespace) -> dict:
-    from bashlsp.model.checkpoint import CheckpointStore, load_checkpoint, resolve_checkpoint
+    from ..model.checkpoint import CheckpointStore, load_checkpoint, resolve_checkpoint
 
     source = resolve_checkpoint(args.checkpoint or None, CheckpointStore())
     script = Path(args.script).read_text(encoding="utf-8", errors="replace") if args.script else SAMPLE_SCRIPT
@@ -351,15 +372,22 @@ async def run_bench(args: argparse.Namespace) -> dict:
     # 1. cold start
     started = time.perf_counter()
     await client.start(command, env)
-    initialize = client.request("initialize", {"processId": os.getpid(), "capabilities": {
-        "textDocument": {"completion": {}, "inlineCompletion": {}, "codeAction": {}}}, "initializationOptions": {
-        "completion": {"alternatives": args.alternatives}}})
+    initialize = client.request(
+        "initialize",
+        {
+            "processId": os.getpid(),
+            "capabilities": {"textDocument": {"completion": {}, "inlineCompletion": {}, "codeAction": {}}},
+            "initializationOptions": {"completion": {"alternatives": args.alternatives}},
+        },
+    )
     await initialize
     report["initialize_s"] = time.perf_counter() - started
     client.notify("initialized", {})
     head_end = script.find("\n") + 1
     doc = TypedDocument(client, "file:///bench/typed.sh", script[:head_end])
-    answer, _ = await client.request("textDocument/completion", {"textDocument": {"uri": doc.uri}, "position": doc.position})
+    answer, _ = await client.request(
+        "textDocument/completion", {"textDocument": {"uri": doc.uri}, "position": doc.position}
+    )
     report["cold_start_s"] = time.perf_counter() - started
     report["cold_start_ok"] = "error" not in answer
     info, _ = await client.request("workspace/executeCommand", {"command": "bashlsp.modelInfo"})
@@ -379,10 +407,24 @@ async def run_bench(args: argparse.Namespace) -> dict:
     produced = 0
     for n, line in enumerate(comment_lines(script)[: args.generate]):
         uri = f"file:///bench/generate-{n}.sh"
-        client.notify("textDocument/didOpen", {"textDocument": {"uri": uri, "languageId": "shellscript", "version": 1, "text": script}})
+        client.notify(
+            "textDocument/didOpen",
+            {"textDocument": {"uri": uri, "languageId": "shellscript", "version": 1, "text": script}},
+        )
         sent = time.perf_counter()
-        answer, seconds = await client.request("workspace/executeCommand", {"command": "bashlsp.generateFromComment", "arguments": [
-            {"uri": uri, "range": {"start": {"line": line, "character": 0}, "end": {"line": line, "character": 0}}, "apply": False}]})
+        answer, seconds = await client.request(
+            "workspace/executeCommand",
+            {
+                "command": "bashlsp.generateFromComment",
+                "arguments": [
+                    {
+                        "uri": uri,
+                        "range": {"start": {"line": line, "character": 0}, "end": {"line": line, "character": 0}},
+                        "apply": False,
+                    }
+                ],
+            },
+        )
         result = generate.add("generate", answer, seconds, sent)
         produced += bool(result and result.get("script"))
         client.notify("textDocument/didClose", {"textDocument": {"uri": uri}})
@@ -410,11 +452,17 @@ async def run_bench(args: argparse.Namespace) -> dict:
         except asyncio.CancelledError:
             pass
         # Requests that overlapped the load: answered after the switch began, sent before it ended.
-        during = [s.seconds for s in swap.samples if s.sent_at + s.seconds >= publish_started and s.sent_at <= swapped_at]
+        during = [
+            s.seconds for s in swap.samples if s.sent_at + s.seconds >= publish_started and s.sent_at <= swapped_at
+        ]
         before = [s.seconds for s in swap.samples if s.sent_at + s.seconds < publish_started]
         report["swap"] = {
-            "requests": len(swap.samples), "failed": len(swap.failures), "window_s": swapped_at - publish_started,
-            "during": percentiles(during), "before": percentiles(before), "all": percentiles([s.seconds for s in swap.samples]),
+            "requests": len(swap.samples),
+            "failed": len(swap.failures),
+            "window_s": swapped_at - publish_started,
+            "during": percentiles(during),
+            "before": percentiles(before),
+            "all": percentiles([s.seconds for s in swap.samples]),
         }
     report["failed_requests"] = len(steady.failures) + len(generate.failures) + len(swap.failures)
     report["failures"] = (steady.failures + generate.failures + swap.failures)[:10]
@@ -448,9 +496,13 @@ async def run_bench(args: argparse.Namespace) -> dict:
 def print_report(report: dict) -> None:
     ms = lambda v: f"{v * 1000:7.1f}"  # noqa: E731
     model = report["model"]
-    print(f"bashlsp bench serve — checkpoint {report['checkpoint']} ({model.get('id')}, "
-          f"{(model.get('params') or 0) / 1e6:.1f}M parameters, {model.get('device')} ({model.get('backend')}, {model.get('threads')} thread(s)), context {model.get('context')})")
-    print(f"cold start to first completion: {report['cold_start_s']:.2f} s (initialize answered after {report['initialize_s']:.2f} s)")
+    print(
+        f"bashlsp bench serve — checkpoint {report['checkpoint']} ({model.get('id')}, "
+        f"{(model.get('params') or 0) / 1e6:.1f}M parameters, {model.get('device')} ({model.get('backend')}, {model.get('threads')} thread(s)), context {model.get('context')})"
+    )
+    print(
+        f"cold start to first completion: {report['cold_start_s']:.2f} s (initialize answered after {report['initialize_s']:.2f} s)"
+    )
     print(f"typed {report['typed_chars']} characters in {report['typing_s']:.1f} s")
     print(f"{'latency (ms)':<26}{'n':>6}{'p50':>8}{'p95':>8}{'p99':>8}{'max':>8}")
     for kind, p in report["latency"].items():
@@ -462,36 +514,52 @@ def print_report(report: dict) -> None:
     print(f"generate-from-comment results that passed bash -n: {report['generate_passed_bash_n']}")
     for kind, stats in report["server_stats"].items():
         rate, decode = stats.get("tokensPerSecond"), stats.get("decodeStepsPerSecond")
-        print(f"model tokens/s ({kind}, incl. prefill): {rate if rate is not None else '-'} "
-              f"({stats['tokens']} tokens in {stats['modelSeconds']:.2f} s over {stats['requests']} requests); "
-              f"decode steps/s: {decode if decode is not None else '-'}")
+        print(
+            f"model tokens/s ({kind}, incl. prefill): {rate if rate is not None else '-'} "
+            f"({stats['tokens']} tokens in {stats['modelSeconds']:.2f} s over {stats['requests']} requests); "
+            f"decode steps/s: {decode if decode is not None else '-'}"
+        )
     if report.get("decode"):
         decode = report["decode"]
-        print(f"decode, one stream (line, inline, generate; prefill excluded): {decode['tokens_per_second']:.0f} tokens/s "
-              f"({decode['tokens']} tokens in {decode['seconds']:.2f} s)")
+        print(
+            f"decode, one stream (line, inline, generate; prefill excluded): {decode['tokens_per_second']:.0f} tokens/s "
+            f"({decode['tokens']} tokens in {decode['seconds']:.2f} s)"
+        )
     print(f"resident memory: {report['rss_mb']:.0f} MB (peak {report['peak_rss_mb'] or 0:.0f} MB)")
     if "swap" in report:
         swap = report["swap"]
         during, overall = swap["during"], swap["all"]
         p99 = report["latency"]["inline"].get("p99")
-        print(f"hot-swap under typing: {swap['requests']} requests, {swap['failed']} failed; new model served "
-              f"{swap['window_s']:.2f} s after publishing began")
+        print(
+            f"hot-swap under typing: {swap['requests']} requests, {swap['failed']} failed; new model served "
+            f"{swap['window_s']:.2f} s after publishing began"
+        )
         before = swap["before"]
         if during.get("n") and before.get("n"):
-            print(f"  before the switch: n={before['n']} p50 {ms(before['p50']).strip()} ms, p99 {ms(before['p99']).strip()} ms")
-            print(f"  overlapping the load: n={during['n']} p50 {ms(during['p50']).strip()} ms, p99 {ms(during['p99']).strip()} ms "
-                  f"({during['p99'] / before['p99']:.2f}x the p99 before; steady-phase inline p99 {ms(p99).strip()} ms)")
+            print(
+                f"  before the switch: n={before['n']} p50 {ms(before['p50']).strip()} ms, p99 {ms(before['p99']).strip()} ms"
+            )
+            print(
+                f"  overlapping the load: n={during['n']} p50 {ms(during['p50']).strip()} ms, p99 {ms(during['p99']).strip()} ms "
+                f"({during['p99'] / before['p99']:.2f}x the p99 before; steady-phase inline p99 {ms(p99).strip()} ms)"
+            )
         print(f"  whole phase: p50 {ms(overall['p50']).strip()} ms, p99 {ms(overall['p99']).strip()} ms")
     print(f"failed requests: {report['failed_requests']}" + (f" ({report['failures']})" if report["failures"] else ""))
 
 
 def main(argv: list[str] | None = None, prog: str = "bashlsp bench serve") -> int:
-    parser = argparse.ArgumentParser(prog=prog, description="Drive the real server like an editor; print latency, tokens/s, memory.")
-    parser.add_argument("--checkpoint", help="checkpoint to serve (default: the store's current, else the bundled model)")
+    parser = argparse.ArgumentParser(
+        prog=prog, description="Drive the real server like an editor; print latency, tokens/s, memory."
+    )
+    parser.add_argument(
+        "--checkpoint", help="checkpoint to serve (default: the store's current, else the bundled model)"
+    )
     parser.add_argument("--script", help="a shell script to type (default: a built-in 60-line backup script)")
     parser.add_argument("--chars", type=int, default=600, help="characters to type in the steady phase (default 600)")
     parser.add_argument("--generate", type=int, default=6, help="generate-from-comment requests (default 6)")
-    parser.add_argument("--alternatives", type=int, default=3, help="model items per completion (the setting; default 3)")
+    parser.add_argument(
+        "--alternatives", type=int, default=3, help="model items per completion (the setting; default 3)"
+    )
     parser.add_argument("--device", help="auto|cpu|cuda|mps (default: the server's default)")
     parser.add_argument("--no-swap", dest="swap", action="store_false", help="skip the hot-swap phase")
     parser.add_argument("--json", help="also write the figures to this file")

@@ -13,7 +13,7 @@ import importlib
 import sys
 from importlib.metadata import PackageNotFoundError, version
 
-from bashlsp.model.errors import BashlspError
+from ..model.errors import BashlspError
 
 # name -> (module providing add_arguments/run, help)
 _DELEGATED = {
@@ -51,9 +51,14 @@ def build_parser() -> argparse.ArgumentParser:
     for name, (_, help_text) in _DELEGATED.items():
         sub.add_parser(name, help=help_text, add_help=False)  # listed here, parsed by its module
 
-    gen = sub.add_parser("generate", help="sample text from a checkpoint", description="Sample continuations of PROMPT.")
+    gen = sub.add_parser(
+        "generate", help="sample text from a checkpoint", description="Sample continuations of PROMPT."
+    )
     gen.add_argument("prompt", help="text to continue (use '-' to read standard input)")
-    gen.add_argument("--checkpoint", help="checkpoint directory, store id, or 'default' (default: the store's current, else the bundled model)")
+    gen.add_argument(
+        "--checkpoint",
+        help="checkpoint directory, store id, or 'default' (default: the store's current, else the bundled model)",
+    )
     gen.add_argument("--store", help="checkpoint store directory (default: $BASHLSP_STORE or the platform data dir)")
     gen.add_argument("--max-tokens", type=int, default=128)
     gen.add_argument("--temperature", type=float, default=0.8)
@@ -70,11 +75,15 @@ def build_parser() -> argparse.ArgumentParser:
     store_option = argparse.ArgumentParser(add_help=False)
     store_option.add_argument("--store", default=argparse.SUPPRESS, help="checkpoint store directory")
     models_sub = models.add_subparsers(dest="models_command", metavar="ACTION", required=True)
-    models_sub.add_parser("list", parents=[store_option], help="list checkpoints (* marks the current one)").set_defaults(handler=_run_models_list)
+    models_sub.add_parser(
+        "list", parents=[store_option], help="list checkpoints (* marks the current one)"
+    ).set_defaults(handler=_run_models_list)
     use = models_sub.add_parser("use", parents=[store_option], help="make checkpoint ID current")
     use.add_argument("id")
     use.set_defaults(handler=_run_models_use)
-    models_sub.add_parser("rollback", parents=[store_option], help="make the previous checkpoint current again").set_defaults(handler=_run_models_rollback)
+    models_sub.add_parser(
+        "rollback", parents=[store_option], help="make the previous checkpoint current again"
+    ).set_defaults(handler=_run_models_rollback)
 
     bench = sub.add_parser("bench", help="benchmarks that print figures")
     bench_sub = bench.add_subparsers(dest="bench_command", metavar="WHAT", required=True)
@@ -84,15 +93,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _store(args):
-    from bashlsp.model.checkpoint import CheckpointStore
+    from ..model.checkpoint import CheckpointStore
 
     return CheckpointStore(args.store) if getattr(args, "store", None) else CheckpointStore()
 
 
 def _run_generate(args) -> int:
-    from bashlsp.model.checkpoint import load_checkpoint, resolve_checkpoint
-    from bashlsp.model.device import resolve_device
-    from bashlsp.model.sampling import SamplingOptions, generate
+    from ..model.checkpoint import load_checkpoint, resolve_checkpoint
+    from ..model.device import resolve_device
+    from ..model.sampling import SamplingOptions, generate
 
     if args.max_tokens < 1 or args.num_samples < 1:
         raise BashlspError("--max-tokens and --num-samples must be at least 1")
@@ -100,8 +109,12 @@ def _run_generate(args) -> int:
         raise BashlspError("--top-p must be in (0, 1] and --temperature at least 0")
     prompt = sys.stdin.read() if args.prompt == "-" else args.prompt
     loaded = load_checkpoint(resolve_checkpoint(args.checkpoint, _store(args)), device=resolve_device(args.device))
-    options = SamplingOptions(max_new_tokens=args.max_tokens, temperature=args.temperature, top_p=args.top_p, seed=args.seed)
-    samples = generate(loaded.model, loaded.tokenizer, loaded.tokenizer.encode(prompt), options, num_samples=args.num_samples)
+    options = SamplingOptions(
+        max_new_tokens=args.max_tokens, temperature=args.temperature, top_p=args.top_p, seed=args.seed
+    )
+    samples = generate(
+        loaded.model, loaded.tokenizer, loaded.tokenizer.encode(prompt), options, num_samples=args.num_samples
+    )
     for i, sample in enumerate(samples):
         if args.num_samples > 1:
             print(f"--- sample {i + 1} ({sample.finish_reason}) ---")
@@ -110,17 +123,22 @@ def _run_generate(args) -> int:
 
 
 def _run_models_list(args) -> int:
-    from bashlsp.model.checkpoint import bundled_checkpoint
+    from ..model.checkpoint import bundled_checkpoint
 
     store = _store(args)
     infos = store.list()
     print(f"store: {store.root}")
     if not infos:
         bundled = bundled_checkpoint()
-        print("  (no checkpoints yet; serving " + ("the bundled default model)" if bundled else "nothing: no bundled model)"))
+        print(
+            "  (no checkpoints yet; serving "
+            + ("the bundled default model)" if bundled else "nothing: no bundled model)")
+        )
     for info in infos:
         metrics = info.meta.get("metrics", {})
-        summary = ", ".join(f"{k}={v:.3f}" if isinstance(v, float) else f"{k}={v}" for k, v in sorted(metrics.items())[:4])
+        summary = ", ".join(
+            f"{k}={v:.3f}" if isinstance(v, float) else f"{k}={v}" for k, v in sorted(metrics.items())[:4]
+        )
         marker = "*" if info.current else " "
         print(f"{marker} {info.id}  {info.meta.get('created', '?')}  {info.meta.get('error', summary)}")
     return 0

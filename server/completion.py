@@ -6,11 +6,11 @@ from dataclasses import dataclass
 
 from lsprotocol import types
 
-from bashlsp.server import convert
-from bashlsp.server.documents import Document
-from bashlsp.server.engine import CompletionQuery
-from bashlsp.server.shell_check import introduces_syntax_error
-from bashlsp.server.symbols import COMMAND_CONTEXT, VARIABLE_CONTEXT, document_symbols
+from . import convert
+from .documents import Document
+from .engine import CompletionQuery
+from .shell_check import introduces_syntax_error
+from .symbols import COMMAND_CONTEXT, VARIABLE_CONTEXT, document_symbols
 
 # How much text around the cursor goes to the engine (it cuts further to its context size).
 PREFIX_CHARS = 16_000
@@ -28,7 +28,7 @@ class Cursor:
     line_after: str
 
     @classmethod
-    def at(cls, doc: Document, position: types.Position) -> "Cursor":
+    def at(cls, doc: Document, position: types.Position) -> Cursor:
         line, column = doc.clamp(position)
         text = doc.line_text(line)
         return cls(doc, line, column, doc.position(line, column), text[:column], text[column:])
@@ -69,7 +69,9 @@ def symbol_items(cursor: Cursor) -> list[types.CompletionItem]:
     return []
 
 
-async def completion(ls, doc: Document, position: types.Position, trigger: types.CompletionTriggerKind | None = None) -> types.CompletionList:
+async def completion(
+    ls, doc: Document, position: types.Position, trigger: types.CompletionTriggerKind | None = None
+) -> types.CompletionList:
     cursor = Cursor.at(doc, position)
     items = symbol_items(cursor)
     settings = ls.settings
@@ -81,8 +83,14 @@ async def completion(ls, doc: Document, position: types.Position, trigger: types
         ticket = ls.begin(doc.uri, "completion")
         try:
             query = CompletionQuery(
-                uri=doc.uri, prefix=cursor.prefix(), suffix=cursor.suffix(), mode="line",
-                max_tokens=settings.maxTokens, temperature=settings.temperature, top_p=settings.topP, num_samples=alternatives,
+                uri=doc.uri,
+                prefix=cursor.prefix(),
+                suffix=cursor.suffix(),
+                mode="line",
+                max_tokens=settings.maxTokens,
+                temperature=settings.temperature,
+                top_p=settings.topP,
+                num_samples=alternatives,
             )
             suggestions = await ls.complete(ticket, query)
         finally:
@@ -103,8 +111,14 @@ async def inline_completion(ls, doc: Document, position: types.Position) -> type
     ticket = ls.begin(doc.uri, "inline")
     try:
         query = CompletionQuery(
-            uri=doc.uri, prefix=prefix, suffix=suffix, mode="inline", max_tokens=settings.maxTokens,
-            temperature=settings.temperature, top_p=settings.topP, num_samples=1,
+            uri=doc.uri,
+            prefix=prefix,
+            suffix=suffix,
+            mode="inline",
+            max_tokens=settings.maxTokens,
+            temperature=settings.temperature,
+            top_p=settings.topP,
+            num_samples=1,
             multiline=settings.inlineCompletion.multiline,
         )
         suggestions = await ls.complete(ticket, query)

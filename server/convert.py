@@ -8,9 +8,9 @@ from lsprotocol import types
 from pygls.exceptions import JsonRpcException
 from pygls.protocol import default_converter
 
-from bashlsp.model.errors import BashlspError, ConfigError, DocumentError
-from bashlsp.server.engine import Cancelled, Suggestion
-from bashlsp.server.shell_check import Finding
+from ..model.errors import BashlspError, ConfigError, DocumentError
+from .engine import Cancelled, Suggestion
+from .shell_check import Finding
 
 SOURCE = "bashlsp"
 GENERATE_TITLE = "Generate script from comment"
@@ -36,7 +36,9 @@ def response_error(exc: BaseException) -> types.ResponseError:
         return types.ResponseError(code=types.ErrorCodes.InvalidParams, message=str(exc))
     if isinstance(exc, BashlspError):
         return types.ResponseError(code=REQUEST_FAILED, message=str(exc))
-    return types.ResponseError(code=types.ErrorCodes.InternalError, message=f"internal error: {type(exc).__name__}: {exc}")
+    return types.ResponseError(
+        code=types.ErrorCodes.InternalError, message=f"internal error: {type(exc).__name__}: {exc}"
+    )
 
 
 def log_params(level: str, message: str) -> types.LogMessageParams:
@@ -110,7 +112,9 @@ def inline_completion_list(texts: list[str]) -> types.InlineCompletionList:
 # -- generate from comment -------------------------------------------------------------------------
 
 
-def insertion_edit(uri: str, version: int | None, at: types.Position, text: str, document_changes: bool = True) -> types.WorkspaceEdit:
+def insertion_edit(
+    uri: str, version: int | None, at: types.Position, text: str, document_changes: bool = True
+) -> types.WorkspaceEdit:
     """Insert `text` at `at`; versioned (documentChanges) when the client supports it, so an
     editor whose document has changed since refuses the edit instead of misplacing it."""
     edit = types.TextEdit(range=_range(at, at), new_text=text)
@@ -124,8 +128,13 @@ def generate_action(uri: str, selection: types.Range, resolvable: bool) -> types
     """The "Generate script from comment" action. With codeAction/resolve support the edit is
     computed only when the user picks it; otherwise picking it runs the command, which
     generates and applies the edit with workspace/applyEdit."""
-    arguments = {"uri": uri, "range": {"start": {"line": selection.start.line, "character": selection.start.character},
-                                       "end": {"line": selection.end.line, "character": selection.end.character}}}
+    arguments = {
+        "uri": uri,
+        "range": {
+            "start": {"line": selection.start.line, "character": selection.start.character},
+            "end": {"line": selection.end.line, "character": selection.end.character},
+        },
+    }
     if resolvable:
         return types.CodeAction(title=GENERATE_TITLE, kind=GENERATE_KIND, data=arguments)
     command = types.Command(title=GENERATE_TITLE, command="bashlsp.generateFromComment", arguments=[arguments])

@@ -247,7 +247,7 @@ class Document:
         # rstrip, not a regex search for `[A-Za-z0-9_]*\Z`: the search retries at every
         # position of a long word and took 20 s for a 40,000-character one (quadratic).
         head = self.lines[line][:column]
-        return head[len(head.rstrip(_WORD_CHARS)):]
+        return head[len(head.rstrip(_WORD_CHARS)) :]
 
 
 class DocumentStore:

@@ -52,10 +52,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from bashlsp.model.checkpoint import LoadedModel
-from bashlsp.model.errors import BashlspError
-from bashlsp.model.fim import fim_prompt_ids, fim_prompt_overhead
-from bashlsp.model.tokenizer import BashTokenizer, starts_no_code
+from ..model.checkpoint import LoadedModel
+from ..model.errors import BashlspError
+from ..model.fim import fim_prompt_ids, fim_prompt_overhead
+from ..model.tokenizer import BashTokenizer, starts_no_code
 
 MODES = ("line", "inline", "generate")
 DEFAULT_THREADS = 1  # see the module docstring
@@ -67,7 +67,9 @@ MAX_HEAL_BYTES = 24
 DRAFT_TOKENS = 7  # most tokens a prompt-lookup draft proposes for one verification
 DRAFT_MISSES = 2  # fully rejected drafts after which a request stops drafting
 GENERATION_RESERVE = 128  # positions kept free for the completion, whatever its budget (see _prompt)
-LINE_MAX_TOKENS = 20  # bounds a rest-of-line suggestion; 32 measured the same keystroke savings and exact match (16 held-out scripts)
+LINE_MAX_TOKENS = (
+    20  # bounds a rest-of-line suggestion; 32 measured the same keystroke savings and exact match (16 held-out scripts)
+)
 SUFFIX_SHARE = 4  # the suffix gets at most 1/SUFFIX_SHARE of the prompt room
 # A line or inline suggestion ends before the first token the model gives less than this
 # probability: what follows a guess is rarely right, and not decoding it keeps the answer fast.
@@ -259,7 +261,7 @@ class StopRules:
     next_line: str | None  # the first non-blank line below the cursor line
 
     @classmethod
-    def for_query(cls, query: CompletionQuery) -> "StopRules":
+    def for_query(cls, query: CompletionQuery) -> StopRules:
         line_before = query.prefix[query.prefix.rfind("\n") + 1 :]
         newline = query.suffix.find("\n")
         line_after = query.suffix if newline < 0 else query.suffix[:newline]
@@ -367,7 +369,17 @@ def _utf8_text(data: bytes) -> str:
     for back in range(1, min(4, end) + 1):
         byte = data[end - back]
         if byte & 0xC0 != 0x80:  # not a continuation byte: the start of the last character
-            need = 1 if byte < 0x80 else 2 if byte >> 5 == 0b110 else 3 if byte >> 4 == 0b1110 else 4 if byte >> 3 == 0b11110 else 1
+            need = (
+                1
+                if byte < 0x80
+                else 2
+                if byte >> 5 == 0b110
+                else 3
+                if byte >> 4 == 0b1110
+                else 4
+                if byte >> 3 == 0b11110
+                else 1
+            )
             if back < need:
                 end -= back
             break
@@ -545,7 +557,7 @@ class Engine:
         self.context = min(block, self.max_context) if self.max_context else block
         self.table = token_table(loaded.tokenizer)
         if loaded.backend == "torch":
-            from bashlsp.server.engine_fast import FastForward  # imports torch: GPU serving, evaluation
+            from .engine_fast import FastForward  # imports torch: GPU serving, evaluation
 
             self.fast = FastForward(self.model.eval())
             self._inference = self.fast.inference_mode
@@ -562,7 +574,9 @@ class Engine:
 
                 threadpool_limits(self.threads, user_api="blas")  # process-wide, like torch.set_num_threads
         self._docs: OrderedDict[str, _Document] = OrderedDict()
-        self.last_stats: dict[str, float] = {}  # of the last request: prompt, reused, prefilled, decoded tokens; prefill_s, decode_s
+        self.last_stats: dict[
+            str, float
+        ] = {}  # of the last request: prompt, reused, prefilled, decoded tokens; prefill_s, decode_s
 
     # -- public ---------------------------------------------------------------------------------
 
@@ -591,7 +605,7 @@ class Engine:
         """Run the whole request path once (cold prefill, cached prefill, decode, drafts,
         samples) on a scratch document, so one-time kernel setup is not paid by a user."""
         uri = "\0warm-up"
-        text = "#!/bin/sh\nfor f in *; do\n  echo \"$f\"\ndone\nfor f in *; do\n  ech"
+        text = '#!/bin/sh\nfor f in *; do\n  echo "$f"\ndone\nfor f in *; do\n  ech'
         with self._lock, self._inference():
             for prefix, samples in ((text[:-8], 1), (text, 1), (text, 2)):
                 query = CompletionQuery(uri, prefix, "\nexit 0\n", "inline", max_tokens=4, num_samples=samples)
@@ -721,7 +735,9 @@ class Engine:
     def _complete(self, query: CompletionQuery, should_stop: Callable[[], bool]) -> list[Suggestion]:
         tok = self.tokenizer
         rules = StopRules.for_query(query)
-        budget = max(1, min(query.max_tokens, self.context // 2, LINE_MAX_TOKENS if rules.single_line else self.context))
+        budget = max(
+            1, min(query.max_tokens, self.context // 2, LINE_MAX_TOKENS if rules.single_line else self.context)
+        )
         doc = self._document(query.uri)
         prompt, healed = self._prompt(doc, query, budget)
         prompt = prompt or [tok.eof_id]
@@ -808,11 +824,15 @@ class Engine:
         self.last_stats["decode_s"] = time.perf_counter() - prefilled_at
         return self._suggestions(rows, healed, rules, query.mode)
 
-    def _take(self, row: _Row, token: int, logprob: float, rules: StopRules, healed: bytes, min_logprob: float | None = None) -> None:
+    def _take(
+        self, row: _Row, token: int, logprob: float, rules: StopRules, healed: bytes, min_logprob: float | None = None
+    ) -> None:
         """Add one generated token to a row and decide whether the row's suggestion is complete."""
         if row.done:
             return
-        if token in self.tokenizer.special_ids or logprob == float("-inf"):  # <|eof|> (or a token no rule allows) ends it
+        if token in self.tokenizer.special_ids or logprob == float(
+            "-inf"
+        ):  # <|eof|> (or a token no rule allows) ends it
             row.done = True
             return
         if min_logprob is not None and logprob < min_logprob and not row.pending:
@@ -842,7 +862,9 @@ class Engine:
             if cut is not None:
                 row.done, row.cut = True, cut
 
-    def _pick(self, logits: np.ndarray, rows: list[_Row], query: CompletionQuery, branch: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    def _pick(
+        self, logits: np.ndarray, rows: list[_Row], query: CompletionQuery, branch: bool = False
+    ) -> tuple[np.ndarray, np.ndarray]:
         """The next token of every row (B,) and its log-probability under the model (B,). With
         `branch` (identical greedy rows) row r gets the r-th likeliest token instead."""
         logprobs = _log_softmax(logits)  # (B, V); softmax is shift-invariant, so it also serves as logits
@@ -955,16 +977,21 @@ def naive_vs_engine_decode(engine: Engine, tokens: int = 64, context: int = 256,
     the median ms/token of each."""
     import torch
 
-    from bashlsp.model.gpt import GPT
+    from ..model.gpt import GPT
 
     served = engine.model
     naive = GPT(served.config, init_weights=False).eval()
     if engine.loaded.backend == "numpy":  # the same weights, back in GPT's (out, in) layout
         weights = {"wte.weight": served.wte, "norm.weight": served.norm}
         for i, (attn_norm, qkv, proj, mlp_norm, gate_up, down) in enumerate(served.layers):
-            weights |= {f"blocks.{i}.attn_norm.weight": attn_norm, f"blocks.{i}.attn.qkv.weight": qkv.T,
-                        f"blocks.{i}.attn.proj.weight": proj.T, f"blocks.{i}.mlp_norm.weight": mlp_norm,
-                        f"blocks.{i}.mlp.gate_up.weight": gate_up.T, f"blocks.{i}.mlp.down.weight": down.T}
+            weights |= {
+                f"blocks.{i}.attn_norm.weight": attn_norm,
+                f"blocks.{i}.attn.qkv.weight": qkv.T,
+                f"blocks.{i}.attn.proj.weight": proj.T,
+                f"blocks.{i}.mlp_norm.weight": mlp_norm,
+                f"blocks.{i}.mlp.gate_up.weight": gate_up.T,
+                f"blocks.{i}.mlp.down.weight": down.T,
+            }
         state = {name: torch.from_numpy(np.ascontiguousarray(w)) for name, w in weights.items()}
     else:
         state = {name: tensor.contiguous() for name, tensor in served.state_dict().items()}
@@ -979,10 +1006,16 @@ def naive_vs_engine_decode(engine: Engine, tokens: int = 64, context: int = 256,
             for name in times:
                 if name == "naive":
                     cache = naive.new_cache(1, context + tokens + 1)
-                    forward = lambda ids: naive(torch.as_tensor(ids, device=device), cache=cache, last_only=True)[:, -1].cpu().numpy()  # noqa: E731
+
+                    def forward(ids, cache=cache):
+                        out = naive(torch.as_tensor(ids, device=device), cache=cache, last_only=True)
+                        return out[:, -1].cpu().numpy()
                 else:
                     cache = served.new_cache(1, context + tokens + 1)
-                    forward = lambda ids: engine._forward(ids, cache)  # noqa: E731
+
+                    def forward(ids, cache=cache):
+                        return engine._forward(ids, cache)
+
                 logits = forward(prompt)
                 start = time.perf_counter()
                 for _ in range(tokens):
@@ -1019,7 +1052,9 @@ def _typing_queries(text: str, mid_document: bool, every: int):
     return [(text[:cursor], text[end:]) for cursor in range(start, end, every)]
 
 
-def typing_latency(engine: Engine, text: str, mode: str = "line", max_tokens: int = 16, every: int = 1, mid_document: bool = False) -> dict:
+def typing_latency(
+    engine: Engine, text: str, mode: str = "line", max_tokens: int = 16, every: int = 1, mid_document: bool = False
+) -> dict:
     """Type `text` one character at a time (a query every `every` characters) and time each
     `complete` call (see _typing_queries). Returns latency percentiles in ms and the mean of
     pre-filled tokens per request."""
@@ -1069,8 +1104,8 @@ def _random_nano_model(vocab_texts: list[str], backend: str) -> LoadedModel:
 
     import torch
 
-    from bashlsp.model.gpt import GPT, preset_config
-    from bashlsp.model.numpy_gpt import NumpyGPT
+    from ..model.gpt import GPT, preset_config
+    from ..model.numpy_gpt import NumpyGPT
 
     tok = BashTokenizer.train(vocab_texts, vocab_size=8192)
     torch.manual_seed(0)
@@ -1115,19 +1150,28 @@ def main(argv: list[str] | None = None) -> int:
 
     parser = argparse.ArgumentParser(prog="python -m bashlsp.server.engine", description=__doc__.split("\n")[0])
     parser.add_argument("--bench", action="store_true", help="print the engine's micro-benchmark figures")
-    parser.add_argument("--checkpoint", help="checkpoint dir, store id, 'current' or 'default' (else a random nano model)")
+    parser.add_argument(
+        "--checkpoint", help="checkpoint dir, store id, 'current' or 'default' (else a random nano model)"
+    )
     parser.add_argument("--threads", type=int, default=0, help="CPU threads (0: the engine's default)")
-    parser.add_argument("--backend", choices=("numpy", "torch"), default="numpy", help="numpy: what the server runs on a CPU (default); torch: the GPU path, on the CPU")
+    parser.add_argument(
+        "--backend",
+        choices=("numpy", "torch"),
+        default="numpy",
+        help="numpy: what the server runs on a CPU (default); torch: the GPU path, on the CPU",
+    )
     parser.add_argument("--max-tokens", type=int, default=16, help="tokens per completion in the typing benchmark")
     parser.add_argument("--every", type=int, default=1, help="query every N typed characters")
-    parser.add_argument("--speculate", choices=("auto", "on", "off"), default="auto", help="prompt-lookup drafts (auto: on for GPUs)")
+    parser.add_argument(
+        "--speculate", choices=("auto", "on", "off"), default="auto", help="prompt-lookup drafts (auto: on for GPUs)"
+    )
     args = parser.parse_args(argv)
     sys.stdout.reconfigure(line_buffering=True)
     if not args.bench:
         parser.print_help()
         return 0
 
-    from bashlsp.model.checkpoint import load_checkpoint, resolve_checkpoint
+    from ..model.checkpoint import load_checkpoint, resolve_checkpoint
 
     start = time.perf_counter()
     texts = _shell_texts()
@@ -1135,10 +1179,14 @@ def main(argv: list[str] | None = None) -> int:
         loaded = load_checkpoint(resolve_checkpoint(args.checkpoint), backend=args.backend)
     else:
         loaded = _random_nano_model(texts, args.backend)
-    engine = Engine(loaded, num_threads=args.threads or None, speculate={"auto": None, "on": True, "off": False}[args.speculate])
+    engine = Engine(
+        loaded, num_threads=args.threads or None, speculate={"auto": None, "on": True, "off": False}[args.speculate]
+    )
     engine.warm_up()
     print(f"model {loaded.id}: {engine.model.num_params() / 1e6:.2f}M params, config {loaded.config.to_dict()}")
-    print(f"backend {loaded.backend}, threads {engine.threads}, cpus {os.cpu_count()}, load ready in {time.perf_counter() - start:.2f}s")
+    print(
+        f"backend {loaded.backend}, threads {engine.threads}, cpus {os.cpu_count()}, load ready in {time.perf_counter() - start:.2f}s"
+    )
 
     for context in (64, min(512, engine.context // 2)):
         figures = decode_tokens_per_second(engine, tokens=128, context=context)
@@ -1152,7 +1200,9 @@ def main(argv: list[str] | None = None) -> int:
         f"({1000 / figures['naive']:.0f} tokens/s), engine {figures['engine']:.2f} ms/token ({1000 / figures['engine']:.0f} tokens/s)"
     )
     figures = decode_tokens_per_second(engine, tokens=64, context=256, samples=4)
-    print(f"decode (4 streams, {figures['context']} cached): {figures['tokens_per_second']:.0f} tokens/s in all ({figures['ms_per_token']:.2f} ms/step)")
+    print(
+        f"decode (4 streams, {figures['context']} cached): {figures['tokens_per_second']:.0f} tokens/s in all ({figures['ms_per_token']:.2f} ms/step)"
+    )
     for tokens in (1, 4, 64, 256):
         print(f"prefill {tokens} tokens after 128 cached: {prefill_ms(engine, tokens, context=128):.1f} ms")
     cold = min(768, engine.context - 1)
@@ -1160,7 +1210,9 @@ def main(argv: list[str] | None = None) -> int:
 
     script = max((t for t in texts if 1200 < len(t) < 6000), key=len, default=texts[0])[:1200]
     for label, mid_document in (("end of document", False), ("mid-document, fill-in-the-middle", True)):
-        figures = typing_latency(engine, script, max_tokens=args.max_tokens, every=args.every, mid_document=mid_document)
+        figures = typing_latency(
+            engine, script, max_tokens=args.max_tokens, every=args.every, mid_document=mid_document
+        )
         print(
             f"typing {figures['requests']} keystrokes, line completion of {args.max_tokens} tokens, {label}: "
             f"p50 {figures['p50_ms']:.1f} ms, p95 {figures['p95_ms']:.1f} ms, p99 {figures['p99_ms']:.1f} ms "
@@ -1169,8 +1221,10 @@ def main(argv: list[str] | None = None) -> int:
             f"per request; drafts: {figures['accepted']} of {figures['drafted']} tokens accepted"
         )
     psm = psm_prefill_tokens(engine, script, every=args.every)
-    print(f"the same typing with a PSM prompt would pre-fill {psm:.1f} tokens per request "
-          f"({prefill_ms(engine, max(1, round(psm)), context=128):.1f} ms each)")
+    print(
+        f"the same typing with a PSM prompt would pre-fill {psm:.1f} tokens per request "
+        f"({prefill_ms(engine, max(1, round(psm)), context=128):.1f} ms each)"
+    )
     return 0
 
 

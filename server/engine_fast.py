@@ -27,7 +27,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from bashlsp.model.gpt import GPT, KVCache
+from ..model.gpt import GPT, KVCache
 
 
 def _transposed(weight: nn.Parameter) -> torch.Tensor:
@@ -81,7 +81,11 @@ class FastForward:
     def __call__(self, idx, cache: KVCache, all_positions: bool = False) -> np.ndarray:
         """idx (B, T) ids (list, array or tensor) continue the cached positions; returns the
         last position's logits (B, V) float32, or with all_positions those of every position (B, T, V)."""
-        return self.logits(torch.as_tensor(idx, dtype=torch.long, device=self.head.device), cache, all_positions).cpu().numpy()
+        return (
+            self.logits(torch.as_tensor(idx, dtype=torch.long, device=self.head.device), cache, all_positions)
+            .cpu()
+            .numpy()
+        )
 
     def logits(self, idx: torch.Tensor, cache: KVCache, all_positions: bool = False) -> torch.Tensor:
         """__call__ with tensors in and out (on the model's device)."""
@@ -90,7 +94,9 @@ class FastForward:
         start = cache.length
         end = start + T
         if end > cache.max_len or end > self.block_size:
-            raise ValueError(f"sequence of {end} tokens exceeds the cache ({cache.max_len}) or block_size {self.block_size}")
+            raise ValueError(
+                f"sequence of {end} tokens exceeds the cache ({cache.max_len}) or block_size {self.block_size}"
+            )
         # (T, D, D): 2 small ops per forward, instead of a 16 MB table for all positions
         rotation = torch.addcmul(self.eye * self.cos_cols[start:end], self.partner, self.sin_cols[start:end])
         mask = None

@@ -13,12 +13,12 @@ from typing import Any
 
 from lsprotocol import types
 
-from bashlsp.model.errors import DocumentError
-from bashlsp.server import convert
-from bashlsp.server.completion import PREFIX_CHARS, SUFFIX_CHARS
-from bashlsp.server.documents import Document
-from bashlsp.server.engine import CompletionQuery, Suggestion
-from bashlsp.server.shell_check import Finding, SyntaxResult
+from ..model.errors import DocumentError
+from . import convert
+from .completion import PREFIX_CHARS, SUFFIX_CHARS
+from .documents import Document
+from .engine import CompletionQuery, Suggestion
+from .shell_check import Finding, SyntaxResult
 
 MAX_COMMENT_LINES = 200
 RETRY_TEMPERATURE = 0.8
@@ -40,7 +40,9 @@ class Generated:
 
     def as_dict(self) -> dict[str, Any]:
         return {
-            "script": self.script, "tried": self.tried, "problem": self.problem,
+            "script": self.script,
+            "tried": self.tried,
+            "problem": self.problem,
             "findings": [f.__dict__ for f in self.findings],
         }
 
@@ -110,9 +112,16 @@ async def generate(ls, ticket, doc: Document, block: CommentBlock) -> Generated:
     tried, first_error = 0, None
     use_shellcheck = settings.shellcheck.enable and ls.tools.shellcheck.available
     for num_samples, temperature in attempts:
-        query = CompletionQuery(uri=doc.uri, prefix=prefix, suffix=suffix, mode="generate",
-                                max_tokens=settings.generate.maxTokens, temperature=temperature,
-                                top_p=settings.topP, num_samples=num_samples)
+        query = CompletionQuery(
+            uri=doc.uri,
+            prefix=prefix,
+            suffix=suffix,
+            mode="generate",
+            max_tokens=settings.generate.maxTokens,
+            temperature=temperature,
+            top_p=settings.topP,
+            num_samples=num_samples,
+        )
         suggestions = await ls.complete(ticket, query)
         passing: list[tuple[Suggestion, list[Finding] | None]] = []
         for suggestion in suggestions:
@@ -155,7 +164,7 @@ def parse_target(arguments: Any) -> tuple[str, types.Range]:
             raw_range = {"start": {"line": raw_range, "character": 0}, "end": {"line": raw_range, "character": 0}}
         selection = convert.CONVERTER.structure(raw_range, types.Range)
     except Exception as exc:  # cattrs raises several types for a malformed range
-        raise DocumentError(f"bashlsp.generateFromComment needs [{{\"uri\": ..., \"range\": ...}}]: {exc}") from exc
+        raise DocumentError(f'bashlsp.generateFromComment needs [{{"uri": ..., "range": ...}}]: {exc}') from exc
     if not isinstance(uri, str) or not uri:
         raise DocumentError('bashlsp.generateFromComment needs [{"uri": ..., "range": ...}]: the uri is missing')
     return uri, selection
@@ -172,7 +181,9 @@ async def generate_edit(
         raise DocumentError(f"{uri} is not an open shell script")
     block = comment_block(doc, selection)
     if block is None:
-        raise DocumentError("Generate script from comment needs the cursor on a comment line (or comment lines selected)")
+        raise DocumentError(
+            "Generate script from comment needs the cursor on a comment line (or comment lines selected)"
+        )
     version = doc.version
     ticket = ls.begin(uri, "generate")
     try:
@@ -183,8 +194,12 @@ async def generate_edit(
         ls.notify("warning", f"Generate script from comment: {generated.problem}; nothing was inserted", True)
         return None, generated
     if generated.findings:
-        ls.notify("info", f"Generate script from comment: shellcheck has {len(generated.findings)} finding(s); "
-                  "they are noted above the code", False)
+        ls.notify(
+            "info",
+            f"Generate script from comment: shellcheck has {len(generated.findings)} finding(s); "
+            "they are noted above the code",
+            False,
+        )
     if doc.version != version or ls.documents.get(uri) is not doc:
         raise DocumentError(f"{uri} changed while the script was generated; try again")
     at, lead = insertion_point(doc, block)

@@ -14,9 +14,9 @@ import functools
 from lsprotocol import types
 from pygls.exceptions import JsonRpcException
 
-from bashlsp.server import completion, convert, generate
-from bashlsp.server.engine import Cancelled
-from bashlsp.server.language_server import BashLanguageServer
+from . import completion, convert, generate
+from .engine import Cancelled
+from .language_server import BashLanguageServer
 
 COMPLETION_TRIGGERS = ["$", "{"]
 
@@ -102,7 +102,9 @@ def text_document_did_close(ls: BashLanguageServer, params: types.DidCloseTextDo
 # -- completion ------------------------------------------------------------------------------------
 
 
-async def text_document_completion(ls: BashLanguageServer, params: types.CompletionParams) -> types.CompletionList | None:
+async def text_document_completion(
+    ls: BashLanguageServer, params: types.CompletionParams
+) -> types.CompletionList | None:
     doc = ls.served_document(params.text_document.uri)
     if doc is None or not ls.settings.completion.enable:
         return None
@@ -241,4 +243,3 @@ def register(ls: BashLanguageServer) -> None:
     feature(types.CODE_ACTION_RESOLVE)(code_action_resolve)
     for name, handler in COMMANDS.items():
         ls.command(name)(handler)
-

@@ -23,11 +23,11 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from bashlsp.model.checkpoint import CheckpointStore, LoadedModel, bundled_checkpoint, load_checkpoint, resolve_checkpoint
-from bashlsp.model.device import serving_device
-from bashlsp.model.errors import BashlspError, CheckpointError
-from bashlsp.server.engine import Engine
-from bashlsp.server.settings import Settings
+from ..model.checkpoint import CheckpointStore, LoadedModel, bundled_checkpoint, load_checkpoint, resolve_checkpoint
+from ..model.device import serving_device
+from ..model.errors import BashlspError, CheckpointError
+from .engine import Engine
+from .settings import Settings
 
 logger = logging.getLogger(__name__)
 
@@ -56,7 +56,9 @@ class ModelHost:
     def __init__(self, notify: Notify) -> None:
         self.notify = notify
         self.worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="bashlsp-model")
-        self.loader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="bashlsp-loader", initializer=_lower_priority)
+        self.loader = ThreadPoolExecutor(
+            max_workers=1, thread_name_prefix="bashlsp-loader", initializer=_lower_priority
+        )
         self.engine: Engine | None = None
         self.problem: str | None = "the model is not loaded yet"
         self.loaded_at: float | None = None
@@ -79,7 +81,11 @@ class ModelHost:
         spec = settings.checkpoint or None
         store_root = Path(settings.store).expanduser() if settings.store else None
         new_store = CheckpointStore(store_root)
-        changed = (spec, new_store.root, settings.device) != (self.spec, self.store.root, self.device_name) or self.device is None
+        changed = (spec, new_store.root, settings.device) != (
+            self.spec,
+            self.store.root,
+            self.device_name,
+        ) or self.device is None
         if changed:
             self.spec, self.store, self.device_name = spec, new_store, settings.device
             try:
@@ -110,7 +116,9 @@ class ModelHost:
             "watching": self._observer is not None,
             "device": str(self.device) if self.device is not None else self.device_name,
             "swaps": self.swaps,
-            "loadedAt": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(self.loaded_at)) if self.loaded_at else None,
+            "loadedAt": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(self.loaded_at))
+            if self.loaded_at
+            else None,
         }
         if engine is not None:
             info.update(engine.info())
@@ -177,8 +185,11 @@ class ModelHost:
             self.notify("info", f"bashlsp: serving {described}", False)
         except BashlspError as exc:
             self.problem = str(exc)
-            remedy = ("set the checkpoint setting (or --checkpoint) to a checkpoint that loads" if self.pinned else
-                      f"train one with bashlsp-train, which publishes to {self.store.root}")
+            remedy = (
+                "set the checkpoint setting (or --checkpoint) to a checkpoint that loads"
+                if self.pinned
+                else f"train one with bashlsp-train, which publishes to {self.store.root}"
+            )
             self.notify("error", f"bashlsp: {exc}. Completions stay empty until a model is available: {remedy}.", True)
         self.watch()
 
@@ -249,8 +260,12 @@ class ModelHost:
             observer.schedule(PointerHandler(), str(self.store.root), recursive=False)
             observer.start()
         except OSError as exc:
-            self.notify("warning", f"bashlsp: cannot watch the checkpoint store {self.store.root} ({exc}); "
-                        "new checkpoints need bashlsp.reloadModel", False)
+            self.notify(
+                "warning",
+                f"bashlsp: cannot watch the checkpoint store {self.store.root} ({exc}); "
+                "new checkpoints need bashlsp.reloadModel",
+                False,
+            )
             return
         self._observer = observer
         self.notify("log", f"watching the checkpoint store {self.store.root}", False)

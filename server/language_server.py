@@ -23,13 +23,13 @@ from lsprotocol import types
 from pygls.exceptions import FeatureRequestError
 from pygls.lsp.server import LanguageServer
 
-from bashlsp.server import convert
-from bashlsp.server.documents import Document, DocumentStore
-from bashlsp.server.engine import Cancelled, CompletionQuery, Suggestion
-from bashlsp.server.hotswap import ModelHost
-from bashlsp.server.protocol import BashlspProtocol, FileWriter, MessageFramer, parse_body, read_stream_in_thread
-from bashlsp.server.settings import Settings, parse_settings
-from bashlsp.server.shell_check import ShellTools
+from . import convert
+from .documents import Document, DocumentStore
+from .engine import Cancelled, CompletionQuery, Suggestion
+from .hotswap import ModelHost
+from .protocol import BashlspProtocol, FileWriter, MessageFramer, parse_body, read_stream_in_thread
+from .settings import Settings, parse_settings
+from .shell_check import ShellTools
 
 logger = logging.getLogger("bashlsp.server")
 
@@ -97,10 +97,17 @@ class KindStats:
     decode_seconds: float = 0.0
 
     def as_dict(self) -> dict:
-        return {"requests": self.requests, "modelSeconds": round(self.model_seconds, 4), "tokens": self.tokens,
-                "tokensPerSecond": round(self.tokens / self.model_seconds, 1) if self.model_seconds > 0 else None,
-                "decodeSteps": self.decode_steps, "decodeSeconds": round(self.decode_seconds, 4),
-                "decodeStepsPerSecond": round(self.decode_steps / self.decode_seconds, 1) if self.decode_seconds > 0 else None}
+        return {
+            "requests": self.requests,
+            "modelSeconds": round(self.model_seconds, 4),
+            "tokens": self.tokens,
+            "tokensPerSecond": round(self.tokens / self.model_seconds, 1) if self.model_seconds > 0 else None,
+            "decodeSteps": self.decode_steps,
+            "decodeSeconds": round(self.decode_seconds, 4),
+            "decodeStepsPerSecond": round(self.decode_steps / self.decode_seconds, 1)
+            if self.decode_seconds > 0
+            else None,
+        }
 
 
 def _deep_merge(base: dict, update: dict) -> dict:
@@ -115,8 +122,12 @@ def _deep_merge(base: dict, update: dict) -> dict:
 
 class BashLanguageServer(LanguageServer):
     def __init__(self, base_settings: dict | None = None, version: str = "0") -> None:
-        super().__init__("bashlsp", version, protocol_cls=BashlspProtocol,
-                         text_document_sync_kind=types.TextDocumentSyncKind.Incremental)
+        super().__init__(
+            "bashlsp",
+            version,
+            protocol_cls=BashlspProtocol,
+            text_document_sync_kind=types.TextDocumentSyncKind.Incremental,
+        )
         self.base_settings = base_settings or {}  # from the command line; editor settings override them
         self.settings, problems = parse_settings(self.base_settings)
         self.startup_problems = problems
@@ -330,4 +341,10 @@ class BashLanguageServer(LanguageServer):
         self.tool_pool.shutdown(wait=False, cancel_futures=True)
 
 
-_LEVELS = {"error": logging.ERROR, "warning": logging.WARNING, "info": logging.INFO, "log": logging.INFO, "debug": logging.DEBUG}
+_LEVELS = {
+    "error": logging.ERROR,
+    "warning": logging.WARNING,
+    "info": logging.INFO,
+    "log": logging.INFO,
+    "debug": logging.DEBUG,
+}

@@ -35,8 +35,8 @@ from pygls.protocol import LanguageServerProtocol
 from pygls.protocol.json_rpc import JsonRPCNotification, JsonRPCRequestMessage, JsonRPCResponseMessage
 from pygls.protocol.language_server import lsp_method
 
-from bashlsp.model.errors import BashlspError
-from bashlsp.server import convert
+from ..model.errors import BashlspError
+from . import convert
 
 logger = logging.getLogger(__name__)
 
@@ -152,7 +152,9 @@ class BashlspProtocol(LanguageServerProtocol):
         method = data.get("method")
         if data.get("jsonrpc") != self.VERSION or (has_method and not isinstance(method, str)):
             if is_request:
-                self._reply_error(msg_id, INVALID_REQUEST, 'Invalid Request: needs "jsonrpc": "2.0" and a string method')
+                self._reply_error(
+                    msg_id, INVALID_REQUEST, 'Invalid Request: needs "jsonrpc": "2.0" and a string method'
+                )
             else:
                 logger.warning("ignored a message that is not JSON-RPC 2.0")
             return
@@ -163,11 +165,17 @@ class BashlspProtocol(LanguageServerProtocol):
             if is_request:
                 self._reply_error(msg_id, SERVER_NOT_INITIALIZED, f"Server not initialized: {method} before initialize")
             return
-        if has_method and (kind := _method_kind(method)) is not None and kind != ("request" if is_request else "notification"):
+        if (
+            has_method
+            and (kind := _method_kind(method)) is not None
+            and kind != ("request" if is_request else "notification")
+        ):
             # LSP defines the method the other way round: a notification sent with an id, or a
             # request without one. pygls would drop the id or call a handler with the wrong shape.
             if is_request:
-                self._reply_error(msg_id, METHOD_NOT_FOUND, f"Method not found: {method} is a notification, not a request")
+                self._reply_error(
+                    msg_id, METHOD_NOT_FOUND, f"Method not found: {method} is a notification, not a request"
+                )
             else:
                 logger.warning("ignored %s sent as a notification: it is a request", method)
             return
@@ -266,9 +274,9 @@ class BashlspProtocol(LanguageServerProtocol):
             yield handler, (params,), None
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _method_kind(method: str) -> str | None:
-    """"request" or "notification" for a method LSP defines (by its message type), else None."""
+    """ "request" or "notification" for a method LSP defines (by its message type), else None."""
     message_type = types.METHOD_TO_TYPES.get(method, (None,))[0]
     if message_type is None:
         return None
@@ -304,7 +312,9 @@ class FileWriter:
             pass
 
 
-def read_stream_in_thread(fd: int, loop: asyncio.AbstractEventLoop, deliver: Callable[[Any], None], at_eof: Callable[[], None]) -> threading.Thread:
+def read_stream_in_thread(
+    fd: int, loop: asyncio.AbstractEventLoop, deliver: Callable[[Any], None], at_eof: Callable[[], None]
+) -> threading.Thread:
     """Start a daemon thread reading framed messages from `fd`; each parsed message is handed to
     `deliver` on the event loop, in order; `at_eof` runs there when the stream ends."""
 

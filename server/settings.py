@@ -23,7 +23,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, fields, is_dataclass
 from typing import Any, get_type_hints
 
-from bashlsp.model.device import DEVICE_CHOICES
+from ..model.device import DEVICE_CHOICES
 
 
 @dataclass

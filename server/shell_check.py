@@ -78,8 +78,11 @@ class Executable:
             return None
         try:
             return subprocess.run(
-                [self.path, *args], input=text.encode("utf-8", "replace"), capture_output=True,
-                timeout=timeout, env=_clean_env(),
+                [self.path, *args],
+                input=text.encode("utf-8", "replace"),
+                capture_output=True,
+                timeout=timeout,
+                env=_clean_env(),
             )
         except subprocess.TimeoutExpired:
             logger.warning("%s timed out after %.0f s", self.name, timeout)
@@ -105,7 +108,9 @@ class ShellTools:
         message = done.stderr.decode("utf-8", "replace").strip()
         match = _ERROR_LINE.search(message)
         return SyntaxResult(
-            ok=False, message=message, line=int(match.group(1)) if match else None,
+            ok=False,
+            message=message,
+            line=int(match.group(1)) if match else None,
             end_of_file="unexpected end of file" in message,
         )
 
@@ -113,7 +118,9 @@ class ShellTools:
         """shellcheck's findings at `severity` or worse; None when shellcheck is unavailable."""
         if not self.shellcheck.available or len(text) > MAX_CHECK_CHARS:
             return None
-        done = self.shellcheck.run(["--format=json1", "--shell=bash", f"--severity={severity}", "-"], text, SHELLCHECK_TIMEOUT_S)
+        done = self.shellcheck.run(
+            ["--format=json1", "--shell=bash", f"--severity={severity}", "-"], text, SHELLCHECK_TIMEOUT_S
+        )
         if done is None:
             return None
         try:
@@ -122,9 +129,15 @@ class ShellTools:
             logger.warning("shellcheck printed something that is not its JSON report")
             return None
         return [
-            Finding(line=c.get("line", 0), column=c.get("column", 0), code=c.get("code", 0),
-                    level=c.get("level", "?"), message=c.get("message", ""))
-            for c in comments if isinstance(c, dict)
+            Finding(
+                line=c.get("line", 0),
+                column=c.get("column", 0),
+                code=c.get("code", 0),
+                level=c.get("level", "?"),
+                message=c.get("message", ""),
+            )
+            for c in comments
+            if isinstance(c, dict)
         ]
 
 

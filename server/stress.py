@@ -27,7 +27,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bashlsp.server.bench import SAMPLE_SCRIPT, LspClient, percentiles, rss_mb, utf16_len
+from .bench import SAMPLE_SCRIPT, LspClient, percentiles, rss_mb, utf16_len
 
 REQUEST_CANCELLED = -32800
 MAX_DOCUMENT_CHARS = 6000  # a typed document is reset to its start beyond this
@@ -63,7 +63,10 @@ class Typist:
         start = self.rng.randrange(len(SAMPLE_SCRIPT) // 2)
         head = SAMPLE_SCRIPT[: SAMPLE_SCRIPT.find("\n", start) + 1]
         doc = {"uri": uri, "version": 1, "text": head, "source": self.rng.randrange(len(SAMPLE_SCRIPT))}
-        self.client.notify("textDocument/didOpen", {"textDocument": {"uri": uri, "languageId": "shellscript", "version": 1, "text": head}})
+        self.client.notify(
+            "textDocument/didOpen",
+            {"textDocument": {"uri": uri, "languageId": "shellscript", "version": 1, "text": head}},
+        )
         return doc
 
     @staticmethod
@@ -82,13 +85,20 @@ class Typist:
             end = self._end(doc["text"])
             doc["text"] += char
             changes = [{"range": {"start": end, "end": end}, "text": char}]
-        self.client.notify("textDocument/didChange", {"textDocument": {"uri": doc["uri"], "version": doc["version"]}, "contentChanges": changes})
+        self.client.notify(
+            "textDocument/didChange",
+            {"textDocument": {"uri": doc["uri"], "version": doc["version"]}, "contentChanges": changes},
+        )
 
     def _params(self, kind: str, doc: dict) -> tuple[str, dict]:
         position = self._end(doc["text"])
         ident = {"uri": doc["uri"]}
         if kind == "inline":
-            return "textDocument/inlineCompletion", {"textDocument": ident, "position": position, "context": {"triggerKind": 2}}
+            return "textDocument/inlineCompletion", {
+                "textDocument": ident,
+                "position": position,
+                "context": {"triggerKind": 2},
+            }
         return "textDocument/completion", {"textDocument": ident, "position": position}
 
     async def _record(self, kind: str, future: asyncio.Future, sent: float, may_cancel: bool) -> None:
@@ -131,8 +141,10 @@ class Typist:
                 method, params = self._params(kind, doc)
                 _, second = self.client.send(method, params)
                 second_sent = time.perf_counter()
-                await asyncio.gather(self._record(f"{kind}-superseded", first, sent, may_cancel=True),
-                                     self._record(kind, second, second_sent, may_cancel=False))
+                await asyncio.gather(
+                    self._record(f"{kind}-superseded", first, sent, may_cancel=True),
+                    self._record(kind, second, second_sent, may_cancel=False),
+                )
             if self.rng.random() < 0.01:  # close a document and open a new one
                 old = self.docs.pop(self.rng.randrange(len(self.docs)))
                 self.client.notify("textDocument/didClose", {"textDocument": {"uri": old["uri"]}})
@@ -160,8 +172,14 @@ async def run_stress(args: argparse.Namespace) -> dict:
         command += ["--device", args.device]
     client = LspClient()
     await client.start(command, dict(os.environ))
-    await client.request("initialize", {"processId": os.getpid(), "capabilities": {"textDocument": {
-        "completion": {}, "inlineCompletion": {}}}, "initializationOptions": {"completion": {"alternatives": args.alternatives}}})
+    await client.request(
+        "initialize",
+        {
+            "processId": os.getpid(),
+            "capabilities": {"textDocument": {"completion": {}, "inlineCompletion": {}}},
+            "initializationOptions": {"completion": {"alternatives": args.alternatives}},
+        },
+    )
     client.notify("initialized", {})
     await client.wait_for_log("serving", timeout=120)
     info, _ = await client.request("workspace/executeCommand", {"command": "bashlsp.modelInfo"})
@@ -191,35 +209,60 @@ def build_report(args, info: dict, stats: Stats, elapsed: float, alive: bool, ex
     cancelled = Counter(o.kind for o in stats.outcomes if o.status == "cancelled")
     buckets = []
     for start in range(0, max(1, int(elapsed + 0.999)), args.bucket):
-        latencies = [o.seconds * 1000 for o in stats.outcomes
-                     if o.status == "ok" and start <= o.sent_at < start + args.bucket and "superseded" not in o.kind]
+        latencies = [
+            o.seconds * 1000
+            for o in stats.outcomes
+            if o.status == "ok" and start <= o.sent_at < start + args.bucket and "superseded" not in o.kind
+        ]
         figures = percentiles(latencies)
         in_bucket = [mb for at, mb in stats.rss if at < start + args.bucket]
-        buckets.append({"from_s": start, "to_s": min(start + args.bucket, round(elapsed)), **figures,
-                        "rss_mb": in_bucket[-1] if in_bucket else None})
+        buckets.append(
+            {
+                "from_s": start,
+                "to_s": min(start + args.bucket, round(elapsed)),
+                **figures,
+                "rss_mb": in_bucket[-1] if in_bucket else None,
+            }
+        )
     warm = [mb for at, mb in stats.rss if at >= min(args.warmup, elapsed / 2)]
     rss_after_warmup = warm[0] if warm else None
     rss_end = stats.rss[-1][1] if stats.rss else None
     growth = (rss_end - rss_after_warmup) / rss_after_warmup * 100 if rss_after_warmup and rss_end else None
     return {
         "model": {k: info.get(k) for k in ("id", "params", "device")},
-        "seconds": round(elapsed, 1), "typists": args.typists, "documents_opened": stats.documents_opened,
-        "requests": len(stats.outcomes), "served": dict(served), "served_total": sum(served.values()),
-        "cancelled_expected": dict(cancelled), "unexpected_errors": len(stats.errors), "errors": stats.errors[:20],
+        "seconds": round(elapsed, 1),
+        "typists": args.typists,
+        "documents_opened": stats.documents_opened,
+        "requests": len(stats.outcomes),
+        "served": dict(served),
+        "served_total": sum(served.values()),
+        "cancelled_expected": dict(cancelled),
+        "unexpected_errors": len(stats.errors),
+        "errors": stats.errors[:20],
         "requests_per_second": round(len(stats.outcomes) / elapsed, 1) if elapsed else None,
         "latency_ms_by_bucket": buckets,
-        "rss_mb": {"after_warmup": rss_after_warmup, "end": rss_end, "max": max((mb for _, mb in stats.rss), default=None),
-                   "growth_percent": round(growth, 2) if growth is not None else None, "warmup_s": args.warmup},
-        "server_alive_at_end": alive, "server_exit_code": exit_code,
+        "rss_mb": {
+            "after_warmup": rss_after_warmup,
+            "end": rss_end,
+            "max": max((mb for _, mb in stats.rss), default=None),
+            "growth_percent": round(growth, 2) if growth is not None else None,
+            "warmup_s": args.warmup,
+        },
+        "server_alive_at_end": alive,
+        "server_exit_code": exit_code,
     }
 
 
 def print_report(report: dict) -> None:
     model = report["model"]
-    print(f"bashlsp bench stress: {report['seconds']} s, {report['typists']} typists, "
-          f"{report['documents_opened']} documents opened, model {model.get('id')} on {model.get('device')}")
-    print(f"requests: {report['requests']} ({report['requests_per_second']}/s); served {report['served_total']} "
-          f"{report['served']}; cancelled as asked {report['cancelled_expected']}")
+    print(
+        f"bashlsp bench stress: {report['seconds']} s, {report['typists']} typists, "
+        f"{report['documents_opened']} documents opened, model {model.get('id')} on {model.get('device')}"
+    )
+    print(
+        f"requests: {report['requests']} ({report['requests_per_second']}/s); served {report['served_total']} "
+        f"{report['served']}; cancelled as asked {report['cancelled_expected']}"
+    )
     print(f"unexpected errors: {report['unexpected_errors']}")
     for error in report["errors"]:
         print(f"  {error}")
@@ -227,13 +270,17 @@ def print_report(report: dict) -> None:
     for bucket in report["latency_ms_by_bucket"]:
         if bucket["n"]:
             rss = f"  RSS {bucket['rss_mb']:.1f} MB" if bucket.get("rss_mb") else ""
-            print(f"  {bucket['from_s']:4d}-{bucket['to_s']:<4d} s  n {bucket['n']:5d}  p50 {bucket['p50']:7.1f}  "
-                  f"p95 {bucket['p95']:7.1f}  max {bucket['max']:7.1f}{rss}")
+            print(
+                f"  {bucket['from_s']:4d}-{bucket['to_s']:<4d} s  n {bucket['n']:5d}  p50 {bucket['p50']:7.1f}  "
+                f"p95 {bucket['p95']:7.1f}  max {bucket['max']:7.1f}{rss}"
+            )
     rss = report["rss_mb"]
     if rss["after_warmup"] is not None:
         verdict = "goal < 5% met" if rss["growth_percent"] < 5 else "over the 5% goal"
-        print(f"resident memory: {rss['after_warmup']:.1f} MB after {rss['warmup_s']} s warm-up, {rss['end']:.1f} MB at the end "
-              f"(growth {rss['growth_percent']:+.2f}%: {verdict}), max {rss['max']:.1f} MB")
+        print(
+            f"resident memory: {rss['after_warmup']:.1f} MB after {rss['warmup_s']} s warm-up, {rss['end']:.1f} MB at the end "
+            f"(growth {rss['growth_percent']:+.2f}%: {verdict}), max {rss['max']:.1f} MB"
+        )
     print(f"server alive at the end: {report['server_alive_at_end']}, exit code {report['server_exit_code']}")
 
 
@@ -243,9 +290,13 @@ def main(argv: list[str] | None = None, prog: str = "bashlsp bench stress") -> i
     parser.add_argument("--documents", type=int, default=24, help="documents open at once (default 24)")
     parser.add_argument("--typists", type=int, default=4, help="concurrent editors typing (default 4)")
     parser.add_argument("--bucket", type=int, default=10, help="seconds per latency bucket (default 10)")
-    parser.add_argument("--warmup", type=float, default=10, help="seconds before memory growth is measured (default 10)")
+    parser.add_argument(
+        "--warmup", type=float, default=10, help="seconds before memory growth is measured (default 10)"
+    )
     parser.add_argument("--alternatives", type=int, default=1, help="model items per completion (default 1)")
-    parser.add_argument("--checkpoint", help="checkpoint to serve (default: the store's current, else the bundled model)")
+    parser.add_argument(
+        "--checkpoint", help="checkpoint to serve (default: the store's current, else the bundled model)"
+    )
     parser.add_argument("--store", help="checkpoint store directory")
     parser.add_argument("--device", help="auto|cpu|cuda|mps (default: the server's default)")
     parser.add_argument("--seed", type=int, default=0)
@@ -257,7 +308,11 @@ def main(argv: list[str] | None = None, prog: str = "bashlsp bench stress") -> i
     print_report(report)
     if args.json:
         Path(args.json).write_text(json.dumps(report, indent=2))
-    return 0 if report["unexpected_errors"] == 0 and report["server_alive_at_end"] and report["server_exit_code"] == 0 else 1
+    return (
+        0
+        if report["unexpected_errors"] == 0 and report["server_alive_at_end"] and report["server_exit_code"] == 0
+        else 1
+    )
 
 
 if __name__ == "__main__":

@@ -13,11 +13,15 @@ import shlex
 from dataclasses import dataclass
 
 _NAME = r"[A-Za-z_][A-Za-z0-9_]*"
-_ASSIGN = re.compile(rf"(?:^|[;&|({{]\s*|\b(?:export|local|declare|typeset|readonly)\s+(?:-[A-Za-z]+\s+)*)({_NAME})(?:\[[^\]]*\])?\+?=")
+_ASSIGN = re.compile(
+    rf"(?:^|[;&|({{]\s*|\b(?:export|local|declare|typeset|readonly)\s+(?:-[A-Za-z]+\s+)*)({_NAME})(?:\[[^\]]*\])?\+?="
+)
 _DECLARE_ONLY = re.compile(rf"^\s*(?:export|local|declare|typeset|readonly)\s+(?:-[A-Za-z]+\s+)*((?:{_NAME}\s*)+)$")
 _FOR = re.compile(rf"\b(?:for|select)\s+({_NAME})\s+in\b")
 _READ = re.compile(r"\bread\s+([^;&|]*)")
-_FUNCTION = re.compile(r"^\s*(?:function\s+([A-Za-z_][\w:.-]*)\s*(?:\(\s*\))?\s*[{(]?|([A-Za-z_][\w:.-]*)\s*\(\s*\)\s*[{(]?)")
+_FUNCTION = re.compile(
+    r"^\s*(?:function\s+([A-Za-z_][\w:.-]*)\s*(?:\(\s*\))?\s*[{(]?|([A-Za-z_][\w:.-]*)\s*\(\s*\)\s*[{(]?)"
+)
 # `read -p PROMPT` / `-d DELIM` / `-n N` / `-t T` / `-u FD` / `-a ARRAY` take an argument.
 _READ_OPTS_WITH_ARG = set("adinNptu")
 

@@ -57,7 +57,9 @@ def _train_tiny(directory: Path, steps: int) -> Path:
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
-    return save_checkpoint(directory, model, tokenizer, {"data": {"files": len(texts)}, "metrics": {"train_loss": loss.item()}})
+    return save_checkpoint(
+        directory, model, tokenizer, {"data": {"files": len(texts)}, "metrics": {"train_loss": loss.item()}}
+    )
 
 
 @pytest.fixture(scope="session")
@@ -65,10 +67,16 @@ def tiny_checkpoint(tmp_path_factory) -> Path:
     return make_tiny_checkpoint(tmp_path_factory.mktemp("ckpt") / "tiny")
 
 
-def run_cli(*args: str, env: dict | None = None, input: str | None = None, timeout: int = 120) -> subprocess.CompletedProcess:
+def run_cli(
+    *args: str, env: dict | None = None, input: str | None = None, timeout: int = 120
+) -> subprocess.CompletedProcess:
     """Run `python -m bashlsp.server.cli ARGS` (the `bashlsp` command) in a subprocess."""
     full_env = dict(os.environ, **(env or {}))
     return subprocess.run(
         [sys.executable, "-m", "bashlsp.server.cli", *args],
-        capture_output=True, text=True, env=full_env, input=input, timeout=timeout,
+        capture_output=True,
+        text=True,
+        env=full_env,
+        input=input,
+        timeout=timeout,
     )

@@ -14,8 +14,28 @@ acme_with_lock /var/lock/acme-{name}.lock rsync -a /srv/acme/in/{name}/ /srv/acm
 acme_notify_ops "{name} mirrored"
 acme_log_info "finished {name} ({n})"
 """
-NAMES = ["alpha", "bravo", "charlie", "delta", "echo", "foxtrot", "golf", "hotel", "india", "juliet",
-         "kilo", "lima", "mike", "november", "oscar", "papa", "quebec", "romeo", "sierra", "tango"]
+NAMES = [
+    "alpha",
+    "bravo",
+    "charlie",
+    "delta",
+    "echo",
+    "foxtrot",
+    "golf",
+    "hotel",
+    "india",
+    "juliet",
+    "kilo",
+    "lima",
+    "mike",
+    "november",
+    "oscar",
+    "papa",
+    "quebec",
+    "romeo",
+    "sierra",
+    "tango",
+]
 
 
 def personal_script(n: int) -> str:

@@ -28,8 +28,12 @@ class RawServer:
         self._stderr = open(log_path, "wb")
         self.log_path = log_path
         self.proc = subprocess.Popen(
-            SERVER + list(extra_args or []), stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._stderr,
-            env=dict(os.environ, **(env or {})), bufsize=0,
+            SERVER + list(extra_args or []),
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=self._stderr,
+            env=dict(os.environ, **(env or {})),
+            bufsize=0,
         )
         self._ids = itertools.count(1)
         self._cond = threading.Condition()
@@ -126,8 +130,10 @@ class RawServer:
                     return value
                 remaining = deadline - time.monotonic()
                 if self._eof:
-                    raise ServerGone(f"the server exited (code {self.proc.poll()}) while waiting for {what}; "
-                                     f"its log:\n{self.log_tail()}")
+                    raise ServerGone(
+                        f"the server exited (code {self.proc.poll()}) while waiting for {what}; "
+                        f"its log:\n{self.log_tail()}"
+                    )
                 if remaining <= 0:
                     raise TimeoutError(f"no {what} within {timeout:.0f} s")
                 self._cond.wait(remaining)
@@ -137,34 +143,51 @@ class RawServer:
             return [a for a in self.answers if a.get("id") == msg_id and type(a.get("id")) is type(msg_id)]
 
     def wait_answer(self, msg_id, timeout: float = 60) -> dict:
-        return self._wait(lambda: next((a for a in self.answers if a.get("id") == msg_id
-                                        and type(a.get("id")) is type(msg_id)), None),
-                          timeout, f"answer to {msg_id!r}")
+        return self._wait(
+            lambda: next(
+                (a for a in self.answers if a.get("id") == msg_id and type(a.get("id")) is type(msg_id)), None
+            ),
+            timeout,
+            f"answer to {msg_id!r}",
+        )
 
     def wait_answers(self, count: int, timeout: float = 60) -> None:
         self._wait(lambda: len(self.answers) >= count, timeout, f"{count} answers")
 
     def wait_log(self, needle: str, timeout: float = 120, start: int = 0) -> str:
         """The first log message from index `start` on that contains `needle`."""
-        return self._wait(lambda: next((m for _, m in self.logs[start:] if needle in m), None),
-                          timeout, f"log message containing {needle!r}")
+        return self._wait(
+            lambda: next((m for _, m in self.logs[start:] if needle in m), None),
+            timeout,
+            f"log message containing {needle!r}",
+        )
 
     def wait_shown(self, needle: str, timeout: float = 60) -> str:
         """The first window/showMessage that contains `needle`."""
-        return self._wait(lambda: next((m for m in self.shown if needle in m), None),
-                          timeout, f"shown message containing {needle!r}")
+        return self._wait(
+            lambda: next((m for m in self.shown if needle in m), None), timeout, f"shown message containing {needle!r}"
+        )
 
     # -- the session -------------------------------------------------------------------------------
 
     def initialize(self, options: dict | None = None, capabilities: dict | None = None) -> dict:
-        answer = self.request("initialize", {"processId": os.getpid(), "rootUri": None,
-                                             "capabilities": capabilities or {}, "initializationOptions": options or {}})
+        answer = self.request(
+            "initialize",
+            {
+                "processId": os.getpid(),
+                "rootUri": None,
+                "capabilities": capabilities or {},
+                "initializationOptions": options or {},
+            },
+        )
         self.notify("initialized", {})
         return answer
 
     def open(self, uri: str, text: str, language_id: str = "shellscript", version: int = 1) -> None:
-        self.notify("textDocument/didOpen", {"textDocument": {"uri": uri, "languageId": language_id,
-                                                              "version": version, "text": text}})
+        self.notify(
+            "textDocument/didOpen",
+            {"textDocument": {"uri": uri, "languageId": language_id, "version": version, "text": text}},
+        )
 
     def model_info(self) -> dict:
         return self.request("workspace/executeCommand", {"command": "bashlsp.modelInfo"})["result"]

@@ -10,8 +10,19 @@ from conftest import run_cli
 
 def test_bench_serve_types_generates_swaps_and_reports(tiny_checkpoint, tmp_path):
     out = tmp_path / "serve.json"
-    result = run_cli("bench", "serve", "--checkpoint", str(tiny_checkpoint), "--chars", "60", "--generate", "1",
-                     "--json", str(out), timeout=300)
+    result = run_cli(
+        "bench",
+        "serve",
+        "--checkpoint",
+        str(tiny_checkpoint),
+        "--chars",
+        "60",
+        "--generate",
+        "1",
+        "--json",
+        str(out),
+        timeout=300,
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     report = json.loads(out.read_text())
     assert report["failed_requests"] == 0

@@ -1,5 +1,4 @@
 import json
-import os
 import random
 import re
 import shutil
@@ -17,7 +16,6 @@ from bashlsp.model.checkpoint import (
     CheckpointStore,
     load_checkpoint,
     resolve_checkpoint,
-    save_checkpoint,
 )
 from bashlsp.model.errors import CheckpointError, StoreError
 
@@ -28,6 +26,7 @@ ROOT = Path(__file__).resolve().parents[1]
 def copy_of(tiny_checkpoint, tmp_path):
     def make(name="ckpt") -> Path:
         return Path(shutil.copytree(tiny_checkpoint, tmp_path / name))
+
     return make
 
 
@@ -180,7 +179,9 @@ def test_reader_never_sees_partial_checkpoint_when_writer_is_killed(tiny_checkpo
     store = CheckpointStore(tmp_path / "store")
     rng = random.Random(7)
     for _ in range(6):
-        writer = subprocess.Popen([sys.executable, "-c", WRITER, str(tiny_checkpoint), str(store.root)], stdout=subprocess.PIPE)
+        writer = subprocess.Popen(
+            [sys.executable, "-c", WRITER, str(tiny_checkpoint), str(store.root)], stdout=subprocess.PIPE
+        )
         assert writer.stdout.readline().strip() == b"ready"
         # Let it publish for a random moment, then kill it without warning.
         try:

@@ -1,9 +1,8 @@
-import os
 import subprocess
-import sys
+
+from conftest import run_cli
 
 from bashlsp.model.checkpoint import CheckpointStore, load_checkpoint
-from conftest import run_cli
 
 
 def test_version():
@@ -20,14 +19,36 @@ def test_console_scripts_exist():
 
 
 def test_generate_prints_text_from_a_real_checkpoint(tiny_checkpoint):
-    result = run_cli("generate", "#!/bin/bash", "--checkpoint", str(tiny_checkpoint), "--max-tokens", "20", "--seed", "1", "--device", "cpu")
+    result = run_cli(
+        "generate",
+        "#!/bin/bash",
+        "--checkpoint",
+        str(tiny_checkpoint),
+        "--max-tokens",
+        "20",
+        "--seed",
+        "1",
+        "--device",
+        "cpu",
+    )
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("#!/bin/bash")
     assert len(result.stdout.strip()) > len("#!/bin/bash")
 
 
 def test_generate_several_samples_greedy(tiny_checkpoint):
-    result = run_cli("generate", "for f in", "--checkpoint", str(tiny_checkpoint), "--max-tokens", "8", "--num-samples", "2", "--temperature", "0")
+    result = run_cli(
+        "generate",
+        "for f in",
+        "--checkpoint",
+        str(tiny_checkpoint),
+        "--max-tokens",
+        "8",
+        "--num-samples",
+        "2",
+        "--temperature",
+        "0",
+    )
     assert result.returncode == 0, result.stderr
     assert result.stdout.count("--- sample") == 2
 

@@ -6,16 +6,28 @@ import os
 from pathlib import Path
 
 import pytest
+from folder_state import folder_state
 
 from bashlsp.model.errors import TrainingError
 from bashlsp.training import collect as collect_module
 from bashlsp.training.collect import (
-    BINARY, BROKEN_LINK, DUPLICATE, EMPTY, LINK_LOOP, LINK_OUTSIDE, NOT_REGULAR, NOT_SHELL, NOT_UTF8,
-    TOO_LARGE, TOOL_DIR, UNREADABLE, collect_scripts, holdout_split,
+    BINARY,
+    BROKEN_LINK,
+    DUPLICATE,
+    EMPTY,
+    LINK_LOOP,
+    LINK_OUTSIDE,
+    NOT_REGULAR,
+    NOT_SHELL,
+    NOT_UTF8,
+    TOO_LARGE,
+    TOOL_DIR,
+    UNREADABLE,
+    collect_scripts,
+    holdout_split,
 )
-from folder_state import folder_state
 
-SCRIPT = "#!/bin/bash\nset -euo pipefail\nfor f in *.log; do\n    gzip \"$f\"\ndone\n"
+SCRIPT = '#!/bin/bash\nset -euo pipefail\nfor f in *.log; do\n    gzip "$f"\ndone\n'
 
 
 def write(path: Path, content: str | bytes) -> Path:

@@ -15,8 +15,7 @@ from pathlib import Path
 import pytest
 
 from bashlsp.model.errors import TrainingError
-from bashlsp.training.corpus import load_corpus, load_tldr_pairs
-from bashlsp.training.corpus import debian, tldr
+from bashlsp.training.corpus import debian, load_corpus, load_tldr_pairs, tldr
 from bashlsp.training.corpus.detect import (
     bash_accepts,
     is_binary,
@@ -76,7 +75,9 @@ def test_sh_family_shebangs_are_shell(first_line, interpreter):
     assert shell_reason(Path("/usr/bin/tool"), first_line + b"echo hi\n") == f"shebang {interpreter}"
 
 
-@pytest.mark.parametrize("first_line", [b"#!/usr/bin/python3\n", b"#!/usr/bin/env perl\n", b"#!/bin/zsh\n", b"#!/usr/bin/make -f\n"])
+@pytest.mark.parametrize(
+    "first_line", [b"#!/usr/bin/python3\n", b"#!/usr/bin/env perl\n", b"#!/bin/zsh\n", b"#!/usr/bin/make -f\n"]
+)
 def test_other_interpreters_are_not_shell_even_when_named_sh(first_line):
     assert shell_reason(Path("/usr/bin/tool"), first_line + b"print('hi')\n") is None
     assert shell_reason(Path("/usr/bin/tool.sh"), first_line + b"print('hi')\n") is None
@@ -148,7 +149,7 @@ def make_deb(tmp_path: Path) -> Path:
         "usr/share/demo/copy-of-setup.sh": SETUP_SCRIPT.encode(),  # exact duplicate
         "usr/share/demo/reindented.sh": SETUP_SCRIPT.replace("\n", "\n  ").encode(),  # near duplicate
         "usr/share/bash-completion/completions/demo": COMPLETION.encode(),
-        "usr/bin/demo": b"#!/usr/bin/env bash\nexec /usr/share/demo/setup.sh \"$@\"\n",
+        "usr/bin/demo": b'#!/usr/bin/env bash\nexec /usr/share/demo/setup.sh "$@"\n',
         "usr/bin/demo-report": b"#!/usr/bin/python3\nprint('report')\n",
         "usr/bin/demo-daemon": ELF_HEAD + b"\x00" * 64,
         "usr/bin/demo-broken": b"#!/bin/bash\nif true; then\n  echo never closed\n",
@@ -209,7 +210,12 @@ def test_writer_dedupes_across_and_writes_manifest_and_lock(tmp_path):
         data = (out / "files" / entry["sha256"][:2] / f"{entry['sha256']}.sh").read_bytes()
         assert entry["file"] == f"files/{entry['sha256'][:2]}/{entry['sha256']}.sh"
         assert len(data) == entry["bytes"] and debian.sha256_hex(data) == entry["sha256"]
-        assert (entry["package"], entry["version"], entry["licence"], entry["split"]) == ("demo", "1:1.2-3", "MIT", "holdout")
+        assert (entry["package"], entry["version"], entry["licence"], entry["split"]) == (
+            "demo",
+            "1:1.2-3",
+            "MIT",
+            "holdout",
+        )
 
     lock = [line.split("\t") for line in (out / "packages.lock").read_text().splitlines() if not line.startswith("#")]
     assert lock[0][:6] == ["demo", "1:1.2-3", "demo", "MIT", "holdout", "3"]
@@ -243,7 +249,7 @@ def test_package_list_and_holdout_choice():
     assert len(chosen) >= 5
     assert not {"neofetch", "screenfetch", "libtool", "abs-guide"} & set(chosen)
     # Binary packages built from one source share a split.
-    for package, source in debian.SOURCE_OF.items():
+    for _package, source in debian.SOURCE_OF.items():
         siblings = [name for name in names if debian.source_of(name) == source]
         assert len({debian.split_of(name) for name in siblings}) == 1, source
 
@@ -306,7 +312,7 @@ def test_concrete_value(placeholder, value):
 
 def test_concrete_command_braces():
     assert tldr.concrete_command("for i in {{{1..3}}}; do {{echo $i}}; done") == "for i in {1..3}; do echo $i; done"
-    assert tldr.concrete_command("echo '{{{\"key\": \"value\"}}}' | jq") == "echo '{\"key\": \"value\"}' | jq"
+    assert tldr.concrete_command('echo \'{{{"key": "value"}}}\' | jq') == 'echo \'{"key": "value"}\' | jq'
     assert tldr.concrete_command(r"tool '\{\{ .Name \}\}'") == "tool '{{ .Name }}'"
     assert tldr.concrete_command("ssh {{username}}@{{remote_host}} -p {{port}}") == "ssh alice@example.com -p 8080"
 
@@ -343,7 +349,11 @@ def test_parse_page_and_pairs():
     skipped = tldr.Counter()
     pairs = tldr.page_pairs(page, skipped)
     assert pairs == [
-        ("create an archive of a directory", "tar czf target.tar.gz dir", "tar czf {{path/to/target.tar.gz}} {{path/to/directory}}"),
+        (
+            "create an archive of a directory",
+            "tar czf target.tar.gz dir",
+            "tar czf {{path/to/target.tar.gz}} {{path/to/directory}}",
+        ),
         ("Show help", "demo --help", "demo {{[-h|--help]}}"),
     ]
     assert skipped == {"interactive": 1, "keystrokes": 1}
@@ -401,7 +411,10 @@ def test_build_from_a_fixture_archive(tmp_path):
     counts = tldr.build_tldr(archive, out, jobs=1)
     assert counts["pages"] == 7
     documents = [json.loads(line) for line in (out / "tldr.jsonl").read_text().splitlines()]
-    assert {(document["platform"], document["page"]) for document in documents} >= {("common", "tar"), ("linux", "dpkg")}
+    assert {(document["platform"], document["page"]) for document in documents} >= {
+        ("common", "tar"),
+        ("linux", "dpkg"),
+    }
     assert all(document["split"] == tldr.split_of(document["page"]) for document in documents)
     pairs = [json.loads(line) for line in (out / "tldr_pairs.jsonl").read_text().splitlines()]
     assert len(pairs) == counts["pairs"]
@@ -411,7 +424,9 @@ def test_build_from_a_fixture_archive(tmp_path):
 
     loaded = load_corpus(out, None)
     assert len(loaded) == 7 and {document.source for document in loaded} == {"tldr"}
-    assert sum(len(pair_list) for pair_list in [load_tldr_pairs(out, "train"), load_tldr_pairs(out, "holdout")]) == len(pairs)
+    assert sum(len(pair_list) for pair_list in [load_tldr_pairs(out, "train"), load_tldr_pairs(out, "holdout")]) == len(
+        pairs
+    )
 
 
 @pytest.mark.skipif(not tldr.DEFAULT_ARCHIVE.is_file(), reason="the shared tldr archive is not on this machine")

@@ -7,21 +7,48 @@ import json
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import torch
+from conftest import FIXTURES
 
 from bashlsp.model.checkpoint import load_checkpoint
-from conftest import FIXTURES
 
 
 def test_two_gloo_processes_give_a_checkpoint(tmp_path, tiny_checkpoint):
     run = tmp_path / "run"
     command = [
-        sys.executable, "-m", "torch.distributed.run", "--standalone", "--nnodes", "1", "--nproc_per_node", "2",
-        "-m", "bashlsp.training.pretrain", str(FIXTURES / "scripts"), "--out", str(run),
-        "--init", str(tiny_checkpoint), "--device", "cpu", "--steps", "4", "--batch-size", "2", "--seq-len", "32",
-        "--warmup", "1", "--save-every", "2", "--eval-every", "0", "--max-eval-docs", "2", "--no-progress",
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nnodes",
+        "1",
+        "--nproc_per_node",
+        "2",
+        "-m",
+        "bashlsp.training.pretrain",
+        str(FIXTURES / "scripts"),
+        "--out",
+        str(run),
+        "--init",
+        str(tiny_checkpoint),
+        "--device",
+        "cpu",
+        "--steps",
+        "4",
+        "--batch-size",
+        "2",
+        "--seq-len",
+        "32",
+        "--warmup",
+        "1",
+        "--save-every",
+        "2",
+        "--eval-every",
+        "0",
+        "--max-eval-docs",
+        "2",
+        "--no-progress",
     ]
     env = dict(os.environ, OMP_NUM_THREADS="1")  # two processes on a small machine: one thread each
     result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=280)
@@ -47,13 +74,39 @@ def test_export_writes_a_shippable_float16_checkpoint(tmp_path, tiny_checkpoint)
     export = tmp_path / "weights"
     (export / "holdout").mkdir(parents=True)
     (export / "holdout" / "general.jsonl").write_text(
-        json.dumps({"text": (FIXTURES / "scripts" / sorted(os.listdir(FIXTURES / "scripts"))[0]).read_text()}) + "\n")
+        json.dumps({"text": (FIXTURES / "scripts" / sorted(os.listdir(FIXTURES / "scripts"))[0]).read_text()}) + "\n"
+    )
     (export / "README.md").write_text("card\n")
-    code = pretrain.main([
-        str(FIXTURES / "scripts"), "--out", str(tmp_path / "run"), "--init", str(tiny_checkpoint), "--device", "cpu",
-        "--steps", "2", "--batch-size", "2", "--seq-len", "32", "--warmup", "1", "--eval-every", "0",
-        "--max-eval-docs", "2", "--threads", "1", "--no-progress", "--export", str(export), "--export-id", "test-base-7",
-    ])
+    code = pretrain.main(
+        [
+            str(FIXTURES / "scripts"),
+            "--out",
+            str(tmp_path / "run"),
+            "--init",
+            str(tiny_checkpoint),
+            "--device",
+            "cpu",
+            "--steps",
+            "2",
+            "--batch-size",
+            "2",
+            "--seq-len",
+            "32",
+            "--warmup",
+            "1",
+            "--eval-every",
+            "0",
+            "--max-eval-docs",
+            "2",
+            "--threads",
+            "1",
+            "--no-progress",
+            "--export",
+            str(export),
+            "--export-id",
+            "test-base-7",
+        ]
+    )
     assert code == 0
     loaded = load_checkpoint(export)
     meta = loaded.meta
@@ -67,5 +120,6 @@ def test_export_writes_a_shippable_float16_checkpoint(tmp_path, tiny_checkpoint)
     assert gate["general_bpb_after"] == gate["general_reference_bpb"] > 0 and len(gate["general_holdout_digest"]) == 16
     assert (export / "README.md").read_text() == "card\n"  # the card and the holdout stay
     from safetensors import safe_open
+
     with safe_open(str(export / "model.safetensors"), framework="pt") as f:
         assert all(f.get_tensor(name).dtype == torch.float16 for name in f.keys())

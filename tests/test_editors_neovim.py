@@ -54,7 +54,9 @@ def test_plugin_completion_and_generate_in_headless_neovim(checkpoint, tmp_path)
     env = dict(
         os.environ,
         BASHLSP_TEST_CMD=json.dumps([sys.executable, "-m", "bashlsp.server.cli", "serve", "--stdio"]),
-        BASHLSP_TEST_SETTINGS=json.dumps({"checkpoint": str(checkpoint), "store": str(tmp_path / "store"), "device": "cpu"}),
+        BASHLSP_TEST_SETTINGS=json.dumps(
+            {"checkpoint": str(checkpoint), "store": str(tmp_path / "store"), "device": "cpu"}
+        ),
         BASHLSP_TEST_TYPED=str(typed),
         BASHLSP_TEST_COMMENTED=str(commented),
         BASHLSP_TEST_RESULT=str(result_file),
@@ -63,7 +65,11 @@ def test_plugin_completion_and_generate_in_headless_neovim(checkpoint, tmp_path)
     )
     proc = subprocess.run(
         [NVIM, "--headless", "-u", "NONE", "-i", "NONE", "-n", "-c", f"luafile {PLUGIN / 'test' / 'headless.lua'}"],
-        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=280,
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=280,
     )
     assert result_file.exists(), f"Neovim wrote no result (exit {proc.returncode}):\n{proc.stdout}\n{proc.stderr}"
     result = json.loads(result_file.read_text())
@@ -72,7 +78,9 @@ def test_plugin_completion_and_generate_in_headless_neovim(checkpoint, tmp_path)
 
     # The plugin started the server the way this Neovim version allows, for the sh buffer.
     version = result["version"]
-    assert result["start_api"] == ("vim.lsp.start" if (version["major"], version["minor"]) >= (0, 8) else "vim.lsp.start_client")
+    assert result["start_api"] == (
+        "vim.lsp.start" if (version["major"], version["minor"]) >= (0, 8) else "vim.lsp.start_client"
+    )
     assert result["filetype"] == "sh"
     assert result["omnifunc"] == "v:lua.vim.lsp.omnifunc"
     assert result["commands"] == {"generate": True, "reload": True, "model_info": True}
@@ -129,8 +137,14 @@ def test_plugin_loads_on_this_neovim_without_a_server(tmp_path):
         "vim.cmd('qall!')\n"
     )
     env = dict(os.environ, XDG_STATE_HOME=str(tmp_path / "state"), XDG_DATA_HOME=str(tmp_path / "data"))
-    subprocess.run([NVIM, "--headless", "-u", "NONE", "-i", "NONE", "-n", "-c", f"luafile {lua}"],
-                   cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
+    subprocess.run(
+        [NVIM, "--headless", "-u", "NONE", "-i", "NONE", "-n", "-c", f"luafile {lua}"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     out = json.loads((tmp_path / "out.json").read_text())
     assert out["ok"], out["err"]
     assert out["filetype"] == "sh"

@@ -15,7 +15,6 @@ import zipfile
 from pathlib import Path
 
 import pytest
-
 from editors_support import memorized_checkpoint
 
 from bashlsp.model.device import DEVICE_CHOICES
@@ -75,7 +74,9 @@ def test_every_declared_setting_is_a_server_setting_with_the_same_default():
     )
     for key, default in schema.items():
         spec = declared[key]
-        assert spec["type"] == JSON_TYPES[type(default)], f"bashlsp.{key}: type {spec['type']}, server has {type(default).__name__}"
+        assert spec["type"] == JSON_TYPES[type(default)], (
+            f"bashlsp.{key}: type {spec['type']}, server has {type(default).__name__}"
+        )
         assert spec["default"] == default and type(spec["default"]) in (type(default), int), (
             f"bashlsp.{key}: default {spec['default']!r}, server has {default!r}"
         )
@@ -147,7 +148,9 @@ def test_manifest_declares_the_commands_and_activation():
     assert not set(titles) & SERVER_COMMANDS
     assert "onLanguage:shellscript" in PACKAGE_JSON["activationEvents"]
     client_version = PACKAGE_JSON["dependencies"]["vscode-languageclient"]
-    assert int(client_version.lstrip("^~").split(".")[0]) >= 11, "inline completion is stable from vscode-languageclient 11"
+    assert int(client_version.lstrip("^~").split(".")[0]) >= 11, (
+        "inline completion is stable from vscode-languageclient 11"
+    )
 
 
 @needs_node
@@ -200,7 +203,7 @@ def assert_script_inserted(text_before: str, text_after: str, log: str) -> None:
     """A script went in right below the comment (line 1), and the result passes bash -n."""
     before, after = text_before.split("\n"), text_after.split("\n")
     assert after[:2] == before[:2], "the comment and the lines above it must stay"
-    assert after[len(after) - (len(before) - 2):] == before[2:], "the lines below the comment must stay"
+    assert after[len(after) - (len(before) - 2) :] == before[2:], "the lines below the comment must stay"
     inserted = after[2 : len(after) - (len(before) - 2)]
     assert sum(1 for line in inserted if line.strip()) >= 2, f"no script was inserted below the comment\n{log}"
     syntax = subprocess.run(["bash", "-n"], input=text_after, capture_output=True, text=True)
@@ -240,7 +243,11 @@ def test_protocol_completion_inline_completion_and_code_action(compiled_extensio
 
     # The status bar (the extension's modelInfo.js on the server's bashlsp.modelInfo).
     assert result["modelInfo"]["loaded"] is True, result["modelInfo"]
-    assert result["statusBar"]["loaded"] == {"text": f"bashlsp: {checkpoint.name} (cpu)", "loading": False, "problem": False}
+    assert result["statusBar"]["loaded"] == {
+        "text": f"bashlsp: {checkpoint.name} (cpu)",
+        "loading": False,
+        "problem": False,
+    }
 
     # Completion: items VS Code would show for the typed word "ech", replacing it.
     items = items_of(result["completion"])

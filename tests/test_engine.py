@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from conftest import FIXTURE_SCRIPTS, make_tiny_checkpoint
 
 from bashlsp.model.checkpoint import load_checkpoint
 from bashlsp.model.gpt import GPT, GPTConfig
@@ -20,7 +21,6 @@ from bashlsp.server.engine import (
     decode_tokens_per_second,
 )
 from bashlsp.server.engine_fast import FastForward
-from conftest import FIXTURE_SCRIPTS, make_tiny_checkpoint
 
 SCRIPT = FIXTURE_SCRIPTS[0].read_text()
 
@@ -90,7 +90,9 @@ def test_serving_forward_matches_model_forward(loaded_torch, weights, path):
             assert isinstance(got, np.ndarray) and got.dtype == np.float32 and got.shape == expected.shape
             np.testing.assert_allclose(got, expected, atol=1e-4, rtol=1e-4)
             assert fast_cache.length == slow_cache.length == b
-        np.testing.assert_allclose(np.asarray(fast_cache.k[:, :, :, :72]), slow_cache.k[:, :, :, :72].numpy(), atol=1e-5, rtol=1e-5)
+        np.testing.assert_allclose(
+            np.asarray(fast_cache.k[:, :, :, :72]), slow_cache.k[:, :, :, :72].numpy(), atol=1e-5, rtol=1e-5
+        )
         # several streams sharing one prefix
         slow_rows = slow_cache.expand(3)
         fast_rows = new_cache(3, 128)
@@ -212,7 +214,9 @@ def test_generate_indentation_then_code_not_a_comment(engine):
     generate = query("  # list files\n", mode="generate")
     rules = StopRules.for_query(generate)
     indent = [i for i, data in enumerate(table.token_bytes) if data and not data.strip(b" \t") and b"\t" not in data]
-    comment_after_indent = [i for i, data in enumerate(table.token_bytes) if data.lstrip(b" ")[:1] == b"#" and data[:1] == b" "]
+    comment_after_indent = [
+        i for i, data in enumerate(table.token_bytes) if data.lstrip(b" ")[:1] == b"#" and data[:1] == b" "
+    ]
     row = _Row(pending=b"", code_due=True)
     engine._take(row, indent[0], -0.1, rules, b"")
     assert row.code_due  # only indentation so far
@@ -237,7 +241,9 @@ def test_greedy_suggestions_end_before_a_guess(loaded):
         assert not got or full[0].text.startswith(got[0].text)
     assert len(shorter[1][0].text if shorter[1] else "") <= len(shorter[0][0].text if shorter[0] else "")
     assert make_engine(loaded, min_token_prob=1.0).complete(q) == []
-    assert make_engine(loaded, min_token_prob=1.0).complete(query(SCRIPT[:cursor], mode="generate", max_tokens=8))  # not generate
+    assert make_engine(loaded, min_token_prob=1.0).complete(
+        query(SCRIPT[:cursor], mode="generate", max_tokens=8)
+    )  # not generate
 
 
 def test_greedy_alternatives_branch_on_the_likeliest_next_tokens(loaded):
@@ -248,7 +254,12 @@ def test_greedy_alternatives_branch_on_the_likeliest_next_tokens(loaded):
     texts = [s.text for s in alternatives]
     assert greedy in texts and len(texts) == 3 and len(set(texts)) == 3
     assert len({t[:1] for t in texts}) > 1 or len({t[:3] for t in texts}) == 3  # they differ from the start
-    assert [s.text for s in make_engine(loaded, min_token_prob=0.0).complete(query(prefix, mode="line", max_tokens=10, num_samples=3))] == texts
+    assert [
+        s.text
+        for s in make_engine(loaded, min_token_prob=0.0).complete(
+            query(prefix, mode="line", max_tokens=10, num_samples=3)
+        )
+    ] == texts
 
 
 def test_samples_share_the_prefix_and_come_sorted(engine):
@@ -341,7 +352,7 @@ def finished(r: StopRules, text: str, truncated: bool = False) -> str:
 
 
 def test_line_mode_stops_at_the_newline_and_does_not_repeat_the_rest_of_the_line():
-    assert finished(rules("echo hel", mode="line"), 'lo world\necho again') == "lo world"
+    assert finished(rules("echo hel", mode="line"), "lo world\necho again") == "lo world"
     assert finished(rules('echo "', '"\nls', mode="line"), 'hello"\n') == "hello"
     assert finished(rules("ls", mode="inline", multiline=False), " -la\n  foo\n") == " -la"
 
@@ -358,8 +369,8 @@ def test_inline_stops_at_the_end_of_the_block():
     r = rules("cat <<EOF |\\")
     assert finished(r, "\n  sort\nEOF\n").startswith("\n  sort")
     r = rules("while read -r line; do")
-    assert finished(r, "\n  echo \"$line\"\n  if x; then\n    y\n  fi\ndone < f\nnext\n") == (
-        "\n  echo \"$line\"\n  if x; then\n    y\n  fi\ndone < f"
+    assert finished(r, '\n  echo "$line"\n  if x; then\n    y\n  fi\ndone < f\nnext\n') == (
+        '\n  echo "$line"\n  if x; then\n    y\n  fi\ndone < f'
     )
     # a line repeating the one before it ends the suggestion (a model caught in a loop)
     r = rules("if a; then")
@@ -397,8 +408,22 @@ def test_generate_stops_at_a_blank_line_before_a_comment():
 
 
 def test_block_delta():
-    assert [block_delta(x) for x in ("if x; then", "fi", "done < f", "f() {", "}", "case $x in", "esac")] == [1, -1, -1, 1, -1, 1, -1]
-    assert [block_delta(x) for x in ("if x; then y; fi", "else", "elif z; then", "# then", "echo done")] == [0, 0, 0, 0, 0]
+    assert [block_delta(x) for x in ("if x; then", "fi", "done < f", "f() {", "}", "case $x in", "esac")] == [
+        1,
+        -1,
+        -1,
+        1,
+        -1,
+        1,
+        -1,
+    ]
+    assert [block_delta(x) for x in ("if x; then y; fi", "else", "elif z; then", "# then", "echo done")] == [
+        0,
+        0,
+        0,
+        0,
+        0,
+    ]
 
 
 def test_utf8_text_waits_for_a_whole_character():

@@ -12,11 +12,11 @@ import subprocess
 
 import pytest
 import torch
+from conftest import FIXTURE_SCRIPTS, FIXTURES, run_cli
 
 from bashlsp.model.checkpoint import LoadedModel, load_checkpoint
 from bashlsp.model.gpt import GPT
 from bashlsp.training import evaluate as ev
-from conftest import FIXTURE_SCRIPTS, FIXTURES, run_cli
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -64,7 +64,7 @@ def hand_nll_bits(loaded: LoadedModel, text: str, context: int | None = None) ->
 
 
 def test_bits_per_byte_equals_hand_computed_nll(loaded):
-    text = "#!/bin/bash\necho \"hello $USER\"\nls -la /tmp | wc -l\n"
+    text = '#!/bin/bash\necho "hello $USER"\nls -la /tmp | wc -l\n'
     expected = hand_nll_bits(loaded, text) / len(text.encode("utf-8"))
     assert ev.bits_per_byte(loaded, text) == pytest.approx(expected, rel=1e-5)
 
@@ -92,7 +92,10 @@ def test_long_file_default_stride_is_close_to_full_context(loaded):
     assert halves == pytest.approx(full, rel=0.05)
 
 
-@pytest.mark.parametrize("num_ids,block,stride", [(2, 8, 4), (8, 8, 4), (9, 8, 4), (10, 8, 4), (50, 8, 3), (50, 8, 8), (50, 8, 1), (33, 16, 5)])
+@pytest.mark.parametrize(
+    "num_ids,block,stride",
+    [(2, 8, 4), (8, 8, 4), (9, 8, 4), (10, 8, 4), (50, 8, 3), (50, 8, 8), (50, 8, 1), (33, 16, 5)],
+)
 def test_score_windows_score_each_target_once_with_enough_context(num_ids, block, stride):
     scored = []
     for start, end, count in ev.score_windows(num_ids, block, stride):
@@ -142,8 +145,17 @@ def test_xz_bpb_matches_the_xz_command(tmp_path):
 
 @pytest.mark.parametrize(
     "a,b,distance",
-    [("kitten", "sitting", 3), ("flaw", "lawn", 2), ("", "abc", 3), ("abc", "", 3), ("abc", "abc", 0),
-     ("ab", "ba", 2), ("intention", "execution", 5), ("echo $x", "echo \"$x\"", 2), ("", "", 0)],
+    [
+        ("kitten", "sitting", 3),
+        ("flaw", "lawn", 2),
+        ("", "abc", 3),
+        ("abc", "", 3),
+        ("abc", "abc", 0),
+        ("ab", "ba", 2),
+        ("intention", "execution", 5),
+        ("echo $x", 'echo "$x"', 2),
+        ("", "", 0),
+    ],
 )
 def test_levenshtein_known_pairs(a, b, distance):
     assert ev.levenshtein(a, b) == distance
@@ -206,7 +218,12 @@ def test_typed_span_ends_at_a_line_end():
 
 def test_healing_split_takes_back_the_partial_word(loaded):
     tok = loaded.tokenizer
-    for prefix, piece in [("for f in *.txt; do\n  ech", b" ech"), ("set -e\n", b"\n"), ("x=1\n    ", b"\n    "), ("cd /usr/lo", b"lo")]:
+    for prefix, piece in [
+        ("for f in *.txt; do\n  ech", b" ech"),
+        ("set -e\n", b"\n"),
+        ("x=1\n    ", b"\n    "),
+        ("cd /usr/lo", b"lo"),
+    ]:
         body, tail = ev.healing_split(tok, prefix)
         assert body + tail == tok.encode(prefix)
         assert tok.decode_bytes(tail).endswith(piece)
@@ -226,14 +243,16 @@ def naive_healed_line(loaded: LoadedModel, prefix: str, max_new_tokens: int) -> 
     for _ in range(max_new_tokens):
         logits = loaded.model(torch.tensor([ids]))[0, -1]
         if required:
-            allowed = [t for t, b in enumerate(tok.token_bytes) if b and (b.startswith(required) or required.startswith(b))]
+            allowed = [
+                t for t, b in enumerate(tok.token_bytes) if b and (b.startswith(required) or required.startswith(b))
+            ]
             token = allowed[int(logits[allowed].argmax())]
         else:
             token = int(logits.argmax())
         if not tok.token_bytes[token]:
             break
         out += tok.token_bytes[token]
-        required = required[len(tok.token_bytes[token]):] if required.startswith(tok.token_bytes[token]) else b""
+        required = required[len(tok.token_bytes[token]) :] if required.startswith(tok.token_bytes[token]) else b""
         if b"\n" in out[healed:]:
             break
         ids.append(token)
@@ -245,7 +264,9 @@ def test_line_completer_equals_naive_step_by_step_healing(loaded):
     completer = ev.LineCompleter(loaded, max_new_tokens=10)
     cuts = [0, 1, 11, 12, 14, 17, 25, 26, 40, 41, 57, 80, 81, 120, 200, 260]
     for cut in cuts:
-        assert len(loaded.tokenizer.encode(text[:cut])) < completer.prompt_limit  # no window: same prompt as the naive way
+        assert (
+            len(loaded.tokenizer.encode(text[:cut])) < completer.prompt_limit
+        )  # no window: same prompt as the naive way
         assert completer.complete(text[:cut]) == naive_healed_line(loaded, text[:cut], 10), repr(text[:cut][-20:])
 
 
@@ -311,7 +332,12 @@ def test_sampled_lines_skip_blank_lines_and_the_first_line():
 
 def test_next_line_metrics_with_a_perfect_and_a_real_completer(loaded):
     texts = [p.read_text() for p in FIXTURE_SCRIPTS[:2]]
-    perfect = ev.next_line_metrics(loaded, texts, 3, completer=lambda prefix: next(t for t in texts if t.startswith(prefix))[len(prefix):].split("\n")[0])
+    perfect = ev.next_line_metrics(
+        loaded,
+        texts,
+        3,
+        completer=lambda prefix: next(t for t in texts if t.startswith(prefix))[len(prefix) :].split("\n")[0],
+    )
     assert (perfect["exact_match"], perfect["edit_similarity"], perfect["lines"]) == (1.0, 1.0, 6)
     real = ev.next_line_metrics(loaded, texts, 3, max_new_tokens=16)
     assert real["lines"] == 6
@@ -323,7 +349,7 @@ def test_next_line_metrics_with_a_perfect_and_a_real_completer(loaded):
 
 
 def test_bash_syntax_check_on_known_snippets():
-    good = ["echo hi\n", "if true; then echo x; fi\n", "for f in *; do\n  echo \"$f\"\ndone\n", "f() { local a=$1; }\n"]
+    good = ["echo hi\n", "if true; then echo x; fi\n", 'for f in *; do\n  echo "$f"\ndone\n', "f() { local a=$1; }\n"]
     bad = ["if true; then\n", "echo $(\n", "for f in; do done\n", "case x in\n", "fi\n"]
     assert all(ev.bash_syntax_ok(s) for s in good)
     assert not any(ev.bash_syntax_ok(s) for s in bad)
@@ -342,15 +368,21 @@ def test_comment_descriptions_come_from_comments_followed_by_code():
         "    # indented: restart the service\n    systemctl restart x\n# ----\nexit 0\n"
     )
     assert ev.comment_descriptions(script) == [
-        "Back up the home folder", "Copy the files to the backup disk", "indented: restart the service"
+        "Back up the home folder",
+        "Copy the files to the backup disk",
+        "indented: restart the service",
     ]
-    assert ev.comment_descriptions(FIXTURE_SCRIPTS[2].read_text()) == ["Count lines of every file given on the command line."]
+    assert ev.comment_descriptions(FIXTURE_SCRIPTS[2].read_text()) == [
+        "Count lines of every file given on the command line."
+    ]
 
 
 def test_read_generation_pairs_prefers_the_holdout(tmp_path):
     pairs = tmp_path / "tldr_pairs.jsonl"
-    rows = [{"description": "List files", "command": "ls", "page": "ls", "split": "train"},
-            {"description": "Show disk usage", "command": "du -sh", "page": "du", "split": "holdout"}]
+    rows = [
+        {"description": "List files", "command": "ls", "page": "ls", "split": "train"},
+        {"description": "Show disk usage", "command": "du -sh", "page": "du", "split": "holdout"},
+    ]
     pairs.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
     assert ev.read_generation_pairs(pairs)[0] == ["Show disk usage"]
     pairs.write_text(json.dumps({"description": "List files", "command": "ls"}) + "\n")
@@ -361,10 +393,14 @@ def test_read_generation_pairs_prefers_the_holdout(tmp_path):
 
 
 def test_generation_pass_rate_real_run(loaded):
-    result = ev.generation_pass_rate(loaded, ["Back up a directory", "Count lines of files", "Print the date"], seed=1, max_new_tokens=24)
+    result = ev.generation_pass_rate(
+        loaded, ["Back up a directory", "Count lines of files", "Print the date"], seed=1, max_new_tokens=24
+    )
     assert result["total"] == 3 and 0 <= result["passed"] <= 3
     assert result["pass_rate"] == result["passed"] / 3
-    again = ev.generation_pass_rate(loaded, ["Back up a directory", "Count lines of files", "Print the date"], seed=1, max_new_tokens=24)
+    again = ev.generation_pass_rate(
+        loaded, ["Back up a directory", "Count lines of files", "Print the date"], seed=1, max_new_tokens=24
+    )
     assert again["examples"] == result["examples"]  # seeded: the same samples
 
 
@@ -392,8 +428,22 @@ def test_collect_scripts_skips_what_is_not_a_readable_shell_script(tmp_path):
 
 def test_eval_command_prints_json_with_all_figures(tiny_checkpoint):
     result = run_cli(
-        "eval", str(FIXTURES / "scripts"), "--checkpoint", str(tiny_checkpoint), "--json", "--device", "cpu",
-        "--lines-per-file", "2", "--ksr-chars", "40", "--generations", "3", "--threads", "1", timeout=300,
+        "eval",
+        str(FIXTURES / "scripts"),
+        "--checkpoint",
+        str(tiny_checkpoint),
+        "--json",
+        "--device",
+        "cpu",
+        "--lines-per-file",
+        "2",
+        "--ksr-chars",
+        "40",
+        "--generations",
+        "3",
+        "--threads",
+        "1",
+        timeout=300,
     )
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
@@ -445,7 +495,9 @@ def test_a_generation_needs_a_line_of_code():
 def test_server_generation_goes_through_the_engine_with_retries(loaded):
     """The server-side generation figure: every description is tried greedily, then with the
     server's sampled retries; a script is offered only if it has code and passes bash -n."""
-    result = ev.server_generation_pass_rate(loaded, ["Print the date", "List the files in the current directory"], seed=1)
+    result = ev.server_generation_pass_rate(
+        loaded, ["Print the date", "List the files in the current directory"], seed=1
+    )
     assert result["total"] == 2 and 0 <= result["offered"] <= 2
     assert result["greedy_passed"] <= result["offered"]
     assert result["pass_rate"] == result["offered"] / 2

@@ -27,20 +27,44 @@ from collections import Counter
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-
 from raw_lsp import RawServer
 
 ALLOWED_ERRORS = {-32700, -32600, -32601, -32602, -32800, -32803}
-SCRIPT = "#!/bin/bash\nNAME=world\nbackup_dir=/tmp/b\ngreet() {\n  echo \"hi $1\"\n}\n# copy the logs\necho \"$\n"
+SCRIPT = '#!/bin/bash\nNAME=world\nbackup_dir=/tmp/b\ngreet() {\n  echo "hi $1"\n}\n# copy the logs\necho "$\n'
 OPEN_URIS = [f"file:///tmp/bashlsp-fuzz/doc{i}.sh" for i in range(4)]
-OTHER_URIS = ["file:///tmp/bashlsp-fuzz/never-opened.sh", "file:///tmp/bashlsp-fuzz/x.py", "untitled:Untitled-1",
-              "not a uri", "", "file:///tmp/%ZZ%00.sh"]
-REQUESTS = ["textDocument/completion", "textDocument/inlineCompletion", "textDocument/codeAction",
-            "codeAction/resolve", "workspace/executeCommand", "textDocument/hover", "textDocument/definition",
-            "completionItem/resolve", "workspace/symbol", "$/unknownRequest", "bashlsp/nothing"]
-NOTIFICATIONS = ["textDocument/didOpen", "textDocument/didChange", "textDocument/didClose", "textDocument/didSave",
-                 "workspace/didChangeConfiguration", "$/cancelRequest", "$/setTrace", "initialized", "$/progress",
-                 "bashlsp/unknownNotification"]
+OTHER_URIS = [
+    "file:///tmp/bashlsp-fuzz/never-opened.sh",
+    "file:///tmp/bashlsp-fuzz/x.py",
+    "untitled:Untitled-1",
+    "not a uri",
+    "",
+    "file:///tmp/%ZZ%00.sh",
+]
+REQUESTS = [
+    "textDocument/completion",
+    "textDocument/inlineCompletion",
+    "textDocument/codeAction",
+    "codeAction/resolve",
+    "workspace/executeCommand",
+    "textDocument/hover",
+    "textDocument/definition",
+    "completionItem/resolve",
+    "workspace/symbol",
+    "$/unknownRequest",
+    "bashlsp/nothing",
+]
+NOTIFICATIONS = [
+    "textDocument/didOpen",
+    "textDocument/didChange",
+    "textDocument/didClose",
+    "textDocument/didSave",
+    "workspace/didChangeConfiguration",
+    "$/cancelRequest",
+    "$/setTrace",
+    "initialized",
+    "$/progress",
+    "bashlsp/unknownNotification",
+]
 NEVER_SENT = {"exit", "shutdown", "initialize"}  # they end or restart the session under test
 
 STATE = {"sent": 0, "batches": 0, "answered": Counter(), "messages": Counter()}
@@ -61,23 +85,47 @@ def server(tiny_checkpoint, tmp_path_factory):
 
 # -- strategies ------------------------------------------------------------------------------------
 
+
 def mostly(usual, unusual, one_in: int = 5):
     """`usual`, and `unusual` about one time in `one_in` (so most messages reach the handlers)."""
     # Hypothesis leans towards the smallest integer: make that the usual case.
     return st.integers(1, one_in).flatmap(lambda k: unusual if k == one_in else usual)
 
 
-json_scalars = st.none() | st.booleans() | st.integers(-2**70, 2**70) | st.floats(allow_nan=False, allow_infinity=False) | st.text(max_size=12)
-json_values = st.recursive(json_scalars, lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4), max_leaves=12)
+json_scalars = (
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**70), 2**70)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(max_size=12)
+)
+json_values = st.recursive(
+    json_scalars,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+    max_leaves=12,
+)
 huge_strings = st.sampled_from([2_000, 100_000, 1_000_000]).map(lambda n: "y" * n)
-odd_text = st.sampled_from(["", "\x00\x01\x02", "a\r\nb\rc\n", "\t\tx", "caf\u00e9 \u2028 \U0001f600", "\udcff", "$", "${"])
+odd_text = st.sampled_from(
+    ["", "\x00\x01\x02", "a\r\nb\rc\n", "\t\tx", "caf\u00e9 \u2028 \U0001f600", "\udcff", "$", "${"]
+)
 texts = st.one_of(st.text(max_size=40), odd_text, huge_strings.filter(lambda _: True), st.just(SCRIPT))
-numbers = mostly(st.integers(0, 12), st.one_of(st.integers(-2**64, 2**64), st.sampled_from([-1, 2**31 - 1, 2**31, 2**32]),
-                                              st.floats(allow_nan=False, allow_infinity=False), st.text(max_size=3), st.none()))
+numbers = mostly(
+    st.integers(0, 12),
+    st.one_of(
+        st.integers(-(2**64), 2**64),
+        st.sampled_from([-1, 2**31 - 1, 2**31, 2**32]),
+        st.floats(allow_nan=False, allow_infinity=False),
+        st.text(max_size=3),
+        st.none(),
+    ),
+)
 positions = mostly(st.fixed_dictionaries({"line": numbers, "character": numbers}), json_values, 8)
 ranges = mostly(st.fixed_dictionaries({"start": positions, "end": positions}), json_values, 8)
 uris = mostly(st.sampled_from(OPEN_URIS), st.one_of(st.sampled_from(OTHER_URIS), st.text(max_size=30), huge_strings), 3)
-documents = mostly(st.fixed_dictionaries({"uri": uris}), st.one_of(st.fixed_dictionaries({"uri": uris, "version": numbers}), json_values))
+documents = mostly(
+    st.fixed_dictionaries({"uri": uris}),
+    st.one_of(st.fixed_dictionaries({"uri": uris, "version": numbers}), json_values),
+)
 
 
 @st.composite
@@ -86,20 +134,36 @@ def request_params(draw, method: str):
         return draw(json_values)  # anything at all
     params = {"textDocument": draw(documents), "position": draw(positions)}
     if method == "textDocument/codeAction":
-        params = {"textDocument": draw(documents), "range": draw(ranges),
-                  "context": draw(st.one_of(st.just({"diagnostics": []}), json_values))}
+        params = {
+            "textDocument": draw(documents),
+            "range": draw(ranges),
+            "context": draw(st.one_of(st.just({"diagnostics": []}), json_values)),
+        }
     elif method == "textDocument/inlineCompletion":
-        params["context"] = draw(st.one_of(st.fixed_dictionaries({"triggerKind": st.sampled_from([1, 2, 3, 0, "x"])}), json_values))
+        params["context"] = draw(
+            st.one_of(st.fixed_dictionaries({"triggerKind": st.sampled_from([1, 2, 3, 0, "x"])}), json_values)
+        )
     elif method == "textDocument/completion" and draw(st.booleans()):
-        params["context"] = draw(st.one_of(st.fixed_dictionaries({"triggerKind": st.sampled_from([1, 2, 3, 4, -1])}), json_values))
+        params["context"] = draw(
+            st.one_of(st.fixed_dictionaries({"triggerKind": st.sampled_from([1, 2, 3, 4, -1])}), json_values)
+        )
     elif method == "codeAction/resolve":
-        params = {"title": draw(st.sampled_from(["Generate script from comment", "x"])),
-                  "data": draw(st.one_of(st.fixed_dictionaries({"uri": uris, "range": ranges}), json_values))}
+        params = {
+            "title": draw(st.sampled_from(["Generate script from comment", "x"])),
+            "data": draw(st.one_of(st.fixed_dictionaries({"uri": uris, "range": ranges}), json_values)),
+        }
     elif method == "workspace/executeCommand":
-        command = draw(st.sampled_from(["bashlsp.modelInfo", "bashlsp.generateFromComment", "bashlsp.nope", ""]) | st.text(max_size=10))
-        arguments = draw(st.one_of(
-            st.lists(st.fixed_dictionaries({"uri": uris, "range": ranges, "apply": st.booleans()}), max_size=1),
-            st.lists(json_values, max_size=3), json_values))
+        command = draw(
+            st.sampled_from(["bashlsp.modelInfo", "bashlsp.generateFromComment", "bashlsp.nope", ""])
+            | st.text(max_size=10)
+        )
+        arguments = draw(
+            st.one_of(
+                st.lists(st.fixed_dictionaries({"uri": uris, "range": ranges, "apply": st.booleans()}), max_size=1),
+                st.lists(json_values, max_size=3),
+                json_values,
+            )
+        )
         params = {"command": command, "arguments": arguments}
     if draw(st.integers(0, 4)) == 4:
         params[draw(st.text(max_size=6))] = draw(json_values)  # an unexpected field
@@ -121,12 +185,19 @@ def notification_params(draw, method: str):
     if draw(st.integers(0, 9)) == 9:
         return draw(json_values)
     if method == "textDocument/didOpen":
-        return {"textDocument": {"uri": draw(st.sampled_from(OPEN_URIS + OTHER_URIS)),
-                                 "languageId": draw(st.sampled_from(["shellscript", "sh", "bash", "python", ""])),
-                                 "version": draw(numbers), "text": draw(texts)}}
+        return {
+            "textDocument": {
+                "uri": draw(st.sampled_from(OPEN_URIS + OTHER_URIS)),
+                "languageId": draw(st.sampled_from(["shellscript", "sh", "bash", "python", ""])),
+                "version": draw(numbers),
+                "text": draw(texts),
+            }
+        }
     if method == "textDocument/didChange":  # versions in any order, ranges anywhere
-        return {"textDocument": {"uri": draw(uris), "version": draw(numbers)},
-                "contentChanges": draw(st.one_of(st.lists(change_events(), max_size=3), json_values))}
+        return {
+            "textDocument": {"uri": draw(uris), "version": draw(numbers)},
+            "contentChanges": draw(st.one_of(st.lists(change_events(), max_size=3), json_values)),
+        }
     if method in ("textDocument/didClose", "textDocument/didSave"):
         return {"textDocument": draw(documents)}
     if method == "$/cancelRequest":
@@ -151,12 +222,16 @@ methods = st.text(max_size=20).filter(lambda m: m not in NEVER_SENT)
 @st.composite
 def one_message(draw) -> bytes:
     """The bytes of one message (header and body)."""
-    kind = draw(st.sampled_from(["request"] * 5 + ["notification"] * 4 + ["notification_with_id", "bad_id",
-                                                                            "shape", "raw_body", "bad_header"]))
+    kind = draw(
+        st.sampled_from(
+            ["request"] * 5
+            + ["notification"] * 4
+            + ["notification_with_id", "bad_id", "shape", "raw_body", "bad_header"]
+        )
+    )
     if kind == "request":
         method = draw(mostly(st.sampled_from(REQUESTS), methods, 6))
-        message = {"jsonrpc": "2.0", "id": message_id(draw), "method": method,
-                   "params": draw(request_params(method))}
+        message = {"jsonrpc": "2.0", "id": message_id(draw), "method": method, "params": draw(request_params(method))}
         if draw(st.integers(0, 6)) == 6:
             del message["params"]
     elif kind == "notification":
@@ -164,45 +239,82 @@ def one_message(draw) -> bytes:
         message = {"jsonrpc": "2.0", "method": method, "params": draw(notification_params(method))}
     elif kind == "notification_with_id":
         method = draw(st.sampled_from(NOTIFICATIONS))
-        message = {"jsonrpc": "2.0", "id": message_id(draw), "method": method,
-                   "params": draw(notification_params(method))}
+        message = {
+            "jsonrpc": "2.0",
+            "id": message_id(draw),
+            "method": method,
+            "params": draw(notification_params(method)),
+        }
     elif kind == "bad_id":
-        message = {"jsonrpc": "2.0", "id": draw(st.sampled_from([None, 1.5, True, [], {}, [1]])),
-                   "method": draw(st.sampled_from(REQUESTS)), "params": {}}
+        message = {
+            "jsonrpc": "2.0",
+            "id": draw(st.sampled_from([None, 1.5, True, [], {}, [1]])),
+            "method": draw(st.sampled_from(REQUESTS)),
+            "params": {},
+        }
     elif kind == "shape":  # valid JSON, wrong JSON-RPC: version, method type, not an object, a response
-        message = draw(st.one_of(
-            st.fixed_dictionaries({"jsonrpc": st.sampled_from(["1.0", 2, None]), "id": st.just(f"f{next(_fresh)}"),
-                                   "method": st.sampled_from(REQUESTS)}),
-            st.fixed_dictionaries({"jsonrpc": st.just("2.0"), "id": st.just(f"f{next(_fresh)}"), "method": json_scalars.filter(lambda m: not isinstance(m, str))}),
-            st.fixed_dictionaries({"jsonrpc": st.just("2.0"), "id": st.integers(10**9, 10**10), "result": json_values}),
-            st.fixed_dictionaries({"jsonrpc": st.just("2.0"), "id": st.text(max_size=5), "error": json_values}),
-            json_values.filter(lambda v: not isinstance(v, dict)),
-            st.just({}),
-        ))
+        message = draw(
+            st.one_of(
+                st.fixed_dictionaries(
+                    {
+                        "jsonrpc": st.sampled_from(["1.0", 2, None]),
+                        "id": st.just(f"f{next(_fresh)}"),
+                        "method": st.sampled_from(REQUESTS),
+                    }
+                ),
+                st.fixed_dictionaries(
+                    {
+                        "jsonrpc": st.just("2.0"),
+                        "id": st.just(f"f{next(_fresh)}"),
+                        "method": json_scalars.filter(lambda m: not isinstance(m, str)),
+                    }
+                ),
+                st.fixed_dictionaries(
+                    {"jsonrpc": st.just("2.0"), "id": st.integers(10**9, 10**10), "result": json_values}
+                ),
+                st.fixed_dictionaries({"jsonrpc": st.just("2.0"), "id": st.text(max_size=5), "error": json_values}),
+                json_values.filter(lambda v: not isinstance(v, dict)),
+                st.just({}),
+            )
+        )
     elif kind == "raw_body":  # bytes that are not JSON, or JSON with invalid UTF-8 inside
-        body = draw(st.one_of(
-            st.binary(max_size=60),
-            st.just(b'{"jsonrpc": "2.0", "id": "f%d", "method": ' % next(_fresh)),
-            st.just(b'{"jsonrpc": "2.0", "id": "f%d", "method": "textDocument/completion", "params": '
-                    b'{"textDocument": {"uri": "file:///tmp/\xff\xfe.sh"}, "position": {"line": 0, "character": 1}}}' % next(_fresh)),
-            st.just(b'{"jsonrpc": "2.0", "method": "textDocument/didOpen", "params": {"textDocument": {"uri": "'
-                    + OPEN_URIS[0].encode() + b'", "languageId": "sh", "version": 9, "text": "#!/bin/sh\\n\xc3\x28 \xed\xa0\x80 x=1\\n$"}}}'),
-            st.just(b"[" * 100_000),  # nested too deeply
-            st.just(b'{"a": ' * 3000),
-            st.just(b'[{"jsonrpc": "2.0", "id": 1, "method": "shutdown"}]'),  # a batch: not supported, one error
-        ))
+        body = draw(
+            st.one_of(
+                st.binary(max_size=60),
+                st.just(b'{"jsonrpc": "2.0", "id": "f%d", "method": ' % next(_fresh)),
+                st.just(
+                    b'{"jsonrpc": "2.0", "id": "f%d", "method": "textDocument/completion", "params": '
+                    b'{"textDocument": {"uri": "file:///tmp/\xff\xfe.sh"}, "position": {"line": 0, "character": 1}}}'
+                    % next(_fresh)
+                ),
+                st.just(
+                    b'{"jsonrpc": "2.0", "method": "textDocument/didOpen", "params": {"textDocument": {"uri": "'
+                    + OPEN_URIS[0].encode()
+                    + b'", "languageId": "sh", "version": 9, "text": "#!/bin/sh\\n\xc3\x28 \xed\xa0\x80 x=1\\n$"}}}'
+                ),
+                st.just(b"[" * 100_000),  # nested too deeply
+                st.just(b'{"a": ' * 3000),
+                st.just(b'[{"jsonrpc": "2.0", "id": 1, "method": "shutdown"}]'),  # a batch: not supported, one error
+            )
+        )
         return b"Content-Length: %d\r\n\r\n" % len(body) + body
     else:  # bad_header: framing the server cannot use (no body follows)
-        return draw(st.sampled_from([
-            b"Content-Type: application/json\r\n\r\n",
-            b"Content-Length: abc\r\n\r\n",
-            b"Content-Length: -5\r\n\r\n",
-            b"Content-Length:\r\n\r\n",
-            b"content-length 12\r\n\r\n",
-        ]))
+        return draw(
+            st.sampled_from(
+                [
+                    b"Content-Type: application/json\r\n\r\n",
+                    b"Content-Length: abc\r\n\r\n",
+                    b"Content-Length: -5\r\n\r\n",
+                    b"Content-Length:\r\n\r\n",
+                    b"content-length 12\r\n\r\n",
+                ]
+            )
+        )
     body = json.dumps(message).encode()
     if draw(st.integers(0, 5)) == 5:
-        return b"content-length:%d\r\nContent-Type: application/vscode-jsonrpc; charset=utf-8\r\n\r\n" % len(body) + body
+        return (
+            b"content-length:%d\r\nContent-Type: application/vscode-jsonrpc; charset=utf-8\r\n\r\n" % len(body) + body
+        )
     return b"Content-Length: %d\r\n\r\n" % len(body) + body
 
 
@@ -299,7 +411,9 @@ def test_zz_server_still_serves_and_no_id_was_answered_twice(server):
     # Named to run last in the module: after all the fuzzing above.
     uri = "file:///tmp/bashlsp-fuzz/final.sh"
     server.open(uri, SCRIPT)
-    answer = server.request("textDocument/completion", {"textDocument": {"uri": uri}, "position": {"line": 7, "character": 7}})
+    answer = server.request(
+        "textDocument/completion", {"textDocument": {"uri": uri}, "position": {"line": 7, "character": 7}}
+    )
     labels = [item["label"] for item in answer["result"]["items"]]
     assert "NAME" in labels and "backup_dir" in labels
     info = server.model_info()
@@ -310,9 +424,11 @@ def test_zz_server_still_serves_and_no_id_was_answered_twice(server):
     ids = Counter(json.dumps(a.get("id")) for a in server.answers if a.get("id") is not None)
     assert [i for i, n in ids.items() if n > 1] == []
     log = server.log_path.read_text(errors="replace")
-    assert "Traceback" not in log, log[log.index("Traceback") - 500:][:6000]  # no handler failed
-    print(f"\nfuzz: {server.sent} messages written in {STATE['batches']} batches; answers by code: "
-          f"{dict(STATE['answered'])}")
+    assert "Traceback" not in log, log[log.index("Traceback") - 500 :][:6000]  # no handler failed
+    print(
+        f"\nfuzz: {server.sent} messages written in {STATE['batches']} batches; answers by code: "
+        f"{dict(STATE['answered'])}"
+    )
     if os.environ.get("BASHLSP_FUZZ_VERBOSE"):
         for message, count in STATE["messages"].most_common():
             print(f"{count:5d} {message}")

@@ -17,13 +17,13 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import run_cli
+from raw_lsp import RawServer
 from safetensors.torch import load_file, save_file
 
 from bashlsp.model.checkpoint import CheckpointStore, load_checkpoint
-from conftest import run_cli
-from raw_lsp import RawServer
 
-TEXT = "#!/bin/bash\nNAME=world\nfor f in *.log; do\n  echo \"$f\"\ndone\necho \"$NA"
+TEXT = '#!/bin/bash\nNAME=world\nfor f in *.log; do\n  echo "$f"\ndone\necho "$NA'
 URI = "file:///tmp/bashlsp-ckpt/doc.sh"
 
 
@@ -48,7 +48,9 @@ def server(store: CheckpointStore, tmp_path_factory):
 def assert_serving(server: RawServer, checkpoint_id: str) -> None:
     info = server.model_info()
     assert info["loaded"] and info["id"] == checkpoint_id, info
-    answer = server.request("textDocument/completion", {"textDocument": {"uri": URI}, "position": {"line": 5, "character": 9}})
+    answer = server.request(
+        "textDocument/completion", {"textDocument": {"uri": URI}, "position": {"line": 5, "character": 9}}
+    )
     assert "NAME" in [i["label"] for i in answer["result"]["items"]]
 
 
@@ -63,8 +65,11 @@ def truncated(ckpt: Path) -> None:
 def with_value(value: float):
     def corrupt(ckpt: Path) -> None:
         tensors = load_file(ckpt / "model.safetensors")
-        tensors["blocks.1.attn.proj.weight" if "blocks.1.attn.proj.weight" in tensors else sorted(tensors)[-1]][0, 0] = value
+        tensors["blocks.1.attn.proj.weight" if "blocks.1.attn.proj.weight" in tensors else sorted(tensors)[-1]][
+            0, 0
+        ] = value
         save_file(tensors, ckpt / "model.safetensors")
+
     return corrupt
 
 
@@ -102,9 +107,15 @@ def missing_directory(ckpt: Path) -> None:
 
 
 BREAKERS = {
-    "truncated": truncated, "nan": with_value(float("nan")), "inf": with_value(float("-inf")),
-    "wrong_shapes": wrong_shapes, "wrong_vocab": wrong_vocab, "pickle": pickle_as_weights,
-    "torch_save": torch_save_as_weights, "missing_tokenizer": missing_tokenizer, "garbage_config": garbage_config,
+    "truncated": truncated,
+    "nan": with_value(float("nan")),
+    "inf": with_value(float("-inf")),
+    "wrong_shapes": wrong_shapes,
+    "wrong_vocab": wrong_vocab,
+    "pickle": pickle_as_weights,
+    "torch_save": torch_save_as_weights,
+    "missing_tokenizer": missing_tokenizer,
+    "garbage_config": garbage_config,
     "missing_directory": missing_directory,
 }
 
@@ -192,8 +203,12 @@ PUBLISHER = textwrap.dedent(
 
 
 def test_publisher_killed_at_twenty_random_points(server: RawServer, store: CheckpointStore):
-    publisher = subprocess.Popen([sys.executable, "-c", PUBLISHER, str(store.path_of(store.current_id())), str(store.root)],
-                                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    publisher = subprocess.Popen(
+        [sys.executable, "-c", PUBLISHER, str(store.path_of(store.current_id())), str(store.root)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert publisher.stdout.readline().strip() == "ready"
 

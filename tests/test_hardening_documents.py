@@ -13,11 +13,10 @@ import time
 import uuid
 
 import pytest
-
 from raw_lsp import RawServer
 
 SECONDS_PER_REQUEST = 5.0
-BLOCK = "NAME=world\nfor f in *.log; do\n  cp \"$f\" /tmp/\ndone\necho \"$NAME\"\n"
+BLOCK = 'NAME=world\nfor f in *.log; do\n  cp "$f" /tmp/\ndone\necho "$NAME"\n'
 
 
 def _binary_text() -> str:
@@ -32,10 +31,10 @@ DOCUMENTS = {
     "one_megabyte_line_no_break": "#!/bin/bash\n" + "a=1; " * (1024 * 1024 // 5),
     "binary_with_nul": "#!/bin/bash\n" + "\x00\x01\x02\xff" * 1000,
     "binary_bytes_no_nul": _binary_text(),
-    "crlf": "#!/bin/bash\r\nNAME=world\r\nfor f in *.log; do\r\n  echo \"$f\"\r\ndone\r\necho \"$",
-    "lone_cr": "#!/bin/bash\rNAME=world\recho \"$",
-    "tabs": "#!/bin/bash\nNAME=x\nif true; then\n\tif true; then\n\t\techo \"$NAME\"\n\t\t\n\tfi\nfi\n",
-    "non_ascii": "#!/bin/bash\n# Grüße, 日本語, emoji \U0001f600\nNAMÉ=1\nNAME=\"ça va\"\necho \"\U0001f600 $",
+    "crlf": '#!/bin/bash\r\nNAME=world\r\nfor f in *.log; do\r\n  echo "$f"\r\ndone\r\necho "$',
+    "lone_cr": '#!/bin/bash\rNAME=world\recho "$',
+    "tabs": '#!/bin/bash\nNAME=x\nif true; then\n\tif true; then\n\t\techo "$NAME"\n\t\t\n\tfi\nfi\n',
+    "non_ascii": '#!/bin/bash\n# Grüße, 日本語, emoji \U0001f600\nNAMÉ=1\nNAME="ça va"\necho "\U0001f600 $',
     "only_newlines": "\n" * 100_000,
     # A base64 blob, the cursor after it: a regex search for the word before the cursor was
     # quadratic in the word's length (20 s for 40,000 characters).
@@ -85,18 +84,37 @@ def test_document_is_answered_quickly_or_declined_with_a_log_line(server: RawSer
         answer, took = timed(server, "textDocument/completion", {"textDocument": ident, "position": position})
         assert "result" in answer, answer
         slowest = max(slowest, took)
-        answer, took = timed(server, "textDocument/inlineCompletion", {
-            "textDocument": ident, "position": position, "context": {"triggerKind": 2}})
+        answer, took = timed(
+            server,
+            "textDocument/inlineCompletion",
+            {"textDocument": ident, "position": position, "context": {"triggerKind": 2}},
+        )
         assert "result" in answer, answer
         slowest = max(slowest, took)
         if name in DECLINED:
             assert answer["result"] is None
     # Typing one character at the end, then asking again.
     line, character = positions(text)[-1]
-    server.notify("textDocument/didChange", {"textDocument": {"uri": uri, "version": 2}, "contentChanges": [
-        {"range": {"start": {"line": line, "character": character}, "end": {"line": line, "character": character}}, "text": "N"}]})
-    answer, took = timed(server, "textDocument/completion", {
-        "textDocument": ident, "position": {"line": line, "character": character + 1}})
+    server.notify(
+        "textDocument/didChange",
+        {
+            "textDocument": {"uri": uri, "version": 2},
+            "contentChanges": [
+                {
+                    "range": {
+                        "start": {"line": line, "character": character},
+                        "end": {"line": line, "character": character},
+                    },
+                    "text": "N",
+                }
+            ],
+        },
+    )
+    answer, took = timed(
+        server,
+        "textDocument/completion",
+        {"textDocument": ident, "position": {"line": line, "character": character + 1}},
+    )
     assert "result" in answer, answer
     slowest = max(slowest, took)
     if name in DECLINED:
@@ -115,9 +133,13 @@ def test_invalid_utf8_on_disk_is_served(server: RawServer, tmp_path):
     path.write_bytes(b"#!/bin/bash\n# caf\xe9 \xff\xfe \xed\xa0\x80\nNAME=x\necho $")
     uri = path.as_uri()
     text = path.read_bytes().replace(b"\n", b"\\n")
-    server.send_body(b'{"jsonrpc": "2.0", "method": "textDocument/didOpen", "params": {"textDocument": '
-                     b'{"uri": "%s", "languageId": "shellscript", "version": 1, "text": "%s"}}}' % (uri.encode(), text))
-    answer, took = timed(server, "textDocument/completion", {"textDocument": {"uri": uri}, "position": {"line": 3, "character": 6}})
+    server.send_body(
+        b'{"jsonrpc": "2.0", "method": "textDocument/didOpen", "params": {"textDocument": '
+        b'{"uri": "%s", "languageId": "shellscript", "version": 1, "text": "%s"}}}' % (uri.encode(), text)
+    )
+    answer, took = timed(
+        server, "textDocument/completion", {"textDocument": {"uri": uri}, "position": {"line": 3, "character": 6}}
+    )
     assert [i["label"] for i in answer["result"]["items"] if i["kind"] == 6] == ["NAME"]
     assert took < SECONDS_PER_REQUEST
 

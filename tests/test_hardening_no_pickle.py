@@ -68,16 +68,30 @@ def pickle_uses(source: str) -> list[str]:
 
 def test_scanner_flags_every_form():
     must_flag = [
-        "import pickle", "import cloudpickle as cp", "from joblib import load", "import dill", "from pickle import loads",
-        "import torch\ntorch.load(path)", "import torch\ntorch.load(\n    path,\n    weights_only=False)",
-        "import torch as t\nt.load(path)", "from torch import load\nload(path)", "from torch import load as l\nl(p)",
-        "import numpy as np\nnp.load(path, allow_pickle=True)", "import numpy\nnumpy.load(p, allow_pickle=True)",
-        "import pandas as pd\npd.read_pickle(p)", "import shelve", "import marshal",
+        "import pickle",
+        "import cloudpickle as cp",
+        "from joblib import load",
+        "import dill",
+        "from pickle import loads",
+        "import torch\ntorch.load(path)",
+        "import torch\ntorch.load(\n    path,\n    weights_only=False)",
+        "import torch as t\nt.load(path)",
+        "from torch import load\nload(path)",
+        "from torch import load as l\nl(p)",
+        "import numpy as np\nnp.load(path, allow_pickle=True)",
+        "import numpy\nnumpy.load(p, allow_pickle=True)",
+        "import pandas as pd\npd.read_pickle(p)",
+        "import shelve",
+        "import marshal",
     ]
     for source in must_flag:
         assert pickle_uses(source), source
-    must_pass = ["import torch\ntorch.load(path, weights_only=True)", "import numpy as np\nnp.load(path)",
-                 "from safetensors.torch import load_file\nload_file(p)", "import json\njson.load(f)"]
+    must_pass = [
+        "import torch\ntorch.load(path, weights_only=True)",
+        "import numpy as np\nnp.load(path)",
+        "from safetensors.torch import load_file\nload_file(p)",
+        "import json\njson.load(f)",
+    ]
     for source in must_pass:
         assert pickle_uses(source) == [], source
 
@@ -88,6 +102,8 @@ def test_no_pickle_loading_in_model_server_training():
     for folder in ("model", "server", "training"):
         for path in sorted((ROOT / folder).rglob("*.py")):
             scanned += 1
-            offenders += [f"{path.relative_to(ROOT)}:{finding}" for finding in pickle_uses(path.read_text(encoding="utf-8"))]
+            offenders += [
+                f"{path.relative_to(ROOT)}:{finding}" for finding in pickle_uses(path.read_text(encoding="utf-8"))
+            ]
     assert scanned > 20
     assert offenders == []

@@ -17,14 +17,14 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import fixture_texts
+from folder_state import folder_state
+from personal_data import write_personal_scripts
 
 from bashlsp.model.checkpoint import CheckpointStore, load_checkpoint
 from bashlsp.model.sampling import SamplingOptions, generate
 from bashlsp.training.collect import collect_scripts
 from bashlsp.training.personal import prepare
-from conftest import fixture_texts
-from folder_state import folder_state
-from personal_data import write_personal_scripts
 
 PRIVATE_KEY_BODY = (
     "MIIEpAIBAAKCAQEA3Tz2mr7SZiAMfQyuvBjM2vNnUKq8Ro4NjMy9qEjR1M3Fq8Zx\n"
@@ -36,9 +36,21 @@ SECRETS = [
     ("aws access key id", "export AWS_ACCESS_KEY_ID={s}", "AKIAQ3EGUMP7XKWN5RTZ"),
     ("aws secret key", "export AWS_SECRET_ACCESS_KEY={s}", "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"),
     ("github token", 'GITHUB_TOKEN="{s}"', "ghp_Z8kQ2mX7vN4pL9sR3tW6yB1cD5fG0hJ2kM4n"),
-    ("github fine-grained", "git clone https://{s}@github.com/acme/infra.git", "github_pat_11ABCDEFG0aB3cD5eF7gH9_iJ1kL3mN5oP7qR9sT1uV3wX5yZ7aB9cD1eF3gH5iJ7kL9mN1oP3qR5sT7"),
-    ("slack bot token", "curl -H 'Authorization: Bearer {s}' https://slack.com/api/chat.postMessage", "xoxb-2847561938-5928374615-Qm7Rt2Kx9Vb4Lp8Ns3Dw6Hz1"),
-    ("slack webhook", "SLACK_WEBHOOK={s}", "https://hooks.slack.com/services/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"),
+    (
+        "github fine-grained",
+        "git clone https://{s}@github.com/acme/infra.git",
+        "github_pat_11ABCDEFG0aB3cD5eF7gH9_iJ1kL3mN5oP7qR9sT1uV3wX5yZ7aB9cD1eF3gH5iJ7kL9mN1oP3qR5sT7",
+    ),
+    (
+        "slack bot token",
+        "curl -H 'Authorization: Bearer {s}' https://slack.com/api/chat.postMessage",
+        "xoxb-2847561938-5928374615-Qm7Rt2Kx9Vb4Lp8Ns3Dw6Hz1",
+    ),
+    (
+        "slack webhook",
+        "SLACK_WEBHOOK={s}",
+        "https://hooks.slack.com/services/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",
+    ),
     ("stripe key", "stripe_key={s}", "sk_live_51Hq8ZpKx2Lm9Vr4Tn7Ws3Yb6Pd1Fg0Jc"),
     ("password assignment", "DB_PASSWORD='{s}'", "Tr0ub4dor&3-horse-Zephyr"),
     ("mysql flag", "mysql -u root -p{s} acme_prod < dump.sql", "Qz8vLm2KxR7tWn"),
@@ -46,7 +58,11 @@ SECRETS = [
     ("token flag", "vault login --token={s}", "hvs.CAESIGt5Hj8Qw1Ep6Ua3Zo0Ic7Ny4"),
     ("url credentials", "git remote add deploy https://deploybot:{s}@git.acme.example/infra.git", "Ny7Kq3Wz9Lm2Vr5Tx"),
     ("curl user", "curl -u admin:{s} https://jenkins.acme.example/job/deploy/build", "Pw9Lk2Mx7Qz4Rn8V"),
-    ("private key", "cat > ~/.ssh/id_rsa <<'EOF'\n-----BEGIN RSA PRIVATE KEY-----\n{s}\n-----END RSA PRIVATE KEY-----\nEOF", PRIVATE_KEY_BODY),
+    (
+        "private key",
+        "cat > ~/.ssh/id_rsa <<'EOF'\n-----BEGIN RSA PRIVATE KEY-----\n{s}\n-----END RSA PRIVATE KEY-----\nEOF",
+        PRIVATE_KEY_BODY,
+    ),
 ]
 SCRIPT = """#!/bin/bash
 # deploy helper {n} for {name}
@@ -117,13 +133,34 @@ def test_redacted_training_texts_hold_no_secret(planted: Path):
 def test_trained_model_never_says_a_secret_and_the_folder_is_untouched(planted: Path, tmp_path, tiny_checkpoint):
     before = folder_state(planted)
     store = tmp_path / "store"
-    args = [str(planted), "--once", "--store", str(store), "--base", str(tiny_checkpoint), "--no-progress",
-            "--steps", "40", "--lr", "3e-3", "--batch-size", "8", "--seq-len", "64", "--holdout", "0.2",
-            "--general-holdout", str(tmp_path / "none"), "--device", "cpu"]
+    args = [
+        str(planted),
+        "--once",
+        "--store",
+        str(store),
+        "--base",
+        str(tiny_checkpoint),
+        "--no-progress",
+        "--steps",
+        "40",
+        "--lr",
+        "3e-3",
+        "--batch-size",
+        "8",
+        "--seq-len",
+        "64",
+        "--holdout",
+        "0.2",
+        "--general-holdout",
+        str(tmp_path / "none"),
+        "--device",
+        "cpu",
+    ]
     # One thread: for a model this small, more threads only add synchronisation (see conftest).
     env = dict(os.environ, OMP_NUM_THREADS="1")
-    result = subprocess.run([sys.executable, "-m", "bashlsp.training.cli", *args], capture_output=True, text=True,
-                            timeout=600, env=env)
+    result = subprocess.run(
+        [sys.executable, "-m", "bashlsp.training.cli", *args], capture_output=True, text=True, timeout=600, env=env
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     assert folder_state(planted) == before  # bytes, modes and mtimes of every file
     # What the model legitimately saw: the base model's data and the redacted folder.
@@ -139,7 +176,7 @@ def test_trained_model_never_says_a_secret_and_the_folder_is_untouched(planted: 
     loaded = load_checkpoint(current)
     tokenizer = loaded.tokenizer
     prompts = []
-    for name, line, secret in SECRETS:
+    for name, line, _secret in SECRETS:
         head = line.split("{s}")[0]
         script = SCRIPT.format(n=0, name=name, line=head).split(head)[0] + head  # the file up to the secret
         prompts += [script, head, SCRIPT.format(n=1, name=name, line="").split("\n\n")[0] + "\n"]
@@ -152,7 +189,9 @@ def test_trained_model_never_says_a_secret_and_the_folder_is_untouched(planted: 
             ids = tokenizer.encode(prompt)[-200:]
             options = SamplingOptions(max_new_tokens=32, temperature=1.0, top_p=0.95, seed=number)
             samples += [s.text for s in generate(loaded.model, tokenizer, ids, options, num_samples=per_prompt)]
-            samples += [s.text for s in generate(loaded.model, tokenizer, ids, SamplingOptions(max_new_tokens=48))]  # greedy
+            samples += [
+                s.text for s in generate(loaded.model, tokenizer, ids, SamplingOptions(max_new_tokens=48))
+            ]  # greedy
     finally:
         torch.set_num_threads(threads)
     assert len(samples) >= 1000

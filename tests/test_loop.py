@@ -2,12 +2,12 @@ import math
 
 import pytest
 import torch
+from conftest import fixture_texts, tiny_config
 
 from bashlsp.model.errors import TrainingError
 from bashlsp.model.gpt import GPT
 from bashlsp.model.tokenizer import BashTokenizer
-from bashlsp.training.loop import TokenWindows, Trainer, TrainConfig, lr_at
-from conftest import fixture_texts, tiny_config
+from bashlsp.training.loop import TokenWindows, TrainConfig, Trainer, lr_at
 
 
 @pytest.fixture(scope="module")
@@ -55,7 +55,9 @@ def test_too_little_data_is_a_clear_error(tokenizer):
 def _trainer(tokenizer, tmp_path, steps):
     torch.manual_seed(0)
     model = GPT(tiny_config(tokenizer.vocab_size))
-    config = TrainConfig(steps=steps, batch_size=4, seq_len=32, lr=3e-3, warmup_steps=2, save_every=3, log_every=1, progress=False)
+    config = TrainConfig(
+        steps=steps, batch_size=4, seq_len=32, lr=3e-3, warmup_steps=2, save_every=3, log_every=1, progress=False
+    )
     return Trainer(model, tokenizer, fixture_texts(), config, torch.device("cpu"), state_dir=tmp_path)
 
 

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 import torch
+from folder_state import folder_state
+from personal_data import write_personal_scripts
 
 from bashlsp.model.checkpoint import CheckpointStore, load_checkpoint
 from bashlsp.model.errors import StoreLockedError
@@ -20,8 +22,6 @@ from bashlsp.training.gate import decide
 from bashlsp.training.lock import StoreLock
 from bashlsp.training.personal import HISTORY_FILE, STATE_DIR_NAME, PersonalOptions, PersonalTrainer
 from bashlsp.training.report import write_report
-from folder_state import folder_state
-from personal_data import write_personal_scripts
 
 GITHUB_TOKEN = "ghp_16C7e42F292c6912E7710c838347Ae178B4a"
 FAST = dict(steps=10, lr=3e-3, batch_size=4, seq_len=64, warmup_steps=2, progress=False, holdout_fraction=0.2)
@@ -36,8 +36,15 @@ def user_dir(tmp_path) -> Path:
 
 
 def options(user_dir: Path, tmp_path: Path, base: Path, **overrides) -> PersonalOptions:
-    values = dict(FAST, dirs=[user_dir], store=tmp_path / "store", base=str(base), once=True,
-                  general_holdout=tmp_path / "no-general-holdout", device="cpu")
+    values = dict(
+        FAST,
+        dirs=[user_dir],
+        store=tmp_path / "store",
+        base=str(base),
+        once=True,
+        general_holdout=tmp_path / "no-general-holdout",
+        device="cpu",
+    )
     values.update(overrides)
     return PersonalOptions(**values)
 
@@ -166,7 +173,10 @@ def test_training_refuses_while_another_trainer_holds_the_store(user_dir, tmp_pa
 def _start(args: list[str]) -> subprocess.Popen:
     return subprocess.Popen(
         [sys.executable, "-m", "bashlsp.training.cli", *args],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        bufsize=1,
     )
 
 
@@ -180,9 +190,31 @@ def _read_until(process: subprocess.Popen, marker: str) -> list[str]:
 
 
 def _train_args(user_dir: Path, tmp_path: Path, base: Path, steps: int) -> list[str]:
-    return [str(user_dir), "--once", "--store", str(tmp_path / "store"), "--base", str(base), "--no-progress",
-            "--steps", str(steps), "--lr", "3e-3", "--batch-size", "4", "--seq-len", "64", "--save-every", "2",
-            "--holdout", "0.2", "--general-holdout", str(tmp_path / "none"), "--device", "cpu"]
+    return [
+        str(user_dir),
+        "--once",
+        "--store",
+        str(tmp_path / "store"),
+        "--base",
+        str(base),
+        "--no-progress",
+        "--steps",
+        str(steps),
+        "--lr",
+        "3e-3",
+        "--batch-size",
+        "4",
+        "--seq-len",
+        "64",
+        "--save-every",
+        "2",
+        "--holdout",
+        "0.2",
+        "--general-holdout",
+        str(tmp_path / "none"),
+        "--device",
+        "cpu",
+    ]
 
 
 def test_resume_after_a_kill(user_dir, tmp_path, tiny_checkpoint):
@@ -246,9 +278,10 @@ def test_needs_a_folder(capsys):
 
 
 def test_bench_train_measures_the_real_loop(tiny_checkpoint):
+    from conftest import fixture_texts, run_cli
+
     from bashlsp.model.checkpoint import load_checkpoint
     from bashlsp.training.bench import matmul_gflops, training_throughput
-    from conftest import fixture_texts, run_cli
 
     figures = training_throughput(tiny_checkpoint, fixture_texts(), steps=5, batch_size=2, seq_len=32)
     assert figures["tokens_per_second"] > 0 and figures["timed_steps"] == 3

@@ -3,22 +3,40 @@
 from __future__ import annotations
 
 import pytest
+from conftest import FIXTURE_SCRIPTS
 
 from bashlsp.training.redact import PLACEHOLDER, is_secret_name, redact
-from conftest import FIXTURE_SCRIPTS
 
 # (line with a planted secret, the secret, the kind reported)
 PLANTED = [
     ("export AWS_ACCESS_KEY_ID=AKIAIOSFODNN7EXAMPLE", "AKIAIOSFODNN7EXAMPLE", "aws access key id"),
-    ("aws_secret_access_key = wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY", "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY", "password/secret in config"),
+    (
+        "aws_secret_access_key = wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
+        "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
+        "password/secret in config",
+    ),
     ("GH=ghp_16C7e42F292c6912E7710c838347Ae178B4a", "ghp_16C7e42F292c6912E7710c838347Ae178B4a", "github token"),
-    ("git push https://github_pat_11ABCDEFG0123456789_abcdefghijklmnopqrstuvwxyz@github.com/x/y",
-     "github_pat_11ABCDEFG0123456789_abcdefghijklmnopqrstuvwxyz", "github token"),
-    ("SLACK=xoxb-123456789012-1234567890123-AbCdEfGhIjKlMnOpQrStUvWx", "xoxb-123456789012-1234567890123-AbCdEfGhIjKlMnOpQrStUvWx", "slack token"),
-    ('curl "https://maps.googleapis.com/api?key=AIzaSyA1234567890abcdefghijklmnopqrstuv"', "AIzaSyA1234567890abcdefghijklmnopqrstuv", "google api key"),
+    (
+        "git push https://github_pat_11ABCDEFG0123456789_abcdefghijklmnopqrstuvwxyz@github.com/x/y",
+        "github_pat_11ABCDEFG0123456789_abcdefghijklmnopqrstuvwxyz",
+        "github token",
+    ),
+    (
+        "SLACK=xoxb-123456789012-1234567890123-AbCdEfGhIjKlMnOpQrStUvWx",
+        "xoxb-123456789012-1234567890123-AbCdEfGhIjKlMnOpQrStUvWx",
+        "slack token",
+    ),
+    (
+        'curl "https://maps.googleapis.com/api?key=AIzaSyA1234567890abcdefghijklmnopqrstuv"',
+        "AIzaSyA1234567890abcdefghijklmnopqrstuv",
+        "google api key",
+    ),
     ('STRIPE="sk_live_4eC39HqLyjWDarjtT1zdp7dc"', "sk_live_4eC39HqLyjWDarjtT1zdp7dc", "stripe key"),
-    ('curl -H "X: eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.dozjgNryP4J3jVmNHl0w5N_XgL0n3I9PlFUP0THsR8U" u',
-     "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.dozjgNryP4J3jVmNHl0w5N_XgL0n3I9PlFUP0THsR8U", "jwt"),
+    (
+        'curl -H "X: eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.dozjgNryP4J3jVmNHl0w5N_XgL0n3I9PlFUP0THsR8U" u',
+        "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.dozjgNryP4J3jVmNHl0w5N_XgL0n3I9PlFUP0THsR8U",
+        "jwt",
+    ),
     ("curl -H 'Authorization: Bearer 0123456789abcdefXYZ' https://api", "0123456789abcdefXYZ", "authorization header"),
     ("password=hunter2", "hunter2", "password/secret assignment"),
     ("DB_PASSWORD='correct horse'", "correct horse", "password/secret assignment"),
@@ -135,9 +153,20 @@ def test_several_secrets_reported_in_order_with_positions():
 
 @pytest.mark.parametrize(
     "name,secret",
-    [("PASSWORD", True), ("db_pass", True), ("GITHUB_TOKEN", True), ("dbPassword", True), ("APIKey", True),
-     ("aws_secret_access_key", True), ("PWD", False), ("OLDPWD", False), ("bypass", False),
-     ("TOKEN_FILE", False), ("key", False), ("password_prompt", False)],
+    [
+        ("PASSWORD", True),
+        ("db_pass", True),
+        ("GITHUB_TOKEN", True),
+        ("dbPassword", True),
+        ("APIKey", True),
+        ("aws_secret_access_key", True),
+        ("PWD", False),
+        ("OLDPWD", False),
+        ("bypass", False),
+        ("TOKEN_FILE", False),
+        ("key", False),
+        ("password_prompt", False),
+    ],
 )
 def test_secret_names(name, secret):
     assert is_secret_name(name) is secret

@@ -9,14 +9,14 @@ import sys
 import pytest
 import pytest_lsp
 import torch
+from lsp_support import wait_for_log
 from lsprotocol import types
 from pytest_lsp import ClientServerConfig, LanguageClient
 
 from bashlsp.model.checkpoint import CheckpointStore, load_checkpoint
-from lsp_support import wait_for_log
 
 SERVER = [sys.executable, "-m", "bashlsp.server.cli", "serve", "--stdio"]
-TEXT = "#!/bin/bash\nNAME=world\nfor f in *.log; do\n  echo \"$f\"\ndone\necho \"$NA"
+TEXT = '#!/bin/bash\nNAME=world\nfor f in *.log; do\n  echo "$f"\ndone\necho "$NA'
 
 
 @pytest.fixture
@@ -30,8 +30,9 @@ def store(tmp_path, tiny_checkpoint) -> CheckpointStore:
 @pytest_lsp.fixture(config=ClientServerConfig(server_command=SERVER))
 async def client(lsp_client: LanguageClient, store: CheckpointStore):
     options = {"store": str(store.root), "completion": {"alternatives": 1}}
-    await lsp_client.initialize_session(types.InitializeParams(
-        capabilities=types.ClientCapabilities(), initialization_options=options))
+    await lsp_client.initialize_session(
+        types.InitializeParams(capabilities=types.ClientCapabilities(), initialization_options=options)
+    )
     yield
     await lsp_client.shutdown_session()
 
@@ -49,12 +50,17 @@ async def model_info(client: LanguageClient) -> dict:
     return await client.workspace_execute_command_async(types.ExecuteCommandParams(command="bashlsp.modelInfo"))
 
 
-async def test_hot_swap_under_requests_and_corrupt_checkpoint(client: LanguageClient, store: CheckpointStore, tiny_checkpoint):
+async def test_hot_swap_under_requests_and_corrupt_checkpoint(
+    client: LanguageClient, store: CheckpointStore, tiny_checkpoint
+):
     first_id = store.current_id()
     await wait_for_log(client, f"serving {first_id}")
     uri = "file:///tmp/bashlsp-test/swap.sh"
-    client.text_document_did_open(types.DidOpenTextDocumentParams(
-        text_document=types.TextDocumentItem(uri=uri, language_id="shellscript", version=1, text=TEXT)))
+    client.text_document_did_open(
+        types.DidOpenTextDocumentParams(
+            text_document=types.TextDocumentItem(uri=uri, language_id="shellscript", version=1, text=TEXT)
+        )
+    )
     ident = types.TextDocumentIdentifier(uri=uri)
     position = types.Position(line=5, character=9)
 
@@ -66,7 +72,9 @@ async def test_hot_swap_under_requests_and_corrupt_checkpoint(client: LanguageCl
         # announced and a few more after it.
         extra = 0
         while extra < 5:
-            result = await client.text_document_completion_async(types.CompletionParams(text_document=ident, position=position))
+            result = await client.text_document_completion_async(
+                types.CompletionParams(text_document=ident, position=position)
+            )
             answered.append(result)
             if swapped.is_set():
                 extra += 1
@@ -109,8 +117,9 @@ async def test_hot_swap_under_requests_and_corrupt_checkpoint(client: LanguageCl
 @pytest_lsp.fixture(config=ClientServerConfig(server_command=SERVER))
 async def modelless_client(lsp_client: LanguageClient, tmp_path):
     options = {"checkpoint": str(tmp_path / "no-such-checkpoint")}
-    await lsp_client.initialize_session(types.InitializeParams(
-        capabilities=types.ClientCapabilities(), initialization_options=options))
+    await lsp_client.initialize_session(
+        types.InitializeParams(capabilities=types.ClientCapabilities(), initialization_options=options)
+    )
     yield
     await lsp_client.shutdown_session()
 
@@ -121,14 +130,23 @@ async def test_without_a_model_the_server_answers_empty_and_says_why(modelless_c
     assert message.type == types.MessageType.Error
     assert any("no model could be loaded" in m.message for m in client.messages)  # shown to the user
     uri = "file:///tmp/bashlsp-test/nomodel.sh"
-    client.text_document_did_open(types.DidOpenTextDocumentParams(
-        text_document=types.TextDocumentItem(uri=uri, language_id="shellscript", version=1, text=TEXT)))
+    client.text_document_did_open(
+        types.DidOpenTextDocumentParams(
+            text_document=types.TextDocumentItem(uri=uri, language_id="shellscript", version=1, text=TEXT)
+        )
+    )
     ident = types.TextDocumentIdentifier(uri=uri)
-    result = await client.text_document_completion_async(types.CompletionParams(text_document=ident, position=types.Position(line=5, character=9)))
+    result = await client.text_document_completion_async(
+        types.CompletionParams(text_document=ident, position=types.Position(line=5, character=9))
+    )
     assert [i.label for i in result.items] == ["NAME", "f"]  # what the file says; nothing from a model
-    inline = await client.text_document_inline_completion_async(types.InlineCompletionParams(
-        text_document=ident, position=types.Position(line=5, character=9),
-        context=types.InlineCompletionContext(trigger_kind=types.InlineCompletionTriggerKind.Invoked)))
+    inline = await client.text_document_inline_completion_async(
+        types.InlineCompletionParams(
+            text_document=ident,
+            position=types.Position(line=5, character=9),
+            context=types.InlineCompletionContext(trigger_kind=types.InlineCompletionTriggerKind.Invoked),
+        )
+    )
     assert list(inline.items) == []
     info = await model_info(client)
     assert not info["loaded"] and "no-such-checkpoint" in info["problem"]

@@ -9,7 +9,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from lsprotocol import types
 
-from bashlsp.server.documents import Document, DocumentStore, index_from_units, shell_reason, split_lines, units_from_index
+from bashlsp.server.documents import (
+    Document,
+    DocumentStore,
+    index_from_units,
+    shell_reason,
+    split_lines,
+    units_from_index,
+)
 from bashlsp.server.generate import comment_block, parse_target
 from bashlsp.server.protocol import FramingProblem, MessageFramer, ParseFailure, parse_body
 from bashlsp.server.shell_check import ShellTools, introduces_syntax_error
@@ -78,7 +85,12 @@ def test_incremental_edits_match_a_full_rewrite(data):
         start = data.draw(st.integers(0, len(text)))
         end = data.draw(st.integers(start, len(text)))
         # An edit never splits a \r\n or a surrogate pair in a real editor.
-        if 0 < start < len(text) and text[start - 1 : start + 1] == "\r\n" or 0 < end < len(text) and text[end - 1 : end + 1] == "\r\n":
+        if (
+            0 < start < len(text)
+            and text[start - 1 : start + 1] == "\r\n"
+            or 0 < end < len(text)
+            and text[end - 1 : end + 1] == "\r\n"
+        ):
             continue
         new = "".join(data.draw(st.lists(alphabet, max_size=6)))
         change = types.TextDocumentContentChangePartial(
@@ -96,8 +108,12 @@ def test_prefix_window_start_is_stable_while_typing():
     doc = doc_of(text)
     last = len(doc.lines) - 1
     first = doc.prefix(last, 0, 16_000)
-    doc.apply_change(types.TextDocumentContentChangePartial(
-        range=types.Range(start=types.Position(line=last, character=0), end=types.Position(line=last, character=0)), text="ec"))
+    doc.apply_change(
+        types.TextDocumentContentChangePartial(
+            range=types.Range(start=types.Position(line=last, character=0), end=types.Position(line=last, character=0)),
+            text="ec",
+        )
+    )
     second = doc.prefix(last, 2, 16_000)
     assert second.startswith(first[:1000]) and second.endswith("ec") and len(second) <= 16_000
 
@@ -125,7 +141,9 @@ def test_framer_splits_any_chunking():
 
 def test_framer_reports_bad_headers_and_skips_huge_bodies():
     framer = MessageFramer(max_body=10)
-    out = framer.feed(b"Content-Length: nope\r\n\r\nContent-Length: 20\r\n\r\n" + b"y" * 20 + b"Content-Length: 2\r\n\r\n{}")
+    out = framer.feed(
+        b"Content-Length: nope\r\n\r\nContent-Length: 20\r\n\r\n" + b"y" * 20 + b"Content-Length: 2\r\n\r\n{}"
+    )
     assert [type(x) for x in out] == [FramingProblem, FramingProblem, bytes] and out[2] == b"{}"
 
 
@@ -139,11 +157,20 @@ def test_parse_body_survives_invalid_utf8_and_garbage():
 
 
 def test_symbols_scan():
-    symbols = scan([
-        "NAME=x", "export PATH_X=1", "local -r lv=1", "declare -a arr", "for f in *; do :; done",
-        'read -r -p "Name: " user other < /dev/tty', "count+=1", "greet() { echo; }", "function cleanup {",
-        "# ignored=1",
-    ])
+    symbols = scan(
+        [
+            "NAME=x",
+            "export PATH_X=1",
+            "local -r lv=1",
+            "declare -a arr",
+            "for f in *; do :; done",
+            'read -r -p "Name: " user other < /dev/tty',
+            "count+=1",
+            "greet() { echo; }",
+            "function cleanup {",
+            "# ignored=1",
+        ]
+    )
     assert symbols.variables == ("NAME", "PATH_X", "lv", "arr", "f", "user", "other", "count")
     assert symbols.functions == ("greet", "cleanup")
     assert VARIABLE_CONTEXT.search('echo "${NA').groups() == ("{", "NA")
@@ -165,8 +192,18 @@ def test_comment_block_selection_rules():
     assert comment_block(doc, types.Range(start=at(1), end=at(4))) is None  # code inside the selection
     block = comment_block(doc, types.Range(start=at(4), end=at(4)))
     assert block.indent == "  "
-    assert parse_target([{"uri": "file:///a.sh", "range": {"start": {"line": 1, "character": 0}, "end": {"line": 1, "character": 0}}}])[0] == "file:///a.sh"
-    with pytest.raises(Exception):
+    assert (
+        parse_target(
+            [
+                {
+                    "uri": "file:///a.sh",
+                    "range": {"start": {"line": 1, "character": 0}, "end": {"line": 1, "character": 0}},
+                }
+            ]
+        )[0]
+        == "file:///a.sh"
+    )
+    with pytest.raises(Exception):  # noqa: B017 - any parse failure will do
         parse_target([{"uri": "file:///a.sh", "range": {"start": 1}}])
 
 
@@ -215,8 +252,18 @@ def test_symbols_follow_edits_in_a_long_document():
     assert document_symbols(doc, 1500).variables == ("A",)
 
     def replace_line(line: int, text: str, version: int) -> None:
-        store.change(doc.uri, version, [types.TextDocumentContentChangePartial(
-            range=types.Range(start=types.Position(line=line, character=0), end=types.Position(line=line + 1, character=0)), text=text)])
+        store.change(
+            doc.uri,
+            version,
+            [
+                types.TextDocumentContentChangePartial(
+                    range=types.Range(
+                        start=types.Position(line=line, character=0), end=types.Position(line=line + 1, character=0)
+                    ),
+                    text=text,
+                )
+            ],
+        )
 
     replace_line(700, "NEW=1\n", 2)
     assert document_symbols(doc, 1500).variables == ("NEW", "A")

@@ -9,8 +9,25 @@ from conftest import run_cli
 
 def test_stress_bench_runs_and_reports(tiny_checkpoint, tmp_path):
     out = tmp_path / "stress.json"
-    result = run_cli("bench", "stress", "--seconds", "4", "--bucket", "2", "--warmup", "1", "--typists", "2",
-                     "--documents", "4", "--checkpoint", str(tiny_checkpoint), "--json", str(out), timeout=300)
+    result = run_cli(
+        "bench",
+        "stress",
+        "--seconds",
+        "4",
+        "--bucket",
+        "2",
+        "--warmup",
+        "1",
+        "--typists",
+        "2",
+        "--documents",
+        "4",
+        "--checkpoint",
+        str(tiny_checkpoint),
+        "--json",
+        str(out),
+        timeout=300,
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     report = json.loads(out.read_text())
     assert report["unexpected_errors"] == 0 and report["server_alive_at_end"] and report["server_exit_code"] == 0

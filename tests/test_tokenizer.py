@@ -1,10 +1,10 @@
+import pytest
+from conftest import fixture_texts
 from hypothesis import given, settings
 from hypothesis import strategies as st
-import pytest
 
 from bashlsp.model.errors import TokenizerError
 from bashlsp.model.tokenizer import EOF, FIM_MIDDLE, BashTokenizer
-from conftest import fixture_texts
 
 
 @pytest.fixture(scope="module")
@@ -45,7 +45,13 @@ def test_special_token_spelling_in_text_stays_text(tokenizer):
 
 
 def test_special_ids_are_distinct_and_decode_to_nothing(tokenizer):
-    specials = [tokenizer.eof_id, tokenizer.fim_prefix_id, tokenizer.fim_suffix_id, tokenizer.fim_middle_id, tokenizer.pad_id]
+    specials = [
+        tokenizer.eof_id,
+        tokenizer.fim_prefix_id,
+        tokenizer.fim_suffix_id,
+        tokenizer.fim_middle_id,
+        tokenizer.pad_id,
+    ]
     assert len(set(specials)) == 5
     assert tokenizer.decode(specials) == ""
 

@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import json
 import threading
-from pathlib import Path
+
+from folder_state import folder_state
+from personal_data import personal_script, write_personal_scripts
 
 from bashlsp.model.checkpoint import CheckpointStore
 from bashlsp.training.personal import PersonalOptions, PersonalTrainer
 from bashlsp.training.watch import FolderWatcher
-from folder_state import folder_state
-from personal_data import personal_script, write_personal_scripts
 
 
 def test_an_edit_is_reported_after_it_settles(tmp_path):
@@ -49,8 +49,18 @@ def test_edit_in_watched_folder_publishes_a_new_checkpoint(tmp_path, tiny_checkp
     user_dir = write_personal_scripts(tmp_path / "scripts")
     store = CheckpointStore(tmp_path / "store")
     opts = PersonalOptions(
-        dirs=[user_dir], store=store.root, base=str(tiny_checkpoint), device="cpu", steps=10, lr=3e-3,
-        batch_size=4, seq_len=64, warmup_steps=2, progress=False, holdout_fraction=0.2, debounce_s=0.2,
+        dirs=[user_dir],
+        store=store.root,
+        base=str(tiny_checkpoint),
+        device="cpu",
+        steps=10,
+        lr=3e-3,
+        batch_size=4,
+        seq_len=64,
+        warmup_steps=2,
+        progress=False,
+        holdout_fraction=0.2,
+        debounce_s=0.2,
         general_holdout=tmp_path / "none",
     )
     lines: list[str] = []

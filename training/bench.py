@@ -31,7 +31,7 @@ from pathlib import Path
 
 import torch
 
-from bashlsp.model.errors import BashlspError
+from ..model.errors import BashlspError
 
 SYSTEM_SCRIPT_DIRS = ("/usr/bin", "/usr/sbin", "/etc", "/usr/share", "/usr/lib")
 TARGET_RATIO = 0.60
@@ -67,7 +67,7 @@ def machine_matmul_gflops(dtype: torch.dtype) -> dict:
 
 def pick_system_scripts(count: int = 100, min_bytes: int = 3000, max_bytes: int = 9000) -> list[Path]:
     """`count` distinct UTF-8 shell scripts of min..max bytes from this system's folders."""
-    from bashlsp.training.corpus.detect import HEAD_BYTES, shell_reason
+    from .corpus.detect import HEAD_BYTES, shell_reason
 
     found: list[Path] = []
     seen: set[bytes] = set()
@@ -92,14 +92,16 @@ def pick_system_scripts(count: int = 100, min_bytes: int = 3000, max_bytes: int 
                 found.append(path)
                 if len(found) == count:
                     return found
-    raise BashlspError(f"found only {len(found)} shell scripts of {min_bytes}-{max_bytes} bytes on this system; use --scripts DIR")
+    raise BashlspError(
+        f"found only {len(found)} shell scripts of {min_bytes}-{max_bytes} bytes on this system; use --scripts DIR"
+    )
 
 
 def make_stand_in_base(texts: list[str], directory: Path) -> Path:
     """A checkpoint of the default size with random weights and a tokenizer trained on `texts`."""
-    from bashlsp.model.checkpoint import save_checkpoint
-    from bashlsp.model.gpt import GPT, preset_config
-    from bashlsp.model.tokenizer import BashTokenizer
+    from ..model.checkpoint import save_checkpoint
+    from ..model.gpt import GPT, preset_config
+    from ..model.tokenizer import BashTokenizer
 
     torch.manual_seed(0)
     tokenizer = BashTokenizer.train(texts, vocab_size=8192)
@@ -109,12 +111,14 @@ def make_stand_in_base(texts: list[str], directory: Path) -> Path:
 
 def training_throughput(base: Path, texts: list[str], steps: int, batch_size: int, seq_len: int) -> dict:
     """Tokens/s of the real training loop on `base`, timing steps after the first two (warm-up)."""
-    from bashlsp.model.checkpoint import load_checkpoint
-    from bashlsp.model.device import autocast_dtype
-    from bashlsp.training.loop import Trainer, TrainConfig
+    from ..model.checkpoint import load_checkpoint
+    from ..model.device import autocast_dtype
+    from .loop import TrainConfig, Trainer
 
     loaded = load_checkpoint(base, device="cpu")
-    config = TrainConfig(steps=steps, batch_size=batch_size, seq_len=seq_len, lr=3e-4, warmup_steps=1, progress=False, log_every=1)
+    config = TrainConfig(
+        steps=steps, batch_size=batch_size, seq_len=seq_len, lr=3e-4, warmup_steps=1, progress=False, log_every=1
+    )
     trainer = Trainer(loaded.model, loaded.tokenizer, texts, config, torch.device("cpu"))
     marks: list[tuple[int, float, float]] = []
 
@@ -150,7 +154,16 @@ def _worth_showing(line: str) -> bool:
 def time_to_first_checkpoint(folder: Path, base: Path | None, work: Path) -> dict:
     """Run `bashlsp-train FOLDER --once` (default options) as a user would; time it to the publish."""
     store = work / "store"
-    command = [sys.executable, "-m", "bashlsp.training.cli", str(folder), "--once", "--store", str(store), "--no-progress"]
+    command = [
+        sys.executable,
+        "-m",
+        "bashlsp.training.cli",
+        str(folder),
+        "--once",
+        "--store",
+        str(store),
+        "--no-progress",
+    ]
     if base is not None:
         command += ["--base", str(base)]
     cpu_before = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -180,7 +193,9 @@ def time_to_first_checkpoint(folder: Path, base: Path | None, work: Path) -> dic
 
 def build_parser(prog: str) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog=prog, description="Training throughput and time to the first personal checkpoint.")
-    p.add_argument("--scripts", type=Path, help="folder of scripts to train on (default: 100 scripts picked from this system)")
+    p.add_argument(
+        "--scripts", type=Path, help="folder of scripts to train on (default: 100 scripts picked from this system)"
+    )
     p.add_argument("--base", type=Path, help="checkpoint to start from (default: the bundled model, else a stand-in)")
     p.add_argument("--steps", type=int, default=8, help="training steps timed for throughput (default: %(default)s)")
     p.add_argument("--skip-first-checkpoint", action="store_true", help="only measure throughput")
@@ -190,13 +205,17 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None, prog: str = "bashlsp bench train") -> int:
     args = build_parser(prog).parse_args(argv)
-    from bashlsp.model.checkpoint import bundled_checkpoint
-    from bashlsp.training.collect import collect_scripts
-    from bashlsp.training.personal import PersonalOptions
+    from ..model.checkpoint import bundled_checkpoint
+    from .collect import collect_scripts
+    from .personal import PersonalOptions
 
     defaults = PersonalOptions(dirs=[])
     work = Path(tempfile.mkdtemp(prefix="bashlsp-bench-train-"))
-    figures: dict = {"threads": torch.get_num_threads(), "cpu_count": os.cpu_count(), "load_average_start": os.getloadavg()[0]}
+    figures: dict = {
+        "threads": torch.get_num_threads(),
+        "cpu_count": os.cpu_count(),
+        "load_average_start": os.getloadavg()[0],
+    }
     try:
         if args.scripts is not None:
             folder = args.scripts
@@ -214,7 +233,10 @@ def main(argv: list[str] | None = None, prog: str = "bashlsp bench train") -> in
         base = args.base or bundled_checkpoint()
         stand_in = base is None
         if stand_in:
-            print("no bundled model in this installation: using a stand-in of the default size (random weights)", flush=True)
+            print(
+                "no bundled model in this installation: using a stand-in of the default size (random weights)",
+                flush=True,
+            )
             base = make_stand_in_base(texts, work / "stand-in")
         figures["base"] = {"path": str(base), "stand_in": stand_in}
 
@@ -260,13 +282,19 @@ def main(argv: list[str] | None = None, prog: str = "bashlsp bench train") -> in
             first = time_to_first_checkpoint(folder, None if (not stand_in and args.base is None) else base, work)
             figures["first_checkpoint"] = {k: v for k, v in first.items() if k != "output"}
             if first["seconds_to_publish"] is None:
-                print(f"time to first published checkpoint: none published (exit {first['returncode']}, "
-                      f"{first['seconds_total']:.1f} s)", flush=True)
+                print(
+                    f"time to first published checkpoint: none published (exit {first['returncode']}, "
+                    f"{first['seconds_total']:.1f} s)",
+                    flush=True,
+                )
             else:
                 verdict = "meets" if first["seconds_to_publish"] <= TARGET_FIRST_CHECKPOINT_S else "misses"
-                print(f"time to first published checkpoint: {first['seconds_to_publish']:.1f} s "
-                      f"({verdict} the {TARGET_FIRST_CHECKPOINT_S:.0f} s target); the run used {first['cpu_seconds']:.0f} CPU seconds "
-                      f"(= {first['cpu_seconds'] / 2:.0f} s of 2 busy cores); load average now {os.getloadavg()[0]:.1f}", flush=True)
+                print(
+                    f"time to first published checkpoint: {first['seconds_to_publish']:.1f} s "
+                    f"({verdict} the {TARGET_FIRST_CHECKPOINT_S:.0f} s target); the run used {first['cpu_seconds']:.0f} CPU seconds "
+                    f"(= {first['cpu_seconds'] / 2:.0f} s of 2 busy cores); load average now {os.getloadavg()[0]:.1f}",
+                    flush=True,
+                )
                 print(f"  command: {first['command']}", flush=True)
         figures["load_average_end"] = os.getloadavg()[0]
         if args.json:

@@ -7,7 +7,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from bashlsp.model.errors import BashlspError
+from ..model.errors import BashlspError
 
 
 def _positive_int(text: str) -> int:
@@ -32,7 +32,7 @@ def _fraction(text: str) -> float:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from bashlsp.training.personal import PersonalOptions
+    from .personal import PersonalOptions
 
     defaults = PersonalOptions(dirs=[])
     parser = argparse.ArgumentParser(
@@ -46,51 +46,105 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--pretrain", metavar="CORPUS", help="pre-train a base model instead (see --pretrain X --help)")
     what = parser.add_argument_group("what to do")
     what.add_argument("--once", action="store_true", help="train and publish once, then exit (default: keep watching)")
-    what.add_argument("--dry-run", action="store_true",
-                      help="show what would be trained on, what is skipped and what is redacted (kinds and "
-                      "places, never the values); train nothing, write nothing")
-    what.add_argument("--report", type=Path, metavar="PNG",
-                      help="write a PNG of the loss curves and the before/after bits per byte (needs matplotlib)")
+    what.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="show what would be trained on, what is skipped and what is redacted (kinds and "
+        "places, never the values); train nothing, write nothing",
+    )
+    what.add_argument(
+        "--report",
+        type=Path,
+        metavar="PNG",
+        help="write a PNG of the loss curves and the before/after bits per byte (needs matplotlib)",
+    )
     where = parser.add_argument_group("models")
-    where.add_argument("--store", type=Path, metavar="DIR",
-                       help="checkpoint store (default: $BASHLSP_STORE or the platform data folder)")
-    where.add_argument("--base", metavar="CHECKPOINT",
-                       help="checkpoint to fine-tune first: a directory, a store id or 'default' "
-                       "(default: the store's current checkpoint, else the bundled model)")
+    where.add_argument(
+        "--store",
+        type=Path,
+        metavar="DIR",
+        help="checkpoint store (default: $BASHLSP_STORE or the platform data folder)",
+    )
+    where.add_argument(
+        "--base",
+        metavar="CHECKPOINT",
+        help="checkpoint to fine-tune first: a directory, a store id or 'default' "
+        "(default: the store's current checkpoint, else the bundled model)",
+    )
     where.add_argument("--device", default=defaults.device, help="auto|cpu|cuda|mps (default: %(default)s)")
     train = parser.add_argument_group("training")
     length = train.add_mutually_exclusive_group()
-    length.add_argument("--steps", type=_positive_int, help="optimizer steps per round (default: from --epochs, capped)")
-    length.add_argument("--epochs", type=_positive_float,
-                        help=f"passes over the round's training scripts (default: one pass, at most {defaults.max_steps} steps)")
-    train.add_argument("--lr", type=_positive_float, default=defaults.lr,
-                       help="peak learning rate (default: %(default)s, lower than pre-training so the model "
-                       "keeps what it knows)")
-    train.add_argument("--batch-size", type=_positive_int, default=defaults.batch_size,
-                       help="sequences per optimizer step (default: %(default)s)")
-    train.add_argument("--seq-len", type=_positive_int, default=defaults.seq_len,
-                       help="tokens per training sequence (default: %(default)s)")
-    train.add_argument("--save-every", type=_positive_int, default=defaults.save_every,
-                       help="steps between saves of the resumable state (default: %(default)s)")
+    length.add_argument(
+        "--steps", type=_positive_int, help="optimizer steps per round (default: from --epochs, capped)"
+    )
+    length.add_argument(
+        "--epochs",
+        type=_positive_float,
+        help=f"passes over the round's training scripts (default: one pass, at most {defaults.max_steps} steps)",
+    )
+    train.add_argument(
+        "--lr",
+        type=_positive_float,
+        default=defaults.lr,
+        help="peak learning rate (default: %(default)s, lower than pre-training so the model keeps what it knows)",
+    )
+    train.add_argument(
+        "--batch-size",
+        type=_positive_int,
+        default=defaults.batch_size,
+        help="sequences per optimizer step (default: %(default)s)",
+    )
+    train.add_argument(
+        "--seq-len",
+        type=_positive_int,
+        default=defaults.seq_len,
+        help="tokens per training sequence (default: %(default)s)",
+    )
+    train.add_argument(
+        "--save-every",
+        type=_positive_int,
+        default=defaults.save_every,
+        help="steps between saves of the resumable state (default: %(default)s)",
+    )
     train.add_argument("--seed", type=int, default=defaults.seed, help="random seed (default: %(default)s)")
     train.add_argument("--no-progress", action="store_true", help="no progress bar (log lines instead)")
     gate = parser.add_argument_group("data and quality gate")
-    gate.add_argument("--holdout", type=_fraction, default=defaults.holdout_fraction,
-                      help="share of your scripts held out to measure improvement (default: %(default)s)")
-    gate.add_argument("--max-general-loss", type=_fraction, default=defaults.max_general_loss,
-                      help="how much worse (relative) the general bash holdout may get (default: %(default)s)")
-    gate.add_argument("--general-holdout", type=Path, metavar="DIR",
-                      help="folder of general bash scripts for the forgetting check "
-                      "(default: the holdout shipped with the default model)")
-    gate.add_argument("--max-file-kb", type=_positive_int, default=defaults.max_file_bytes // 1024,
-                      help="skip files larger than this (default: %(default)s)")
-    gate.add_argument("--debounce", type=_positive_float, default=defaults.debounce_s,
-                      help="seconds without edits before training again (default: %(default)s)")
+    gate.add_argument(
+        "--holdout",
+        type=_fraction,
+        default=defaults.holdout_fraction,
+        help="share of your scripts held out to measure improvement (default: %(default)s)",
+    )
+    gate.add_argument(
+        "--max-general-loss",
+        type=_fraction,
+        default=defaults.max_general_loss,
+        help="how much worse (relative) the general bash holdout may get (default: %(default)s)",
+    )
+    gate.add_argument(
+        "--general-holdout",
+        type=Path,
+        metavar="DIR",
+        help="folder of general bash scripts for the forgetting check "
+        "(default: the holdout shipped with the default model)",
+    )
+    gate.add_argument(
+        "--max-file-kb",
+        type=_positive_int,
+        default=defaults.max_file_bytes // 1024,
+        help="skip files larger than this (default: %(default)s)",
+    )
+    gate.add_argument(
+        "--debounce",
+        type=_positive_float,
+        default=defaults.debounce_s,
+        help="seconds without edits before training again (default: %(default)s)",
+    )
     return parser
 
 
 def options_from_args(args: argparse.Namespace):
-    from bashlsp.training.personal import PersonalOptions
+    from .personal import PersonalOptions
 
     return PersonalOptions(
         dirs=[Path(d) for d in args.dirs],
@@ -120,7 +174,7 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
         if any(a == "--pretrain" or a.startswith("--pretrain=") for a in argv):
-            from bashlsp.training import pretrain
+            from . import pretrain
 
             # `--pretrain CORPUS` becomes pretrain's positional CORPUS; the rest are its options.
             rest = [a.split("=", 1)[1] if a.startswith("--pretrain=") else a for a in argv if a != "--pretrain"]
@@ -128,7 +182,7 @@ def main(argv: list[str] | None = None) -> int:
         args = build_parser().parse_args(argv)
         if not args.dirs:
             raise BashlspError("give at least one folder of scripts (see --help)")
-        from bashlsp.training.personal import run_personal_training
+        from .personal import run_personal_training
 
         return int(run_personal_training(options_from_args(args)) or 0)
     except BashlspError as exc:

@@ -17,8 +17,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bashlsp.model.errors import TrainingError
-from bashlsp.training.corpus.detect import HEAD_BYTES, is_binary, shell_reason
+from ..model.errors import TrainingError
+from .corpus.detect import HEAD_BYTES, is_binary, shell_reason
 
 DEFAULT_MAX_FILE_BYTES = 256 * 1024  # a hand-written script is rarely larger; bigger files are usually generated
 # Folders that hold tools' state, not the user's scripts.
@@ -265,8 +265,10 @@ def holdout_split(
         candidates = [min(scripts, key=rank)]
     holdout, total = [], 0
     for script in candidates:
-        if holdout and ((max_files is not None and len(holdout) >= max_files)
-                        or (max_bytes is not None and total + script.num_bytes > max_bytes)):
+        if holdout and (
+            (max_files is not None and len(holdout) >= max_files)
+            or (max_bytes is not None and total + script.num_bytes > max_bytes)
+        ):
             break
         holdout.append(script)
         total += script.num_bytes

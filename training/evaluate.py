@@ -58,8 +58,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from bashlsp.model.errors import BashlspError
-from bashlsp.server.engine import token_table
+from ..model.errors import BashlspError
+from ..server.engine import token_table
 
 # Defaults sized so ~50 files finish in minutes with the nano model on 2 CPU cores.
 DEFAULT_LINES_PER_FILE = 10
@@ -341,17 +341,25 @@ def _as_served(loaded):
     return loaded.on_numpy() if str(loaded.device) == "cpu" else loaded
 
 
-def server_engine_completer(loaded, max_new_tokens: int = DEFAULT_LINE_TOKENS, threads: int | None = None, min_token_prob: float | None = None):
+def server_engine_completer(
+    loaded, max_new_tokens: int = DEFAULT_LINE_TOKENS, threads: int | None = None, min_token_prob: float | None = None
+):
     """The language server's own engine (`bashlsp.server.engine`, "line" mode, greedy, nothing
     after the cursor) as a completer, to measure exactly what an editor is offered: on a CPU
     the numpy backend the server runs there. It cannot stop early on a wrong suggestion, so
     keystroke simulation through it is slower."""
-    from bashlsp.server.engine import MIN_TOKEN_PROB, CompletionQuery, Engine
+    from ..server.engine import MIN_TOKEN_PROB, CompletionQuery, Engine
 
-    engine = Engine(_as_served(loaded), num_threads=threads or None, min_token_prob=MIN_TOKEN_PROB if min_token_prob is None else min_token_prob)
+    engine = Engine(
+        _as_served(loaded),
+        num_threads=threads or None,
+        min_token_prob=MIN_TOKEN_PROB if min_token_prob is None else min_token_prob,
+    )
 
     def complete(prefix: str, following: str | None = None) -> str:
-        query = CompletionQuery(uri="bashlsp-eval", prefix=prefix, suffix="", mode="line", max_tokens=max_new_tokens, temperature=0.0)
+        query = CompletionQuery(
+            uri="bashlsp-eval", prefix=prefix, suffix="", mode="line", max_tokens=max_new_tokens, temperature=0.0
+        )
         suggestions = engine.complete(query)
         return suggestions[0].text if suggestions else ""
 
@@ -478,7 +486,13 @@ def keystroke_savings(
     }
 
 
-def model_keystroke_savings(loaded, texts: Iterable[str], max_chars: int = DEFAULT_KSR_CHARS, progress: bool = False, max_new_tokens: int = DEFAULT_LINE_TOKENS) -> dict:
+def model_keystroke_savings(
+    loaded,
+    texts: Iterable[str],
+    max_chars: int = DEFAULT_KSR_CHARS,
+    progress: bool = False,
+    max_new_tokens: int = DEFAULT_LINE_TOKENS,
+) -> dict:
     """KSR with the model's greedy rest-of-line completion (token healing, one shared KV cache)."""
     completer = LineCompleter(loaded, max_new_tokens)
     result = keystroke_savings(texts, completer.complete, max_chars, progress)
@@ -487,7 +501,13 @@ def model_keystroke_savings(loaded, texts: Iterable[str], max_chars: int = DEFAU
     return result
 
 
-def make_completer(loaded, kind: str, max_new_tokens: int = DEFAULT_LINE_TOKENS, threads: int | None = None, min_token_prob: float | None = None):
+def make_completer(
+    loaded,
+    kind: str,
+    max_new_tokens: int = DEFAULT_LINE_TOKENS,
+    threads: int | None = None,
+    min_token_prob: float | None = None,
+):
     """A rest-of-line completer: "reference" (this module's LineCompleter) or "server" (the
     language server's engine)."""
     if kind == "reference":
@@ -506,9 +526,7 @@ def bash_syntax_ok(script: str, timeout: float = BASH_CHECK_TIMEOUT_S) -> bool:
         handle.write(script)
         path = handle.name
     try:
-        result = subprocess.run(
-            ["bash", "-n", path], stdin=subprocess.DEVNULL, capture_output=True, timeout=timeout
-        )
+        result = subprocess.run(["bash", "-n", path], stdin=subprocess.DEVNULL, capture_output=True, timeout=timeout)
         return result.returncode == 0
     except subprocess.TimeoutExpired:
         return False
@@ -594,7 +612,7 @@ def generation_pass_rate(
     One sample per description (seeded with seed + its index) whose first token must begin code,
     as in the server, stopping at a blank line or end of file. Generations without a line of code
     (empty, or comments only) count as failures."""
-    from bashlsp.model.sampling import SamplingOptions, generate
+    from ..model.sampling import SamplingOptions, generate
 
     tokenizer = loaded.tokenizer
     passed = no_code = cut = 0
@@ -602,7 +620,11 @@ def generation_pass_rate(
     for index, description in enumerate(_progress(descriptions, "generation", progress)):
         prompt = generation_prompt(description)
         options = SamplingOptions(
-            max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p, stop=("\n\n",), seed=seed + index,
+            max_new_tokens=max_new_tokens,
+            temperature=temperature,
+            top_p=top_p,
+            stop=("\n\n",),
+            seed=seed + index,
             code_first=True,  # as the server's generate-from-comment does
         )
         sample = generate(loaded.model, tokenizer, tokenizer.encode(prompt), options)[0]
@@ -635,9 +657,9 @@ def server_generation_pass_rate(loaded, descriptions: Sequence[str], seed: int =
     same attempts as server/generate.py (the greedy script, then `generate.samples` sampled
     ones), the first that has code and passes `bash -n` wins. What an editor user gets, where
     generation_pass_rate measures single raw samples."""
-    from bashlsp.server.engine import CompletionQuery, Engine
-    from bashlsp.server.generate import RETRY_TEMPERATURE, generation_attempts
-    from bashlsp.server.settings import Settings
+    from ..server.engine import CompletionQuery, Engine
+    from ..server.generate import RETRY_TEMPERATURE, generation_attempts
+    from ..server.settings import Settings
 
     settings = Settings()
     engine = Engine(_as_served(loaded))
@@ -649,9 +671,16 @@ def server_generation_pass_rate(loaded, descriptions: Sequence[str], seed: int =
         prompt = generation_prompt(description)
         script = None
         for attempt, (num_samples, temperature) in enumerate(attempts):
-            query = CompletionQuery(uri="bashlsp-eval-generate", prefix=prompt, suffix="", mode="generate",
-                                    max_tokens=settings.generate.maxTokens, temperature=temperature,
-                                    top_p=settings.topP, num_samples=num_samples)
+            query = CompletionQuery(
+                uri="bashlsp-eval-generate",
+                prefix=prompt,
+                suffix="",
+                mode="generate",
+                max_tokens=settings.generate.maxTokens,
+                temperature=temperature,
+                top_p=settings.topP,
+                num_samples=num_samples,
+            )
             for suggestion in engine.complete(query):
                 code = suggestion.text.strip("\n")
                 tried += 1
@@ -687,12 +716,19 @@ class ScriptSet:
     paths: list[Path] = field(default_factory=list)  # relative to root
     texts: list[str] = field(default_factory=list)
     skipped: dict[str, int] = field(
-        default_factory=lambda: {"not_shell": 0, "binary": 0, "unreadable": 0, "not_utf8": 0, "empty": 0, "too_large": 0}
+        default_factory=lambda: {
+            "not_shell": 0,
+            "binary": 0,
+            "unreadable": 0,
+            "not_utf8": 0,
+            "empty": 0,
+            "too_large": 0,
+        }
     )
 
 
 def _shell_detector():
-    from bashlsp.training.corpus.detect import HEAD_BYTES, is_binary, shell_reason
+    from .corpus.detect import HEAD_BYTES, is_binary, shell_reason
 
     return HEAD_BYTES, is_binary, shell_reason
 
@@ -765,30 +801,74 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
         "comment-to-script generations that pass `bash -n`.",
     )
     parser.add_argument("dir", metavar="DIR", help="folder of shell scripts (read, never written)")
-    parser.add_argument("--checkpoint", help="checkpoint directory, store id, or 'default' (default: the store's current, else the bundled model)")
+    parser.add_argument(
+        "--checkpoint",
+        help="checkpoint directory, store id, or 'default' (default: the store's current, else the bundled model)",
+    )
     parser.add_argument("--store", help="checkpoint store directory (default: $BASHLSP_STORE or the platform data dir)")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of tables")
     parser.add_argument("--device", default="auto", help="auto|cpu|cuda|mps (default: auto)")
-    parser.add_argument("--max-files", type=int, default=0, metavar="N", help="evaluate a seeded sample of N files (default 0: all)")
-    parser.add_argument("--lines-per-file", type=int, default=DEFAULT_LINES_PER_FILE, metavar="N",
-                        help=f"next-line positions sampled per file (default {DEFAULT_LINES_PER_FILE}; 0 skips)")
-    parser.add_argument("--ksr-chars", type=int, default=DEFAULT_KSR_CHARS, metavar="N",
-                        help=f"keystroke simulation on the first N characters of each file, to the end of that line (default {DEFAULT_KSR_CHARS}; 0 skips)")
-    parser.add_argument("--generations", type=int, default=DEFAULT_GENERATIONS, metavar="N",
-                        help=f"comment-to-script generations checked with bash -n (default {DEFAULT_GENERATIONS}; 0 skips)")
-    parser.add_argument("--generations-from", type=Path, metavar="FILE",
-                        help="take descriptions from a tldr pairs JSON-lines file (holdout split) instead of DIR's comments")
-    parser.add_argument("--stride", type=int, default=0, metavar="N", help="bpb window stride in tokens for long files (default: block_size / 2)")
+    parser.add_argument(
+        "--max-files", type=int, default=0, metavar="N", help="evaluate a seeded sample of N files (default 0: all)"
+    )
+    parser.add_argument(
+        "--lines-per-file",
+        type=int,
+        default=DEFAULT_LINES_PER_FILE,
+        metavar="N",
+        help=f"next-line positions sampled per file (default {DEFAULT_LINES_PER_FILE}; 0 skips)",
+    )
+    parser.add_argument(
+        "--ksr-chars",
+        type=int,
+        default=DEFAULT_KSR_CHARS,
+        metavar="N",
+        help=f"keystroke simulation on the first N characters of each file, to the end of that line (default {DEFAULT_KSR_CHARS}; 0 skips)",
+    )
+    parser.add_argument(
+        "--generations",
+        type=int,
+        default=DEFAULT_GENERATIONS,
+        metavar="N",
+        help=f"comment-to-script generations checked with bash -n (default {DEFAULT_GENERATIONS}; 0 skips)",
+    )
+    parser.add_argument(
+        "--generations-from",
+        type=Path,
+        metavar="FILE",
+        help="take descriptions from a tldr pairs JSON-lines file (holdout split) instead of DIR's comments",
+    )
+    parser.add_argument(
+        "--stride",
+        type=int,
+        default=0,
+        metavar="N",
+        help="bpb window stride in tokens for long files (default: block_size / 2)",
+    )
     parser.add_argument("--seed", type=int, default=0, help="seed for every sampled choice (default 0)")
-    parser.add_argument("--completer", choices=("reference", "server"), default="reference",
-                        help="rest-of-line completion for next-line and keystroke figures: this module's greedy "
-                        "completer with token healing (default; stops early on a suggestion that is already wrong), "
-                        "or the language server's engine (what editors get; slower)")
-    parser.add_argument("--min-token-prob", type=float, default=None, metavar="P",
-                        help="with --completer server: end suggestions before a token under this probability "
-                        "(default: the server's own setting; 0 never)")
-    parser.add_argument("--threads", type=int, default=0, metavar="N",
-                        help="torch CPU threads (default 0: torch's choice; 1 is often faster on a busy machine)")
+    parser.add_argument(
+        "--completer",
+        choices=("reference", "server"),
+        default="reference",
+        help="rest-of-line completion for next-line and keystroke figures: this module's greedy "
+        "completer with token healing (default; stops early on a suggestion that is already wrong), "
+        "or the language server's engine (what editors get; slower)",
+    )
+    parser.add_argument(
+        "--min-token-prob",
+        type=float,
+        default=None,
+        metavar="P",
+        help="with --completer server: end suggestions before a token under this probability "
+        "(default: the server's own setting; 0 never)",
+    )
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=0,
+        metavar="N",
+        help="torch CPU threads (default 0: torch's choice; 1 is often faster on a busy machine)",
+    )
     return parser
 
 
@@ -799,8 +879,8 @@ def _check_arguments(args) -> None:
 
 
 def run_eval(args) -> dict:
-    from bashlsp.model.checkpoint import CheckpointStore, load_checkpoint, resolve_checkpoint
-    from bashlsp.model.device import resolve_device
+    from ..model.checkpoint import CheckpointStore, load_checkpoint, resolve_checkpoint
+    from ..model.device import resolve_device
 
     _check_arguments(args)
     if args.threads:
@@ -832,13 +912,21 @@ def run_eval(args) -> dict:
     xz_bits = [xz_bpb(text) * len(text.encode("utf-8")) for text in scripts.texts]
     total_bytes = sum(len(text.encode("utf-8")) for text in scripts.texts)
     xz_per_file = [bits / len(text.encode("utf-8")) for bits, text in zip(xz_bits, scripts.texts)]
-    xz = {"bpb": sum(xz_bits) / total_bytes, "mean_file_bpb": sum(xz_per_file) / len(xz_per_file), "per_file": xz_per_file}
+    xz = {
+        "bpb": sum(xz_bits) / total_bytes,
+        "mean_file_bpb": sum(xz_per_file) / len(xz_per_file),
+        "per_file": xz_per_file,
+    }
     timings["xz_s"] = time.perf_counter() - mark
 
     result = {
         "dir": str(args.dir),
-        "checkpoint": {"path": str(loaded.path), "id": loaded.id, "num_params": loaded.model.num_params(),
-                       "block_size": loaded.config.block_size},
+        "checkpoint": {
+            "path": str(loaded.path),
+            "id": loaded.id,
+            "num_params": loaded.model.num_params(),
+            "block_size": loaded.config.block_size,
+        },
         "device": str(loaded.device),
         "threads": torch.get_num_threads(),
         "seed": args.seed,
@@ -859,7 +947,9 @@ def run_eval(args) -> dict:
     if args.lines_per_file:
         mark = time.perf_counter()
         completer = make_completer(loaded, args.completer, threads=args.threads, min_token_prob=args.min_token_prob)
-        result["next_line"] = next_line_metrics(loaded, scripts.texts, args.lines_per_file, args.seed, names, completer=completer, progress=show_progress)
+        result["next_line"] = next_line_metrics(
+            loaded, scripts.texts, args.lines_per_file, args.seed, names, completer=completer, progress=show_progress
+        )
         timings["next_line_s"] = time.perf_counter() - mark
     if args.ksr_chars:
         mark = time.perf_counter()
@@ -878,12 +968,16 @@ def run_eval(args) -> dict:
             source = f"comments followed by code in {args.dir}"
         available = len(descriptions)
         if available > args.generations:
-            descriptions = [descriptions[i] for i in sorted(random.Random(args.seed).sample(range(available), args.generations))]
+            descriptions = [
+                descriptions[i] for i in sorted(random.Random(args.seed).sample(range(available), args.generations))
+            ]
         mark = time.perf_counter()
         generation = generation_pass_rate(loaded, descriptions, seed=args.seed, progress=show_progress)
         generation.update(source=source, available=available)
         result["generation"] = generation
-        result["generation_server"] = server_generation_pass_rate(loaded, descriptions, seed=args.seed, progress=show_progress)
+        result["generation_server"] = server_generation_pass_rate(
+            loaded, descriptions, seed=args.seed, progress=show_progress
+        )
         timings["generation_s"] = time.perf_counter() - mark
     timings["total_s"] = time.perf_counter() - started
     result["timings"] = timings
@@ -896,7 +990,9 @@ def _percent(value) -> str:
 
 def format_report(result: dict) -> str:
     ckpt, files = result["checkpoint"], result["files"]
-    skipped = ", ".join(f"{count} {name.replace('_', ' ')}" for name, count in files["skipped"].items() if count) or "none"
+    skipped = (
+        ", ".join(f"{count} {name.replace('_', ' ')}" for name, count in files["skipped"].items() if count) or "none"
+    )
     lines = [
         f"checkpoint {ckpt['id']} ({ckpt['num_params'] / 1e6:.2f} M parameters) from {ckpt['path']} "
         f"on {result['device']} ({result['threads']} threads)",
@@ -915,8 +1011,12 @@ def format_report(result: dict) -> str:
     else:
         width = 12
         lines.append(f"  ({len(per_file)} files: per-file figures with --json)")
-    lines.append(f"  {'all (bits/bytes)':<{width}} {files['bytes']:>8} {result['bpb']['bpb']:>7.3f} {result['xz_bpb']['bpb']:>7.3f}")
-    lines.append(f"  {'mean of files':<{width}} {'':>8} {result['bpb']['mean_file_bpb']:>7.3f} {result['xz_bpb']['mean_file_bpb']:>7.3f}")
+    lines.append(
+        f"  {'all (bits/bytes)':<{width}} {files['bytes']:>8} {result['bpb']['bpb']:>7.3f} {result['xz_bpb']['bpb']:>7.3f}"
+    )
+    lines.append(
+        f"  {'mean of files':<{width}} {'':>8} {result['bpb']['mean_file_bpb']:>7.3f} {result['xz_bpb']['mean_file_bpb']:>7.3f}"
+    )
     nl = result["next_line"]
     if nl:
         lines += [

@@ -83,7 +83,9 @@ def decide(
         decision.reason = f"no improvement on your holdout ({user_before:.4f} -> {user_after:.4f} bpb)"
         return decision
     if general_before is None or general_after is None:
-        decision.notes.append(missing_general_note or "no general holdout ships with this model; the forgetting check was skipped")
+        decision.notes.append(
+            missing_general_note or "no general holdout ships with this model; the forgetting check was skipped"
+        )
     elif not _finite(general_after) or general_after > general_before * (1 + max_general_loss):
         decision.reason = (
             f"forgets general bash: general holdout {general_before:.4f} -> {general_after:.4f} bpb, "

@@ -18,7 +18,7 @@ import sys
 import time
 from pathlib import Path
 
-from bashlsp.model.errors import StoreLockedError
+from ..model.errors import StoreLockedError
 
 LOCK_FILE = "trainer.lock"
 
@@ -60,7 +60,7 @@ class StoreLock:
             return {}
         return data if isinstance(data, dict) else {}
 
-    def acquire(self) -> "StoreLock":
+    def acquire(self) -> StoreLock:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o644)
         try:
@@ -107,7 +107,7 @@ class StoreLock:
         state = "no longer running" if isinstance(pid, int) and not pid_alive(pid) else "no longer holding it"
         return f"took over the store lock left by trainer pid {pid} ({state})"
 
-    def __enter__(self) -> "StoreLock":
+    def __enter__(self) -> StoreLock:
         return self.acquire()
 
     def __exit__(self, *exc) -> None:

@@ -25,12 +25,12 @@ import torch
 import torch.distributed as dist
 from torch.utils.data import Dataset, DistributedSampler, RandomSampler
 
-from bashlsp.model.checkpoint import LoadedModel, _fsync_dir, _write_file_synced
-from bashlsp.model.device import autocast_dtype
-from bashlsp.model.errors import TrainingError
-from bashlsp.model.fim import fim_training_ids
-from bashlsp.model.gpt import GPT
-from bashlsp.model.tokenizer import BashTokenizer
+from ..model.checkpoint import LoadedModel, _fsync_dir, _write_file_synced
+from ..model.device import autocast_dtype
+from ..model.errors import TrainingError
+from ..model.fim import fim_training_ids
+from ..model.gpt import GPT
+from ..model.tokenizer import BashTokenizer
 
 
 @dataclass
@@ -82,7 +82,9 @@ class TokenWindows(Dataset):
     Plain documents are tokenized once; FIM examples are drawn anew each epoch (split points
     at random characters, the three pieces tokenized separately, as the server does)."""
 
-    def __init__(self, texts: Sequence[str], tokenizer: BashTokenizer, seq_len: int, fim_rate: float, seed: int) -> None:
+    def __init__(
+        self, texts: Sequence[str], tokenizer: BashTokenizer, seq_len: int, fim_rate: float, seed: int
+    ) -> None:
         if not texts:
             raise TrainingError("no training documents")
         self.texts = list(texts)
@@ -90,10 +92,14 @@ class TokenWindows(Dataset):
         self.seq_len = seq_len
         self.fim_rate = fim_rate
         self.seed = seed
-        self.plain_ids = [np.asarray(ids + [tokenizer.eof_id], dtype=np.int32) for ids in tokenizer.encode_batch(self.texts)]
+        self.plain_ids = [
+            np.asarray(ids + [tokenizer.eof_id], dtype=np.int32) for ids in tokenizer.encode_batch(self.texts)
+        ]
         self.num_tokens = sum(len(ids) for ids in self.plain_ids)
         if self.num_tokens < seq_len + 1:
-            raise TrainingError(f"the training data has {self.num_tokens} tokens, fewer than one sequence of {seq_len + 1}")
+            raise TrainingError(
+                f"the training data has {self.num_tokens} tokens, fewer than one sequence of {seq_len + 1}"
+            )
         self.epoch = -1
         self.set_epoch(0)
 
@@ -205,7 +211,9 @@ class Trainer:
         if self.distributed:
             from torch.nn.parallel import DistributedDataParallel
 
-            self.ddp_model = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+            self.ddp_model = DistributedDataParallel(
+                model, device_ids=[device.index] if device.type == "cuda" else None
+            )
         decay = [p for n, p in model.named_parameters() if p.dim() >= 2]
         no_decay = [p for n, p in model.named_parameters() if p.dim() < 2]
         self.optimizer = torch.optim.AdamW(
@@ -240,9 +248,15 @@ class Trainer:
         _write_file_synced(tmp / "model.safetensors", safetensors_save(weights))
         _write_file_synced(tmp / "optimizer.safetensors", safetensors_save(opt_tensors))
         info = {
-            "step": self.step, "skipped": self.skipped, "tokens_seen": self.tokens_seen, "history": self.history,
-            "epoch": self.epoch, "batch_in_epoch": self.batch_in_epoch,
-            "optimizer": opt_info, "config": asdict(self.config), "model_config": self.model.config.to_dict(),
+            "step": self.step,
+            "skipped": self.skipped,
+            "tokens_seen": self.tokens_seen,
+            "history": self.history,
+            "epoch": self.epoch,
+            "batch_in_epoch": self.batch_in_epoch,
+            "optimizer": opt_info,
+            "config": asdict(self.config),
+            "model_config": self.model.config.to_dict(),
         }
         _write_file_synced(tmp / "trainer.json", json.dumps(info).encode())
         _fsync_dir(tmp)
@@ -260,7 +274,7 @@ class Trainer:
         """Resume from state_dir if a saved state exists; returns whether it did."""
         if self.state_dir is None:
             return False
-        from bashlsp.model.checkpoint import read_weights, validate_weights
+        from ..model.checkpoint import read_weights, validate_weights
 
         for name in ("state", "state.old"):  # state.old survives a kill in the middle of a swap
             folder = self.state_dir / name
@@ -270,7 +284,9 @@ class Trainer:
             return False
         info = json.loads((folder / "trainer.json").read_text())
         if info["model_config"] != self.model.config.to_dict():
-            raise TrainingError(f"the saved state in {folder} is for a different model config; remove it to start afresh")
+            raise TrainingError(
+                f"the saved state in {folder} is for a different model config; remove it to start afresh"
+            )
         weights = read_weights(folder / "model.safetensors")
         validate_weights(self.model.config, weights, folder)
         self.model.load_state_dict(weights)
@@ -285,7 +301,7 @@ class Trainer:
     def evaluate(self) -> dict:
         if not self.holdout_texts:
             return {}
-        from bashlsp.training.evaluate import evaluate_bpb
+        from .evaluate import evaluate_bpb
 
         self.model.eval()
         loaded = LoadedModel(self.model, self.tokenizer, self.model.config, {}, Path("."), self.device)
@@ -305,7 +321,9 @@ class Trainer:
                 sampler = DistributedSampler(self.data, shuffle=True, seed=self.config.seed, drop_last=True)
                 sampler.set_epoch(self.epoch)
             else:
-                sampler = RandomSampler(self.data, generator=torch.Generator().manual_seed(self.config.seed + self.epoch))
+                sampler = RandomSampler(
+                    self.data, generator=torch.Generator().manual_seed(self.config.seed + self.epoch)
+                )
             order = list(sampler)
             size = self.config.batch_size
             while self.batch_in_epoch * size < len(order):
@@ -362,7 +380,15 @@ class Trainer:
             elapsed = time.perf_counter() - started
             tok_s = (self.tokens_seen - start_tokens) / max(elapsed, 1e-9)
             if self.step % config.log_every == 0 or self.step == config.steps:
-                self.history.append({"step": self.step, "loss": loss_value, "lr": lr, "tokens_per_second": tok_s, "tokens_seen": self.tokens_seen})
+                self.history.append(
+                    {
+                        "step": self.step,
+                        "loss": loss_value,
+                        "lr": lr,
+                        "tokens_per_second": tok_s,
+                        "tokens_seen": self.tokens_seen,
+                    }
+                )
             if bar is not None:
                 bar.set_postfix(loss=f"{loss_value:.3f}", tok_s=f"{tok_s:,.0f}", refresh=False)
                 bar.update(1)
@@ -375,8 +401,13 @@ class Trainer:
         elapsed = time.perf_counter() - started
         self.save_state()
         return TrainResult(
-            steps_done=self.step, tokens_seen=self.tokens_seen, skipped_nonfinite=self.skipped, final_loss=loss_value,
-            tokens_per_second=(self.tokens_seen - start_tokens) / max(elapsed, 1e-9), stopped_early=stopped, history=self.history,
+            steps_done=self.step,
+            tokens_seen=self.tokens_seen,
+            skipped_nonfinite=self.skipped,
+            final_loss=loss_value,
+            tokens_per_second=(self.tokens_seen - start_tokens) / max(elapsed, 1e-9),
+            stopped_early=stopped,
+            history=self.history,
         )
 
     def _record_eval(self) -> dict:

@@ -33,15 +33,13 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-import torch
-
-from bashlsp.model.checkpoint import BUNDLED_DIR, CheckpointStore, LoadedModel, load_checkpoint, resolve_checkpoint
-from bashlsp.model.device import resolve_device
-from bashlsp.model.errors import BashlspError, TrainingError
-from bashlsp.training.collect import DEFAULT_MAX_FILE_BYTES, Collection, Script, collect_scripts, holdout_split
-from bashlsp.training.gate import DEFAULT_MAX_GENERAL_LOSS, GateDecision, decide
-from bashlsp.training.lock import StoreLock
-from bashlsp.training.redact import Redaction, redact
+from ..model.checkpoint import BUNDLED_DIR, CheckpointStore, LoadedModel, load_checkpoint, resolve_checkpoint
+from ..model.device import resolve_device
+from ..model.errors import BashlspError, TrainingError
+from .collect import DEFAULT_MAX_FILE_BYTES, Collection, Script, collect_scripts, holdout_split
+from .gate import DEFAULT_MAX_GENERAL_LOSS, GateDecision, decide
+from .lock import StoreLock
+from .redact import Redaction, redact
 
 GENERAL_HOLDOUT_DIR = BUNDLED_DIR / "holdout"
 STATE_DIR_NAME = "trainer-state"
@@ -73,8 +71,12 @@ class PersonalOptions:
     dry_run: bool = False
     report: Path | None = None
     holdout_fraction: float = 0.1
-    max_holdout_bytes: int = 64 * 1024  # the gate measures your holdout in ~2 s; 24 KB held only 3 files of 3-9 KB: too noisy
-    max_general_bytes: int = 24 * 1024  # as much of the general holdout is scored for the forgetting check (25 of its 38 scripts)
+    max_holdout_bytes: int = (
+        64 * 1024
+    )  # the gate measures your holdout in ~2 s; 24 KB held only 3 files of 3-9 KB: too noisy
+    max_general_bytes: int = (
+        24 * 1024
+    )  # as much of the general holdout is scored for the forgetting check (25 of its 38 scripts)
     max_general_loss: float = DEFAULT_MAX_GENERAL_LOSS
     general_holdout: Path | None = None  # default: the holdout shipped with the default model
     max_file_bytes: int = DEFAULT_MAX_FILE_BYTES
@@ -110,14 +112,18 @@ def prepare(collection: Collection, holdout_fraction: float, max_holdout_bytes: 
         text, found = redact(script.text)
         if found:
             redactions[script.name] = found
-        cleaned.append(Script(path=script.path, name=script.name, text=text, digest=script.digest, reason=script.reason))
+        cleaned.append(
+            Script(path=script.path, name=script.name, text=text, digest=script.digest, reason=script.reason)
+        )
     if holdout_fraction > 0:
         # The gate's measurement stays quick: the holdout is capped in bytes (the capped-off
         # candidates train).
         train, holdout = holdout_split(cleaned, fraction=holdout_fraction, max_bytes=max_holdout_bytes)
     else:
         train, holdout = cleaned, []
-    return PreparedData(collection=collection, train=sorted(train, key=lambda s: s.name), holdout=holdout, redactions=redactions)
+    return PreparedData(
+        collection=collection, train=sorted(train, key=lambda s: s.name), holdout=holdout, redactions=redactions
+    )
 
 
 def load_general_holdout(folder: Path | None, max_bytes: int) -> tuple[list[str], str | None]:
@@ -154,7 +160,9 @@ def general_gate_meta(loaded: LoadedModel, folder: Path | None = None) -> dict:
     if note:
         raise TrainingError(note)
     bpb = holdout_bpb(loaded, texts)
-    return {"gate": {"general_holdout_digest": texts_digest(texts), "general_bpb_after": bpb, "general_reference_bpb": bpb}}
+    return {
+        "gate": {"general_holdout_digest": texts_digest(texts), "general_bpb_after": bpb, "general_reference_bpb": bpb}
+    }
 
 
 def texts_digest(texts: list[str]) -> str:
@@ -188,12 +196,17 @@ def describe_dry_run(prepared: PreparedData, base: str, general_note: str | None
     for reason, count in sorted(c.skipped.items(), key=lambda kv: (-kv[1], kv[0])):
         examples = ", ".join(c.examples.get(reason, []))
         lines.append(f"  {reason}: {count} (e.g. {examples})")
-    lines.append(f"redacted {prepared.num_redactions} secrets (kinds and places; the values are never shown)" + (":" if prepared.num_redactions else ""))
+    lines.append(
+        f"redacted {prepared.num_redactions} secrets (kinds and places; the values are never shown)"
+        + (":" if prepared.num_redactions else "")
+    )
     for name, found in sorted(prepared.redactions.items()):
         for redaction in found:
             lines.append(f"  {redaction.describe(name)}")
     lines.append(f"would start from: {base}")
-    lines.append(f"general holdout: {general_docs} documents" if not general_note else f"general holdout: {general_note}")
+    lines.append(
+        f"general holdout: {general_docs} documents" if not general_note else f"general holdout: {general_note}"
+    )
     return "\n".join(lines)
 
 
@@ -205,7 +218,7 @@ def holdout_bpb(loaded: LoadedModel, texts: list[str]) -> float | None:
     the gate's measurement stays cheap; before and after are measured the same way)."""
     if not texts:
         return None
-    from bashlsp.training.evaluate import evaluate_bpb
+    from .evaluate import evaluate_bpb
 
     was_training = loaded.model.training
     loaded.model.eval()
@@ -276,7 +289,7 @@ class PersonalTrainer:
     def train_round(self, prepared: PreparedData, changed: set[str] | None = None) -> RoundResult | None:
         """Fine-tune once and publish if the gate passes. `changed`: names of scripts edited since
         the last round (None: the first round, all scripts)."""
-        from bashlsp.training.loop import Trainer, TrainConfig
+        from .loop import TrainConfig, Trainer
 
         o = self.options
         self.rounds += 1
@@ -310,9 +323,16 @@ class PersonalTrainer:
             raise TrainingError(f"too little to train on: {num_tokens} tokens")
         steps = self._steps_for(num_tokens)
         config = TrainConfig(
-            steps=steps, batch_size=o.batch_size, seq_len=seq_len, lr=o.lr,
-            warmup_steps=min(o.warmup_steps, max(1, steps // 10)), fim_rate=o.fim_rate,
-            save_every=o.save_every, log_every=1, seed=o.seed, progress=o.progress,
+            steps=steps,
+            batch_size=o.batch_size,
+            seq_len=seq_len,
+            lr=o.lr,
+            warmup_steps=min(o.warmup_steps, max(1, steps // 10)),
+            fim_rate=o.fim_rate,
+            save_every=o.save_every,
+            log_every=1,
+            seed=o.seed,
+            progress=o.progress,
         )
 
         # Figures before training (reused from the start checkpoint's own gate when the texts match).
@@ -327,13 +347,19 @@ class PersonalTrainer:
             user_before = holdout_bpb(loaded, holdout_texts)
         general_before = None
         if general_texts:
-            if previous.get("general_holdout_digest") == general_digest and previous.get("general_bpb_after") is not None:
+            if (
+                previous.get("general_holdout_digest") == general_digest
+                and previous.get("general_bpb_after") is not None
+            ):
                 general_before = previous["general_bpb_after"]
             else:
                 general_before = holdout_bpb(loaded, general_texts)
         # Forgetting is judged against the first model of this line of checkpoints, so many small
         # allowed losses cannot add up round after round.
-        if previous.get("general_holdout_digest") == general_digest and previous.get("general_reference_bpb") is not None:
+        if (
+            previous.get("general_holdout_digest") == general_digest
+            and previous.get("general_reference_bpb") is not None
+        ):
             general_reference = previous["general_reference_bpb"]
         else:
             general_reference = general_before
@@ -347,7 +373,9 @@ class PersonalTrainer:
         # A saved state resumes only the same round: same start checkpoint, data and settings.
         settings = {k: v for k, v in asdict(config).items() if k != "progress"}
         key = hashlib.sha256(
-            json.dumps([str(start_path), loaded.meta.get("id"), loaded.meta.get("created"), texts_digest(texts), settings]).encode()
+            json.dumps(
+                [str(start_path), loaded.meta.get("id"), loaded.meta.get("created"), texts_digest(texts), settings]
+            ).encode()
         ).hexdigest()[:16]
         trainer = Trainer(loaded.model, tokenizer, texts, config, self.device, state_dir=self._state_dir(key))
         if trainer.load_state():
@@ -361,9 +389,11 @@ class PersonalTrainer:
         def between_steps() -> bool:
             # Called before every step: log lines when there is no progress bar, and the stop flag.
             if not o.progress:
-                for entry in trainer.history[reported[0]:]:
+                for entry in trainer.history[reported[0] :]:
                     if "loss" in entry:
-                        self.say(f"step {entry['step']}/{steps} loss {entry['loss']:.4f} {entry['tokens_per_second']:,.0f} tok/s")
+                        self.say(
+                            f"step {entry['step']}/{steps} loss {entry['loss']:.4f} {entry['tokens_per_second']:,.0f} tok/s"
+                        )
                 reported[0] = len(trainer.history)
             return self.stop_event.is_set()
 
@@ -377,13 +407,22 @@ class PersonalTrainer:
 
         user_after = holdout_bpb(loaded, holdout_texts)
         general_after = holdout_bpb(loaded, general_texts) if general_texts else None
-        decision = decide(user_before, user_after, general_reference, general_after, max_general_loss=o.max_general_loss,
-                          missing_general_note=general_note)
+        decision = decide(
+            user_before,
+            user_after,
+            general_reference,
+            general_after,
+            max_general_loss=o.max_general_loss,
+            missing_general_note=general_note,
+        )
         gate = decision.to_dict()
         gate.update(
-            user_holdout_digest=user_digest, general_holdout_digest=general_digest if general_texts else None,
-            general_reference_bpb=general_reference, general_bpb_start=general_before,
-            user_holdout_files=len(holdout_texts), general_holdout_docs=len(general_texts),
+            user_holdout_digest=user_digest,
+            general_holdout_digest=general_digest if general_texts else None,
+            general_reference_bpb=general_reference,
+            general_bpb_start=general_before,
+            user_holdout_files=len(holdout_texts),
+            general_holdout_docs=len(general_texts),
         )
         meta = {
             "kind": "personal",
@@ -397,14 +436,23 @@ class PersonalTrainer:
                 "tokens": num_tokens,
             },
             "training": {
-                "steps": result.steps_done, "tokens_seen": result.tokens_seen, "seq_len": seq_len,
-                "batch_size": o.batch_size, "lr": o.lr, "fim_rate": o.fim_rate,
-                "skipped_nonfinite": result.skipped_nonfinite, "tokens_per_second": round(result.tokens_per_second, 1),
-                "seconds": round(train_seconds, 1), "device": str(self.device), "round": self.rounds,
+                "steps": result.steps_done,
+                "tokens_seen": result.tokens_seen,
+                "seq_len": seq_len,
+                "batch_size": o.batch_size,
+                "lr": o.lr,
+                "fim_rate": o.fim_rate,
+                "skipped_nonfinite": result.skipped_nonfinite,
+                "tokens_per_second": round(result.tokens_per_second, 1),
+                "seconds": round(train_seconds, 1),
+                "device": str(self.device),
+                "round": self.rounds,
                 "changed_files": None if changed is None else len(changed),
             },
             "metrics": {
-                "user_holdout_bpb": user_after, "general_holdout_bpb": general_after, "final_train_loss": result.final_loss,
+                "user_holdout_bpb": user_after,
+                "general_holdout_bpb": general_after,
+                "final_train_loss": result.final_loss,
             },
             "gate": gate,
         }
@@ -419,7 +467,7 @@ class PersonalTrainer:
         self._log_round(meta, published, result.history)
         shutil.rmtree(trainer.state_dir, ignore_errors=True)  # the round is decided: nothing to resume
         if o.report is not None:
-            from bashlsp.training.report import write_report
+            from .report import write_report
 
             self.say(write_report(o.report, result.history, decision))
         return RoundResult(decision, published, False, result.steps_done, result.history, meta)
@@ -444,7 +492,7 @@ class PersonalTrainer:
         return prepared
 
     def run(self) -> int:
-        from bashlsp.training.watch import FolderWatcher
+        from .watch import FolderWatcher
 
         o = self.options
         if o.dry_run:
@@ -490,7 +538,9 @@ class PersonalTrainer:
             changed = {name for name, digest in now.items() if trained.get(name) != digest}
             if not changed:
                 continue  # a file that is not a script, or a save without changes
-            self.say(f"{len(changed)} scripts changed: {', '.join(sorted(changed)[:5])}{' ...' if len(changed) > 5 else ''}")
+            self.say(
+                f"{len(changed)} scripts changed: {', '.join(sorted(changed)[:5])}{' ...' if len(changed) > 5 else ''}"
+            )
             if not (prepared.train and prepared.holdout):
                 self.say("need at least 2 scripts to train")
                 continue
@@ -519,7 +569,11 @@ def run_personal_training(options: PersonalOptions) -> int:
     def on_interrupt(signum, frame):
         if trainer.stop_event.is_set():
             raise KeyboardInterrupt
-        print("\nbashlsp-train: stopping at the next step boundary (Ctrl-C again to stop now)", file=sys.stderr, flush=True)
+        print(
+            "\nbashlsp-train: stopping at the next step boundary (Ctrl-C again to stop now)",
+            file=sys.stderr,
+            flush=True,
+        )
         trainer.request_stop()
 
     if threading.current_thread() is threading.main_thread():

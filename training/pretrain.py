@@ -24,12 +24,19 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 
-from bashlsp.model.checkpoint import CHECKPOINT_FILES, META_FILE, CheckpointStore, load_checkpoint, resolve_checkpoint, save_checkpoint
-from bashlsp.model.device import resolve_device
-from bashlsp.model.errors import BashlspError, TrainingError
-from bashlsp.model.gpt import GPT, PRESETS, preset_config
-from bashlsp.model.tokenizer import BashTokenizer
-from bashlsp.training.loop import Trainer, TrainConfig, is_main_process
+from ..model.checkpoint import (
+    CHECKPOINT_FILES,
+    META_FILE,
+    CheckpointStore,
+    load_checkpoint,
+    resolve_checkpoint,
+    save_checkpoint,
+)
+from ..model.device import resolve_device
+from ..model.errors import BashlspError, TrainingError
+from ..model.gpt import GPT, PRESETS, preset_config
+from ..model.tokenizer import BashTokenizer
+from .loop import TrainConfig, Trainer, is_main_process
 
 
 def load_documents(corpus: Path) -> tuple[list[str], list[str], dict]:
@@ -38,7 +45,7 @@ def load_documents(corpus: Path) -> tuple[list[str], list[str], dict]:
     if not corpus.is_dir():
         raise TrainingError(f"corpus directory {corpus} does not exist")
     if (corpus / "manifest.jsonl").is_file() or (corpus / "tldr.jsonl").is_file():
-        from bashlsp.training.corpus import load_corpus
+        from .corpus import load_corpus
 
         train = load_corpus(corpus, "train")
         holdout = load_corpus(corpus, "holdout")
@@ -50,8 +57,8 @@ def load_documents(corpus: Path) -> tuple[list[str], list[str], dict]:
             "sources": sorted({d.source for d in train}),
         }
         return [d.text for d in train], [d.text for d in holdout], summary
-    from bashlsp.training.collect import collect_scripts, holdout_split
-    from bashlsp.training.redact import redact
+    from .collect import collect_scripts, holdout_split
+    from .redact import redact
 
     collected = collect_scripts([corpus])
     train_scripts, holdout_scripts = holdout_split(collected.scripts, fraction=0.05, max_files=200)
@@ -59,7 +66,11 @@ def load_documents(corpus: Path) -> tuple[list[str], list[str], dict]:
     holdout = [redact(s.text)[0] for s in holdout_scripts]
     if not train:
         raise TrainingError(f"no shell scripts found under {corpus}")
-    return train, holdout, {"corpus": str(corpus), "train_docs": len(train), "holdout_docs": len(holdout), **collected.summary()}
+    return (
+        train,
+        holdout,
+        {"corpus": str(corpus), "train_docs": len(train), "holdout_docs": len(holdout), **collected.summary()},
+    )
 
 
 def setup_distributed(device_name: str) -> torch.device:
@@ -76,11 +87,20 @@ def setup_distributed(device_name: str) -> torch.device:
 
 
 def build_parser(prog: str = "bashlsp-train --pretrain") -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog=prog, description="Pre-train the base model on a corpus (resumable; torchrun-capable).")
+    p = argparse.ArgumentParser(
+        prog=prog, description="Pre-train the base model on a corpus (resumable; torchrun-capable)."
+    )
     p.add_argument("corpus", type=Path, help="corpus directory (training/corpus builders) or a folder of scripts")
-    p.add_argument("--out", type=Path, required=True, help="run directory (tokenizer, resumable state, final checkpoint)")
-    p.add_argument("--init", help="start from this checkpoint (its tokenizer and weights; --size/--vocab-size/--block-size are ignored)")
-    p.add_argument("--export", type=Path, help="also write the final checkpoint here with float16 weights (e.g. model/weights)")
+    p.add_argument(
+        "--out", type=Path, required=True, help="run directory (tokenizer, resumable state, final checkpoint)"
+    )
+    p.add_argument(
+        "--init",
+        help="start from this checkpoint (its tokenizer and weights; --size/--vocab-size/--block-size are ignored)",
+    )
+    p.add_argument(
+        "--export", type=Path, help="also write the final checkpoint here with float16 weights (e.g. model/weights)"
+    )
     p.add_argument("--export-id", help="the exported checkpoint's id (e.g. default-nano-4 for the bundled model)")
     p.add_argument("--size", default="nano", choices=list(PRESETS))
     p.add_argument("--vocab-size", type=int, default=8192)
@@ -127,17 +147,35 @@ def run_pretraining(args) -> Path:
         if init.tokenizer.to_str() != tokenizer.to_str():
             raise TrainingError(f"{tokenizer_path} differs from the tokenizer of --init {init.path}; use a new --out")
         model = init.model.train()
-        summary["init"] = {"path": str(init.path), "id": init.id, "steps_before": init.meta.get("training", {}).get("total_steps")}
+        summary["init"] = {
+            "path": str(init.path),
+            "id": init.id,
+            "steps_before": init.meta.get("training", {}).get("total_steps"),
+        }
     else:
         model = GPT(preset_config(args.size, tokenizer.vocab_size, args.block_size))
     config = TrainConfig(
-        steps=args.steps, batch_size=args.batch_size, seq_len=args.seq_len, grad_accum=args.grad_accum,
-        lr=args.lr, warmup_steps=args.warmup, fim_rate=args.fim_rate, eval_every=args.eval_every,
-        save_every=args.save_every, seed=args.seed, progress=not args.no_progress,
+        steps=args.steps,
+        batch_size=args.batch_size,
+        seq_len=args.seq_len,
+        grad_accum=args.grad_accum,
+        lr=args.lr,
+        warmup_steps=args.warmup,
+        fim_rate=args.fim_rate,
+        eval_every=args.eval_every,
+        save_every=args.save_every,
+        seed=args.seed,
+        progress=not args.no_progress,
     )
     eval_docs = holdout[: args.max_eval_docs]
     trainer = Trainer(
-        model, tokenizer, train, config, device, state_dir=out, holdout_texts=eval_docs,
+        model,
+        tokenizer,
+        train,
+        config,
+        device,
+        state_dir=out,
+        holdout_texts=eval_docs,
         on_eval=lambda step, r: print(f"step {step}: holdout bpb {r['bpb']:.4f}", flush=True),
     )
     if trainer.load_state() and is_main_process():
@@ -158,13 +196,25 @@ def run_pretraining(args) -> Path:
             "size": args.size if init is None else init.meta.get("size", "custom"),
             "data": summary,
             "training": {
-                "steps": result.steps_done, "tokens_seen": result.tokens_seen, "seq_len": args.seq_len,
-                "batch_size": args.batch_size, "grad_accum": args.grad_accum, "lr": args.lr, "fim_rate": args.fim_rate,
-                "skipped_nonfinite": result.skipped_nonfinite, "world_size": dist.get_world_size() if dist.is_initialized() else 1,
-                "seconds_this_run": round(time.time() - started, 1), "device": str(device),
-                "total_steps": result.steps_done + ((init.meta.get("training", {}).get("total_steps") or 0) if init else 0),
+                "steps": result.steps_done,
+                "tokens_seen": result.tokens_seen,
+                "seq_len": args.seq_len,
+                "batch_size": args.batch_size,
+                "grad_accum": args.grad_accum,
+                "lr": args.lr,
+                "fim_rate": args.fim_rate,
+                "skipped_nonfinite": result.skipped_nonfinite,
+                "world_size": dist.get_world_size() if dist.is_initialized() else 1,
+                "seconds_this_run": round(time.time() - started, 1),
+                "device": str(device),
+                "total_steps": result.steps_done
+                + ((init.meta.get("training", {}).get("total_steps") or 0) if init else 0),
             },
-            "metrics": {"holdout_bpb": metrics.get("bpb"), "holdout_docs": len(eval_docs), "final_train_loss": result.final_loss},
+            "metrics": {
+                "holdout_bpb": metrics.get("bpb"),
+                "holdout_docs": len(eval_docs),
+                "final_train_loss": result.final_loss,
+            },
             "credits": "Includes data derived from tldr-pages, © the tldr-pages team and contributors, CC BY 4.0.",
         }
         shutil.rmtree(final, ignore_errors=True)
@@ -192,9 +242,11 @@ def shipped_meta(meta: dict, init, export_id: str | None) -> dict:
     if export_id:
         shipped["id"] = export_id
     training = shipped["training"]
-    before = (init.meta.get("training", {}) if init is not None else {})
+    before = init.meta.get("training", {}) if init is not None else {}
     training["steps_before"] = before.get("total_steps") or 0
-    training["tokens_seen_total"] = training["tokens_seen"] + (before.get("tokens_seen_total") or before.get("tokens_seen") or 0)
+    training["tokens_seen_total"] = training["tokens_seen"] + (
+        before.get("tokens_seen_total") or before.get("tokens_seen") or 0
+    )
     return shipped
 
 
@@ -203,14 +255,17 @@ def export_checkpoint(directory: Path, model: GPT, tokenizer: BashTokenizer, met
     and the holdout, stay) with float16 weights, validating the result before it counts. Where
     `directory` holds a general holdout (the bundled model's `holdout/`), the exported weights'
     bits per byte on it go into meta.json for the trainer's forgetting check."""
-    from bashlsp.training.personal import general_gate_meta
+    from .personal import general_gate_meta
 
     directory.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=directory.parent) as tmp:
         staged = save_checkpoint(Path(tmp) / "ckpt", model, tokenizer, meta, dtype=torch.float16)
         loaded = load_checkpoint(staged)
         if (directory / "holdout").is_dir():
-            meta = {**loaded.meta, **general_gate_meta(loaded, directory / "holdout")}  # loaded.meta: with created, num_params
+            meta = {
+                **loaded.meta,
+                **general_gate_meta(loaded, directory / "holdout"),
+            }  # loaded.meta: with created, num_params
             (staged / META_FILE).write_text(json.dumps(meta, indent=2, sort_keys=True))
             load_checkpoint(staged, check_forward=False)
         for name in CHECKPOINT_FILES:

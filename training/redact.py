@@ -63,11 +63,24 @@ PRIVATE_KEY = re.compile(
 # A name counts as secret when its last word says so: PASSWORD, db_pass, GITHUB_TOKEN, dbPassword,
 # aws_secret_access_key, client-secret, APIKey. Not PWD or OLDPWD (working directories), not
 # bypass, not TOKEN_FILE or password_prompt (the last word is what the value is).
-_SECRET_SUFFIXES = ("password", "passwd", "passphrase", "secret", "secrets", "token", "tokens", "apikey",
-                    "credential", "credentials", "storepass", "keypass")
+_SECRET_SUFFIXES = (
+    "password",
+    "passwd",
+    "passphrase",
+    "secret",
+    "secrets",
+    "token",
+    "tokens",
+    "apikey",
+    "credential",
+    "credentials",
+    "storepass",
+    "keypass",
+)
 _SHORT_WORDS = frozenset({"pass", "pw", "pwd"})  # only after another word: DB_PASS, db_pwd
-_KEY_QUALIFIERS = frozenset({"api", "access", "secret", "private", "auth", "session", "signing", "encryption",
-                             "master", "license", "client"})
+_KEY_QUALIFIERS = frozenset(
+    {"api", "access", "secret", "private", "auth", "session", "signing", "encryption", "master", "license", "client"}
+)
 _WORD = re.compile(r"[A-Z]+(?![a-z])|[A-Z]?[a-z]+|[0-9]+")
 
 
@@ -101,7 +114,10 @@ NAMED_PATTERNS: list[tuple[str, re.Pattern]] = [
     # shell assignment, export/local/readonly/declare, env prefix: DB_PASSWORD='x' ./run
     ("password/secret assignment", re.compile(rf"(?<![\w${{.-]){_NAME}\+?=(?={_VALUE})")),
     # JSON / YAML / ini inside heredocs: "password": "x", token: x, secret = x
-    ("password/secret in config", re.compile(rf"(?<![\w${{.-])[\"']?{_NAME}[\"']?[ \t]*(?::|[ \t]=)[ \t]*(?={_VALUE})")),
+    (
+        "password/secret in config",
+        re.compile(rf"(?<![\w${{.-])[\"']?{_NAME}[\"']?[ \t]*(?::|[ \t]=)[ \t]*(?={_VALUE})"),
+    ),
     # long options: --password X, --password=X, --api-key 'x'
     ("password/secret option", re.compile(rf"(?<![\w-])--{_NAME}(?:=|[ \t]+)(?={_VALUE})")),
     # single-dash words: keytool -storepass x, -keypass x
@@ -112,14 +128,20 @@ NAMED_PATTERNS: list[tuple[str, re.Pattern]] = [
 _GLUED = _value(r"[^\"'\n]+", r"[^\s\"';|&)<>`]+")
 COMMAND_PATTERNS: list[tuple[str, re.Pattern, re.Pattern]] = [
     # mysql -uroot -pS3cret / -p'S3cret' (a bare -p asks interactively and stays)
-    ("mysql password",
-     re.compile(r"\b(?:mysql|mysqldump|mysqladmin|mysqlimport|mysqlshow|mysqlcheck|mariadb(?:-dump)?)\b[^\n]*"),
-     re.compile(r"(?<=\s)-p" + _GLUED)),
+    (
+        "mysql password",
+        re.compile(r"\b(?:mysql|mysqldump|mysqladmin|mysqlimport|mysqlshow|mysqlcheck|mariadb(?:-dump)?)\b[^\n]*"),
+        re.compile(r"(?<=\s)-p" + _GLUED),
+    ),
     ("sshpass password", re.compile(r"\bsshpass\b[^\n]*"), re.compile(r"(?<=\s)-p[ \t]*" + _GLUED)),
     # curl -u user:pass, wget --password is an ordinary option (above)
-    ("password in curl -u",
-     re.compile(r"\bcurl\b[^\n]*"),
-     re.compile(r"(?<=\s)(?:-u|--user|--proxy-user)[ \t]*=?[ \t]*(?P<q>[\"']?)[^:\s\"'$]+:(?P<value>[^\s\"'@]+)(?P=q)")),
+    (
+        "password in curl -u",
+        re.compile(r"\bcurl\b[^\n]*"),
+        re.compile(
+            r"(?<=\s)(?:-u|--user|--proxy-user)[ \t]*=?[ \t]*(?P<q>[\"']?)[^:\s\"'$]+:(?P<value>[^\s\"'@]+)(?P=q)"
+        ),
+    ),
     # openssl ... -passin pass:SECRET
     ("openssl password", re.compile(r"\bopenssl\b[^\n]*"), re.compile(r"\bpass:(?P<value>[^\s\"';|&)]+)")),
 ]
@@ -127,8 +149,12 @@ COMMAND_PATTERNS: list[tuple[str, re.Pattern, re.Pattern]] = [
 # Patterns whose `value` group is the secret whatever the surroundings.
 VALUE_PATTERNS: list[tuple[str, re.Pattern]] = [
     ("password in url", re.compile(r"\b[a-zA-Z][a-zA-Z0-9+.-]*://[^\s/:@\"']+:(?P<value>[^\s/@\"']+)@")),
-    ("authorization header",
-     re.compile(r"(?i:authorization:[ \t]*(?:bearer|basic|token)[ \t]+|x-api-key:[ \t]*)(?P<value>[A-Za-z0-9._~+/=-]{8,})")),
+    (
+        "authorization header",
+        re.compile(
+            r"(?i:authorization:[ \t]*(?:bearer|basic|token)[ \t]+|x-api-key:[ \t]*)(?P<value>[A-Za-z0-9._~+/=-]{8,})"
+        ),
+    ),
 ]
 
 

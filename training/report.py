@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from bashlsp.training.gate import GateDecision
+from .gate import GateDecision
 
 
 def write_report(path: Path, history: list[dict], decision: GateDecision | None) -> str:
@@ -27,7 +27,10 @@ def write_report(path: Path, history: list[dict], decision: GateDecision | None)
     loss_ax.plot(steps, losses, label="training loss", color="tab:blue")
     if len(losses) >= 10:
         width = max(2, len(losses) // 10)
-        smooth = [sum(losses[max(0, i - width + 1) : i + 1]) / len(losses[max(0, i - width + 1) : i + 1]) for i in range(len(losses))]
+        smooth = [
+            sum(losses[max(0, i - width + 1) : i + 1]) / len(losses[max(0, i - width + 1) : i + 1])
+            for i in range(len(losses))
+        ]
         loss_ax.plot(steps, smooth, label=f"mean of {width}", color="tab:orange")
     loss_ax.set_xlabel("step")
     loss_ax.set_ylabel("cross-entropy (nats/token)")

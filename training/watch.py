@@ -59,7 +59,7 @@ class FolderWatcher(FileSystemEventHandler):
     def _ignored(self, path: str) -> bool:
         return any(path == str(p) or path.startswith(str(p) + os.sep) for p in self.ignore)
 
-    def start(self) -> "FolderWatcher":
+    def start(self) -> FolderWatcher:
         for directory in self.dirs:
             self._observer.schedule(self, str(directory), recursive=True)
         self._observer.start()
@@ -96,7 +96,7 @@ class FolderWatcher(FileSystemEventHandler):
             changed, self._changed = self._changed, set()
             return set() if self._stopped else changed
 
-    def __enter__(self) -> "FolderWatcher":
+    def __enter__(self) -> FolderWatcher:
         return self.start()
 
     def __exit__(self, *exc) -> None:

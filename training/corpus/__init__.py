@@ -5,6 +5,6 @@ Build it with `python -m bashlsp.training.corpus.debian --out DIR` and
 Shell detection for any file (also the user's own scripts) lives in `detect`.
 """
 
-from bashlsp.training.corpus.dataset import CorpusDoc, TldrPair, load_corpus, load_tldr_pairs
+from .dataset import CorpusDoc, TldrPair, load_corpus, load_tldr_pairs
 
 __all__ = ["CorpusDoc", "TldrPair", "load_corpus", "load_tldr_pairs"]

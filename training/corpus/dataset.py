@@ -11,7 +11,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from bashlsp.model.errors import TrainingError
+from ...model.errors import TrainingError
 
 SPLITS = ("train", "holdout")
 SOURCES = ("debian", "tldr")
@@ -66,7 +66,9 @@ def _check_split(split: str | None) -> None:
         raise TrainingError(f"unknown split {split!r}: use one of {', '.join(SPLITS)} (or None for all)")
 
 
-def load_corpus(directory: str | Path, split: str | None = "train", sources: tuple[str, ...] = SOURCES) -> list[CorpusDoc]:
+def load_corpus(
+    directory: str | Path, split: str | None = "train", sources: tuple[str, ...] = SOURCES
+) -> list[CorpusDoc]:
     """The documents of one split ('train', 'holdout', or None for both) from `directory`.
 
     Debian scripts come first in manifest order, then tldr pages in file order, so the result
@@ -94,7 +96,9 @@ def load_corpus(directory: str | Path, split: str | None = "train", sources: tup
             except OSError as error:
                 raise TrainingError(f"corpus file missing for {record['package']}:{record['path']}: {error}") from None
             if len(data) != record["bytes"]:
-                raise TrainingError(f"corpus file {file_path} has {len(data)} bytes, the manifest says {record['bytes']}")
+                raise TrainingError(
+                    f"corpus file {file_path} has {len(data)} bytes, the manifest says {record['bytes']}"
+                )
             documents.append(
                 CorpusDoc(data.decode("utf-8"), "debian", record["package"], record["split"], record["path"])
             )
@@ -103,7 +107,9 @@ def load_corpus(directory: str | Path, split: str | None = "train", sources: tup
             if split is not None and record["split"] != split:
                 continue
             documents.append(
-                CorpusDoc(record["text"], "tldr", record["page"], record["split"], f"{record['platform']}/{record['page']}")
+                CorpusDoc(
+                    record["text"], "tldr", record["page"], record["split"], f"{record['platform']}/{record['page']}"
+                )
             )
     return documents
 

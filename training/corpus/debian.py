@@ -33,8 +33,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bashlsp.model.errors import BashlspError, TrainingError
-from bashlsp.training.corpus.detect import HEAD_BYTES, bash_accepts, is_binary, shell_reason
+from ...model.errors import BashlspError, TrainingError
+from .detect import HEAD_BYTES, bash_accepts, is_binary, shell_reason
 
 PACKAGES_TSV = Path(__file__).with_name("debian-shell-packages.tsv")
 EXTRA_PACKAGES_TSV = Path(__file__).with_name("extra-packages.tsv")
@@ -454,10 +454,7 @@ def format_summary(writer: CorpusWriter) -> str:
     lines = []
     total_files = sum(record.files for record in writer.packages)
     total_bytes = sum(record.bytes for record in writer.packages)
-    lines.append(
-        f"packages: {len(writer.packages)}   files kept: {total_files}   "
-        f"size: {total_bytes / 1e6:.2f} MB"
-    )
+    lines.append(f"packages: {len(writer.packages)}   files kept: {total_files}   size: {total_bytes / 1e6:.2f} MB")
     for split in ("train", "holdout"):
         records = [record for record in writer.packages if record.split == split]
         lines.append(
@@ -479,7 +476,9 @@ def _format_counter(counter: Counter) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bashlsp.training.corpus.debian", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m bashlsp.training.corpus.debian", description=__doc__.split("\n\n")[0]
+    )
     parser.add_argument("--out", type=Path, required=True, help="output directory")
     parser.add_argument(
         "--packages",
@@ -487,7 +486,9 @@ def main(argv: list[str] | None = None) -> int:
         action="append",
         help=f"package list TSV (repeatable; default: {PACKAGES_TSV.name} and {EXTRA_PACKAGES_TSV.name} beside this module)",
     )
-    parser.add_argument("--workdir", type=Path, default=None, help="cache of downloaded .deb files (default: OUT/../debs)")
+    parser.add_argument(
+        "--workdir", type=Path, default=None, help="cache of downloaded .deb files (default: OUT/../debs)"
+    )
     parser.add_argument("--jobs", type=int, default=4, help="packages downloaded and unpacked at once")
     parser.add_argument("--lock", type=Path, default=None, help="a packages.lock: download exactly those versions")
     arguments = parser.parse_args(argv)

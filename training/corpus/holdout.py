@@ -16,7 +16,7 @@ import sys
 from collections import defaultdict
 from pathlib import Path
 
-from bashlsp.training.corpus.dataset import _read_jsonl
+from .dataset import _read_jsonl
 
 HOLDOUT_FILE = "general.jsonl"
 
@@ -27,7 +27,9 @@ def pick_general_holdout(corpus: Path, max_bytes: int, max_file_bytes: int) -> l
     for record in _read_jsonl(corpus / "manifest.jsonl"):
         if record["split"] == "holdout" and 400 <= record["bytes"] <= max_file_bytes:
             by_package[record["package"]].append(record)
-    queues = {name: sorted(records, key=lambda r: (r["bytes"], r["sha256"])) for name, records in sorted(by_package.items())}
+    queues = {
+        name: sorted(records, key=lambda r: (r["bytes"], r["sha256"])) for name, records in sorted(by_package.items())
+    }
     chosen, total = [], 0
     while any(queues.values()):
         for name in list(queues):
@@ -38,13 +40,23 @@ def pick_general_holdout(corpus: Path, max_bytes: int, max_file_bytes: int) -> l
                 queues[name] = []
                 continue
             text = (corpus / record["file"]).read_text(encoding="utf-8")
-            chosen.append({"text": text, "package": record["package"], "version": record["version"], "path": record["path"], "licence": record["licence"]})
+            chosen.append(
+                {
+                    "text": text,
+                    "package": record["package"],
+                    "version": record["version"],
+                    "path": record["path"],
+                    "licence": record["licence"],
+                }
+            )
             total += record["bytes"]
     return chosen
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bashlsp.training.corpus.holdout", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m bashlsp.training.corpus.holdout", description=__doc__.split("\n\n")[0]
+    )
     parser.add_argument("--corpus", type=Path, required=True)
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--max-bytes", type=int, default=64 * 1024)
@@ -56,7 +68,9 @@ def main(argv: list[str] | None = None) -> int:
         for record in chosen:
             handle.write(json.dumps(record, ensure_ascii=False) + "\n")
     packages = sorted({r["package"] for r in chosen})
-    print(f"{len(chosen)} scripts, {sum(len(r['text'].encode()) for r in chosen):,} bytes from {len(packages)} packages: {', '.join(packages)}")
+    print(
+        f"{len(chosen)} scripts, {sum(len(r['text'].encode()) for r in chosen):,} bytes from {len(packages)} packages: {', '.join(packages)}"
+    )
     return 0
 
 

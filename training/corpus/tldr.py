@@ -29,8 +29,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
-from bashlsp.model.errors import BashlspError, TrainingError
-from bashlsp.training.corpus.detect import bash_accepts
+from ...model.errors import BashlspError, TrainingError
+from .detect import bash_accepts
 
 TLDR_ATTRIBUTION = "tldr-pages, © the tldr-pages team and contributors, CC BY 4.0"
 DEFAULT_ARCHIVE = Path("/work/shared/data/tldr-pages.tar.xz")
@@ -248,7 +248,7 @@ def page_document(pairs: list[tuple[str, str, str]]) -> str:
 
 def split_of(page_name: str) -> str:
     """'holdout' for about HOLDOUT_PERCENT % of page names (by sha256), else 'train'."""
-    digest = hashlib.sha256(f"tldr:{page_name}".encode("utf-8")).digest()
+    digest = hashlib.sha256(f"tldr:{page_name}".encode()).digest()
     return "holdout" if int.from_bytes(digest[:4], "big") % 100 < HOLDOUT_PERCENT else "train"
 
 
@@ -283,9 +283,10 @@ def build_tldr(archive: Path, out: Path, *, jobs: int = 2) -> dict:
     (pages, pairs, bytes of documents, holdout_pages, holdout_pairs, skipped: a Counter)."""
     out.mkdir(parents=True, exist_ok=True)
     counts = {"pages": 0, "pairs": 0, "bytes": 0, "holdout_pages": 0, "holdout_pairs": 0, "skipped": Counter()}
-    with (out / "tldr.jsonl").open("w", encoding="utf-8") as documents, (out / "tldr_pairs.jsonl").open(
-        "w", encoding="utf-8"
-    ) as pair_records:
+    with (
+        (out / "tldr.jsonl").open("w", encoding="utf-8") as documents,
+        (out / "tldr_pairs.jsonl").open("w", encoding="utf-8") as pair_records,
+    ):
         pages = [(platform, stem, parse_page(markdown)) for platform, stem, markdown in read_archive_pages(archive)]
         with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
             # Each page gets its own Counter: Counters are not safe to update from many threads.
@@ -328,7 +329,9 @@ def build_tldr(archive: Path, out: Path, *, jobs: int = 2) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bashlsp.training.corpus.tldr", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m bashlsp.training.corpus.tldr", description=__doc__.split("\n\n")[0]
+    )
     parser.add_argument("--out", type=Path, required=True, help="output directory")
     parser.add_argument("--archive", type=Path, default=DEFAULT_ARCHIVE, help="tldr-pages tarball")
     parser.add_argument("--jobs", type=int, default=2, help="pages checked with bash -n at once")
