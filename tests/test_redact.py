@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from conftest import FIXTURE_SCRIPTS
 
-from bashlsp.training.redact import PLACEHOLDER, is_secret_name, redact
+from bashlsp.model.redact import PLACEHOLDER, is_secret_name, redact
 
 # (line with a planted secret, the secret, the kind reported)
 PLANTED = [

@@ -36,10 +36,10 @@ from pathlib import Path
 from ..model.checkpoint import BUNDLED_DIR, CheckpointStore, LoadedModel, load_checkpoint, resolve_checkpoint
 from ..model.device import resolve_device
 from ..model.errors import BashlspError, TrainingError
+from ..model.redact import Redaction, redact
 from .collect import DEFAULT_MAX_FILE_BYTES, Collection, Script, collect_scripts, holdout_split
 from .gate import DEFAULT_MAX_GENERAL_LOSS, GateDecision, decide
 from .lock import StoreLock
-from .redact import Redaction, redact
 
 GENERAL_HOLDOUT_DIR = BUNDLED_DIR / "holdout"
 STATE_DIR_NAME = "trainer-state"

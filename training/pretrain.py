@@ -57,8 +57,8 @@ def load_documents(corpus: Path) -> tuple[list[str], list[str], dict]:
             "sources": sorted({d.source for d in train}),
         }
         return [d.text for d in train], [d.text for d in holdout], summary
+    from ..model.redact import redact
     from .collect import collect_scripts, holdout_split
-    from .redact import redact
 
     collected = collect_scripts([corpus])
     train_scripts, holdout_scripts = holdout_split(collected.scripts, fraction=0.05, max_files=200)
