@@ -6,10 +6,10 @@ from dataclasses import dataclass
 
 from lsprotocol import types
 
+from ..model.shell_check import introduces_syntax_error
 from . import convert
 from .documents import Document
 from .engine import CompletionQuery
-from .shell_check import introduces_syntax_error
 from .symbols import COMMAND_CONTEXT, VARIABLE_CONTEXT, document_symbols
 
 # How much text around the cursor goes to the engine (it cuts further to its context size).

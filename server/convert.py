@@ -9,8 +9,8 @@ from pygls.exceptions import JsonRpcException
 from pygls.protocol import default_converter
 
 from ..model.errors import BashlspError, ConfigError, DocumentError
+from ..model.shell_check import Finding
 from .engine import Cancelled, Suggestion
-from .shell_check import Finding
 
 SOURCE = "bashlsp"
 GENERATE_TITLE = "Generate script from comment"

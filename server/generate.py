@@ -14,11 +14,11 @@ from typing import Any
 from lsprotocol import types
 
 from ..model.errors import DocumentError
+from ..model.shell_check import Finding, SyntaxResult
 from . import convert
 from .completion import PREFIX_CHARS, SUFFIX_CHARS
 from .documents import Document
 from .engine import CompletionQuery, Suggestion
-from .shell_check import Finding, SyntaxResult
 
 MAX_COMMENT_LINES = 200
 RETRY_TEMPERATURE = 0.8

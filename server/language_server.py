@@ -23,13 +23,13 @@ from lsprotocol import types
 from pygls.exceptions import FeatureRequestError
 from pygls.lsp.server import LanguageServer
 
+from ..model.shell_check import ShellTools
 from . import convert
 from .documents import Document, DocumentStore
 from .engine import Cancelled, CompletionQuery, Suggestion
 from .hotswap import ModelHost
 from .protocol import BashlspProtocol, FileWriter, MessageFramer, parse_body, read_stream_in_thread
 from .settings import Settings, parse_settings
-from .shell_check import ShellTools
 
 logger = logging.getLogger("bashlsp.server")
 

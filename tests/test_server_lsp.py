@@ -22,8 +22,8 @@ from pygls.exceptions import JsonRpcException
 from pytest_lsp import ClientServerConfig, LanguageClient
 
 from bashlsp.model.checkpoint import load_checkpoint
+from bashlsp.model.shell_check import ShellTools, introduces_syntax_error
 from bashlsp.server.engine import CompletionQuery, Engine
-from bashlsp.server.shell_check import ShellTools, introduces_syntax_error
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 

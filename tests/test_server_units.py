@@ -9,6 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from lsprotocol import types
 
+from bashlsp.model.shell_check import ShellTools, introduces_syntax_error
 from bashlsp.server.documents import (
     Document,
     DocumentStore,
@@ -19,7 +20,6 @@ from bashlsp.server.documents import (
 )
 from bashlsp.server.generate import comment_block, parse_target
 from bashlsp.server.protocol import FramingProblem, MessageFramer, ParseFailure, parse_body
-from bashlsp.server.shell_check import ShellTools, introduces_syntax_error
 from bashlsp.server.symbols import COMMAND_CONTEXT, VARIABLE_CONTEXT, scan
 
 U16 = types.PositionEncodingKind.Utf16
