@@ -6,9 +6,10 @@ from dataclasses import dataclass
 
 from lsprotocol import types
 
+from ..model.errors import DocumentError
 from ..model.shell_check import introduces_syntax_error
 from . import convert
-from .documents import Document
+from .documents import Document, clean_text
 from .engine import CompletionQuery
 from .symbols import COMMAND_CONTEXT, VARIABLE_CONTEXT, document_symbols
 
@@ -102,12 +103,26 @@ async def completion(
     return convert.completion_list(items)
 
 
-async def inline_completion(ls, doc: Document, position: types.Position) -> types.InlineCompletionList:
-    cursor = Cursor.at(doc, position)
+async def inline_completion(
+    ls, doc: Document, position: types.Position, selected: types.SelectedCompletionInfo | None = None
+) -> types.InlineCompletionList:
+    """Ghost text at `position`. Each item says which range it replaces: VS Code shows an item
+    only if its text starts with what that range holds, and reads an item without a range as
+    replacing the word before the cursor (so `ho "` after `ec` showed nothing). With the popup
+    open (`selected`), the item must continue the selected popup item: it replaces that item's
+    range with the item's text followed by the model's continuation of it."""
     settings = ls.settings
     if not ls.host.may_serve:
         return convert.inline_completion_list([])
-    prefix, suffix = cursor.prefix(), cursor.suffix()
+    if selected is None:
+        start = end = Cursor.at(doc, position)
+        typed = ""
+    else:
+        start, end = Cursor.at(doc, selected.range.start), Cursor.at(doc, selected.range.end)
+        if (start.line, start.column) > (end.line, end.column):
+            raise DocumentError("selectedCompletionInfo.range ends before it starts")
+        typed = selected.text
+    prefix, suffix = start.prefix() + clean_text(typed), end.suffix()
     ticket = ls.begin(doc.uri, "inline")
     try:
         query = CompletionQuery(
@@ -130,7 +145,7 @@ async def inline_completion(ls, doc: Document, position: types.Position) -> type
                 if await ls.run_tool(introduces_syntax_error, ls.tools, prefix, text, suffix):
                     ls.notify("log", f"inline suggestion dropped: bash -n rejects it ({len(text.splitlines())} lines)")
                     continue
-            texts.append(doc.native(text))
+            texts.append(typed + doc.native(text))
     finally:
         ls.requests.end(ticket)
-    return convert.inline_completion_list(texts[:1])
+    return convert.inline_completion_list(texts[:1], types.Range(start=start.position, end=end.position))

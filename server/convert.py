@@ -105,8 +105,9 @@ def completion_list(items: list[types.CompletionItem]) -> types.CompletionList:
     return types.CompletionList(is_incomplete=True, items=items)
 
 
-def inline_completion_list(texts: list[str]) -> types.InlineCompletionList:
-    return types.InlineCompletionList(items=[types.InlineCompletionItem(insert_text=t) for t in texts])
+def inline_completion_list(texts: list[str], replaced: types.Range | None = None) -> types.InlineCompletionList:
+    """Ghost-text items that each replace `replaced` (the editor's text there is a prefix of theirs)."""
+    return types.InlineCompletionList(items=[types.InlineCompletionItem(insert_text=t, range=replaced) for t in texts])
 
 
 # -- generate from comment -------------------------------------------------------------------------

@@ -118,7 +118,8 @@ async def text_document_inline_completion(
     doc = ls.served_document(params.text_document.uri)
     if doc is None or not ls.settings.inlineCompletion.enable:
         return None
-    return await completion.inline_completion(ls, doc, params.position)
+    selected = params.context.selected_completion_info if params.context is not None else None
+    return await completion.inline_completion(ls, doc, params.position, selected)
 
 
 # -- generate from comment -------------------------------------------------------------------------

@@ -260,17 +260,17 @@ def test_protocol_completion_inline_completion_and_code_action(compiled_extensio
         assert edit_range["end"] == {"line": last_line, "character": 3}
         assert edit["newText"].startswith("ech")
 
-    # Inline completion: ghost text that continues "ech".
+    # Inline completion: ghost text that continues "ech". Each item says what it replaces (VS Code
+    # reads an item without a range as replacing the word, and would show nothing).
     ghosts = items_of(result["inlineCompletion"])
     assert ghosts, f"no inline completion\n{log}"
     for ghost in ghosts:
         text = ghost["insertText"] if isinstance(ghost["insertText"], str) else ghost["insertText"]["value"]
-        if ghost.get("range"):
-            start = ghost["range"]["start"]
-            text = "ech"[: 3 - start["character"]] + text if start["line"] == last_line else text
-        else:
-            text = "ech" + text
-        assert text.startswith("echo"), f"ghost text does not continue the word: {ghost!r}"
+        replaced = ghost["range"]
+        assert replaced["start"]["line"] == replaced["end"]["line"] == last_line, ghost
+        assert replaced["end"]["character"] == 3, ghost
+        line = "ech"[: replaced["start"]["character"]] + text
+        assert line.startswith("echo"), f"ghost text does not continue the word: {ghost!r}"
 
     # The code action: offered on the comment, applied, and the script below it passes bash -n.
     titles = [a["title"] for a in result["codeActions"] or []]
