@@ -7,6 +7,7 @@ contain their spelling is encoded as ordinary bytes, never as the special token.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Sequence
 from functools import cached_property
 from pathlib import Path
@@ -21,6 +22,17 @@ FIM_SUFFIX = "<|fim_suffix|>"
 FIM_MIDDLE = "<|fim_middle|>"
 PAD = "<|pad|>"
 SPECIAL_TOKENS = [EOF, FIM_PREFIX, FIM_SUFFIX, FIM_MIDDLE, PAD]
+_SURROGATE = re.compile("[\ud800-\udfff]")  # json.loads joins valid pairs, so these are lone ones
+
+
+def clean_text(text: str) -> str:
+    """Text the tokenizer accepts: lone UTF-16 surrogates (JSON allows them; a broken file has
+    them) become U+FFFD, so the text encodes as UTF-8."""
+    try:
+        text.encode("utf-8")
+        return text
+    except UnicodeEncodeError:
+        return _SURROGATE.sub("\ufffd", text)
 
 
 def _byte_decoder() -> dict[str, int]:

@@ -12,7 +12,6 @@ document, a character past the end of its line means the end of that line (as LS
 
 from __future__ import annotations
 
-import os
 import re
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
@@ -20,18 +19,16 @@ from urllib.parse import unquote, urlparse
 
 from lsprotocol import types
 
-SHELL_LANGUAGE_IDS = frozenset({"shellscript", "sh", "bash"})
-SHELL_EXTENSIONS = frozenset({".sh", ".bash"})
-# A shebang naming sh or bash directly or through env (`#!/usr/bin/env -S bash -e`).
-_SHEBANG = re.compile(r"#!\s*(?:\S*/)?(?:env\s+(?:-\S+\s+)*)?(\S+)")
-_SHELL_INTERPRETERS = frozenset({"sh", "bash", "dash"})
+from ..model.shell import HEAD_BYTES, is_binary
+from ..model.shell import shell_reason as file_shell_reason
+from ..model.tokenizer import clean_text
+
 MAX_DOCUMENT_CHARS = 8 * 1024 * 1024  # larger documents are declined (logged once)
-BINARY_PROBE_CHARS = 8192  # a NUL in the first 8 KiB marks a binary file
+HEAD_LINES = 64  # the lines the shell detector reads (with at most HEAD_BYTES bytes)
 
 _LINE_BREAK = re.compile(r"(\r\n|\r|\n)")
 _WORD_CHARS = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_"
 PREFIX_CUT_STEP = 1024  # a cut inside one very long line moves in steps, so the engine's cache holds
-_SURROGATE = re.compile("[\ud800-\udfff]")  # json.loads joins valid pairs, so these are lone ones
 
 
 def split_lines(text: str) -> list[str]:
@@ -47,40 +44,19 @@ def strip_break(line: str) -> str:
     return line.rstrip("\r\n")
 
 
-def clean_text(text: str) -> str:
-    """The text with lone UTF-16 surrogates (which JSON allows) replaced by U+FFFD, so it can
-    be encoded as UTF-8 for the tokenizer."""
-    try:
-        text.encode("utf-8")
-        return text
-    except UnicodeEncodeError:
-        return _SURROGATE.sub("\ufffd", text)
-
-
 def uri_path(uri: str) -> str:
     parsed = urlparse(uri)
     return unquote(parsed.path or "")
 
 
-def shebang_interpreter(first_line: str) -> str | None:
-    if not first_line.startswith("#!"):
-        return None
-    match = _SHEBANG.match(first_line.strip())
-    return os.path.basename(match.group(1)) if match else None
+def shell_reason(uri: str, language_id: str | None, head: str) -> str | None:
+    """Why the document is a shell script, or None if it is not one: the detector the trainer
+    uses too (`model.shell`), given the document's path, editor language id and first lines."""
+    return file_shell_reason(PurePosixPath(uri_path(uri)), _head_bytes(head), language_id)
 
 
-def shell_reason(uri: str, language_id: str | None, first_line: str) -> str | None:
-    """Why the document is a shell script, or None if it is not one."""
-    interpreter = shebang_interpreter(first_line)
-    if interpreter is not None and interpreter not in _SHELL_INTERPRETERS:
-        return None  # e.g. `#!/usr/bin/env python3` in a file editors call shellscript
-    if language_id in SHELL_LANGUAGE_IDS:
-        return f"languageId {language_id}"
-    if PurePosixPath(uri_path(uri)).suffix.lower() in SHELL_EXTENSIONS:
-        return "file extension"
-    if interpreter is not None:
-        return f"shebang ({interpreter})"
-    return None
+def _head_bytes(head: str) -> bytes:
+    return head.encode("utf-8")[:HEAD_BYTES]
 
 
 # -- positions -------------------------------------------------------------------------------------
@@ -139,12 +115,13 @@ class Document:
         return "".join(self.lines)
 
     def _reclassify(self) -> None:
-        self.shell = shell_reason(self.uri, self.language_id, strip_break(self.lines[0]))
+        head = "".join(self.lines[:HEAD_LINES])[:HEAD_BYTES]
+        self.shell = shell_reason(self.uri, self.language_id, head)
         if self.chars > MAX_DOCUMENT_CHARS:
             # No character count in the reason: it is logged once per reason, not per keystroke.
             self.declined = f"too large (over the limit of {MAX_DOCUMENT_CHARS} characters)"
-        elif "\x00" in "".join(self.lines[:64])[:BINARY_PROBE_CHARS]:
-            self.declined = "looks binary (contains NUL characters)"
+        elif is_binary(_head_bytes(head)):
+            self.declined = "looks binary (NUL or control characters)"
         elif self.shell is None:
             self.declined = "not a shell script"
         else:

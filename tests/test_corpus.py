@@ -15,14 +15,14 @@ from pathlib import Path
 import pytest
 
 from bashlsp.model.errors import TrainingError
-from bashlsp.training.corpus import debian, load_corpus, load_tldr_pairs, tldr
-from bashlsp.training.corpus.detect import (
+from bashlsp.model.shell import (
     bash_accepts,
     is_binary,
     looks_like_shell,
     shebang_interpreter,
     shell_reason,
 )
+from bashlsp.training.corpus import debian, load_corpus, load_tldr_pairs, tldr
 
 FIXTURES = Path(__file__).parent / "fixtures" / "tldr"
 ELF_HEAD = b"\x7fELF\x02\x01\x01\x00\x00\x00\x00\x00\x00\x00\x00\x00\x03\x00>\x00\x01\x00\x00\x00"
@@ -105,6 +105,16 @@ def test_names_and_places_that_make_shell():
     assert shell_reason(Path("/usr/share/tool/config"), b"# vim: set ft=bash:\nA=1\n") == "mode line bash"
     assert shell_reason(Path("README"), b"Read me first.\nThen the manual.\n") is None
     assert shell_reason(Path("notes.txt"), SHELL_LIBRARY.encode()) is None
+
+
+def test_editor_language_id_counts_after_the_shebang():
+    # The server asks the same detector, with the editor's language id: a shebang naming another
+    # language still wins; one naming nothing yet (being typed) says nothing.
+    assert shell_reason(Path("/tmp/notes"), b"echo hi\n", "shellscript") == "languageId shellscript"
+    assert shell_reason(Path("/tmp/notes"), b"#!\necho hi\n", "sh") == "languageId sh"
+    assert shell_reason(Path("/tmp/a.sh"), b"#!/usr/bin/env python3\n", "shellscript") is None
+    assert shell_reason(Path("/tmp/notes"), b"#!/bin/ksh\n", "plaintext") == "shebang ksh"
+    assert shell_reason(Path("/tmp/notes"), b"just prose\n", "plaintext") is None
 
 
 def test_shebang_less_libraries():

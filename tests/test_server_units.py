@@ -119,7 +119,7 @@ def test_prefix_window_start_is_stable_while_typing():
 
 
 def test_binary_and_huge_documents_are_declined():
-    assert doc_of("#!/bin/bash\n\x00\x01binary").declined == "looks binary (contains NUL characters)"
+    assert doc_of("#!/bin/bash\n\x00\x01binary").declined == "looks binary (NUL or control characters)"
     assert doc_of("print('hi')\n", uri="file:///a.py", language_id="python").declined == "not a shell script"
     assert doc_of("#!/bin/bash\necho \udcff\n").text == "#!/bin/bash\necho \ufffd\n"  # lone surrogate from JSON
 

@@ -67,7 +67,7 @@ def machine_matmul_gflops(dtype: torch.dtype) -> dict:
 
 def pick_system_scripts(count: int = 100, min_bytes: int = 3000, max_bytes: int = 9000) -> list[Path]:
     """`count` distinct UTF-8 shell scripts of min..max bytes from this system's folders."""
-    from .corpus.detect import HEAD_BYTES, shell_reason
+    from ..model.shell import HEAD_BYTES, shell_reason
 
     found: list[Path] = []
     seen: set[bytes] = set()

@@ -1,6 +1,6 @@
 """Collect the user's shell scripts from folders, read-only.
 
-Walks each folder, keeps files that `corpus.detect.shell_reason` calls shell (a shell extension,
+Walks each folder, keeps files that `model.shell.shell_reason` calls shell (a shell extension,
 an sh/bash shebang, ...), and counts everything it skips by reason: binaries, files over the size
 limit, link loops, links that lead outside the folders, unreadable files, non-UTF-8 text, exact
 duplicates. Nothing under the folders is ever written: files are opened read-only (with
@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..model.errors import TrainingError
-from .corpus.detect import HEAD_BYTES, is_binary, shell_reason
+from ..model.shell import HEAD_BYTES, is_binary, shell_reason
 
 DEFAULT_MAX_FILE_BYTES = 256 * 1024  # a hand-written script is rarely larger; bigger files are usually generated
 # Folders that hold tools' state, not the user's scripts.

@@ -3,7 +3,7 @@
     python -m bashlsp.training.corpus.debian --out DIR [--packages TSV] [--workdir DIR] [--jobs N]
 
 For every package in the list: ``apt-get download`` its .deb into a cache (never installed),
-``dpkg-deb -x`` it into a temporary directory, keep the shell scripts (see `detect.py`) that
+``dpkg-deb -x`` it into a temporary directory, keep the shell scripts (see `model/shell.py`) that
 ``bash -n`` accepts, are valid UTF-8 and at most 1 MiB, and drop exact and whitespace-only
 duplicates across the whole corpus. Output in DIR:
 
@@ -34,13 +34,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ...model.errors import BashlspError, TrainingError
-from .detect import HEAD_BYTES, bash_accepts, is_binary, shell_reason
+from ...model.shell import HEAD_BYTES
+from . import debsrc
+from .filters import NearDuplicates, judge
 
 PACKAGES_TSV = Path(__file__).with_name("debian-shell-packages.tsv")
-EXTRA_PACKAGES_TSV = Path(__file__).with_name("extra-packages.tsv")
 COMMITTED_LOCK = Path(__file__).with_name("debian-packages.lock")
 
-MAX_FILE_BYTES = 1 << 20  # larger "scripts" are generated (configure) or data, not code to learn from
 
 # Chosen once with `choose_holdout_packages` on the 62 surveyed packages (10 source packages,
 # 11 binary packages, 130 files and 658 KB by the survey's figures; the build of 2026-11-21 kept
@@ -61,6 +61,13 @@ HOLDOUT_PACKAGES = frozenset(
         "yadm",
     }
 )
+
+# Source packages held out for the project's own figures (besides the sources of the holdout
+# binary packages above, see `source_split`), chosen for their styles: see the model card.
+HOLDOUT_SOURCES: frozenset[str] = frozenset()
+
+# Most bytes one source package adds, so that one test suite's style does not dominate.
+SOURCE_CAP_BYTES = 3_000_000
 
 
 @dataclass(frozen=True)
@@ -141,6 +148,13 @@ def split_of(package: str) -> str:
     return "holdout" if package in HOLDOUT_PACKAGES else "train"
 
 
+def source_split(source: str) -> str:
+    """'holdout' for a source package held out by name or as the source of a holdout binary
+    package (bash for bash-doc), else 'train'."""
+    held_out = HOLDOUT_SOURCES | {source_of(package) for package in HOLDOUT_PACKAGES}
+    return "holdout" if source in held_out else "train"
+
+
 def _run(command: list[str], **kwargs) -> subprocess.CompletedProcess:
     try:
         return subprocess.run(command, capture_output=True, check=False, **kwargs)
@@ -178,17 +192,6 @@ def download_deb(package: str, workdir: Path, version: str | None = None) -> Pat
     return download_deb(package, workdir, version)
 
 
-def has_code(text: str) -> bool:
-    """True if some line is neither blank nor a comment (a shebang alone teaches nothing)."""
-    return any(line.strip() and not line.lstrip().startswith("#") for line in text.splitlines())
-
-
-def normalise_whitespace(text: str) -> str:
-    """The text with every run of whitespace made one space: two files equal after this are
-    near-duplicates (re-indented or re-wrapped copies)."""
-    return " ".join(text.split())
-
-
 def sha256_hex(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
@@ -200,6 +203,7 @@ class ShellFile:
     path: str
     text: str
     reason: str
+    licence: str | None = None  # None: the package's licence
 
     @property
     def data(self) -> bytes:
@@ -218,10 +222,12 @@ class PackageScripts:
     package: str
     version: str
     source: str
-    deb_sha256: str
+    deb_sha256: str  # of the .deb, or of the .dsc for a source package
     files: list[ShellFile] = field(default_factory=list)
     dropped: Counter = field(default_factory=Counter)
     ignored: Counter = field(default_factory=Counter)
+    origin: str = "deb"  # 'deb' (a binary package) or 'dsc' (a source package's tarballs)
+    licence: str | None = None  # a source package's main licence (debian/copyright's `Files: *`)
 
 
 def _classify_tree(root: Path, result: PackageScripts) -> None:
@@ -241,31 +247,16 @@ def _classify_tree(root: Path, result: PackageScripts) -> None:
                 continue
             with file_path.open("rb") as handle:
                 head = handle.read(HEAD_BYTES)
-            reason = shell_reason(Path(installed_path), head)
-            if reason is None:
-                result.ignored["binary" if is_binary(head) else "not shell"] += 1
+            verdict = judge(installed_path, head, file_path.stat().st_size, file_path.read_bytes)
+            if not verdict.kept:
+                (result.ignored if verdict.ignored else result.dropped)[verdict.reason] += 1
                 continue
-            if file_path.stat().st_size > MAX_FILE_BYTES:
-                result.dropped["too large"] += 1
-                continue
-            data = file_path.read_bytes()
-            try:
-                text = data.decode("utf-8")
-            except UnicodeDecodeError:
-                result.dropped["not utf-8"] += 1
-                continue
-            if not has_code(text):
-                result.dropped["no code"] += 1
-                continue
-            digest = sha256_hex(data)
+            digest = sha256_hex(verdict.text.encode("utf-8"))
             if digest in seen_in_package:
                 result.dropped["duplicate"] += 1
                 continue
-            if not bash_accepts(text):
-                result.dropped["bash -n failed"] += 1
-                continue
             seen_in_package.add(digest)
-            result.files.append(ShellFile(installed_path, text, reason))
+            result.files.append(ShellFile(installed_path, verdict.text, verdict.reason))
 
 
 def extract_shell_files(deb: Path, package: str | None = None, tmp_parent: Path | None = None) -> PackageScripts:
@@ -289,9 +280,72 @@ def extract_shell_files(deb: Path, package: str | None = None, tmp_parent: Path 
     return result
 
 
+def extract_source_scripts(dsc: Path, source: str) -> PackageScripts:
+    """The shell scripts of a source package's tarballs (read as streams, see `debsrc`), each
+    with its licence from debian/copyright. Exact duplicates inside the package are dropped."""
+    dsc = Path(dsc)
+    version, kept, dropped, ignored, copyright_text = debsrc.extract_source_files(dsc)
+    result = PackageScripts(source, version, source, sha256_hex(dsc.read_bytes()), origin="dsc")
+    result.dropped.update(dropped)
+    result.ignored.update(ignored)
+    paragraphs = debsrc.parse_copyright(copyright_text or "")
+    default = "see debian/copyright" if copyright_text else "unknown (no debian/copyright)"
+    seen: set[str] = set()
+    for path, text, reason in kept:
+        digest = sha256_hex(text.encode("utf-8"))
+        if digest in seen:
+            result.dropped["duplicate"] += 1
+            continue
+        seen.add(digest)
+        result.files.append(ShellFile(path, text, reason, debsrc.licence_of(path, paragraphs, default)))
+    result.licence = debsrc.licence_of("", paragraphs, default)  # only `Files: *` matches ""
+    return result
+
+
+# Bump when the filters change what a package gives: cached extractions of older versions are redone.
+EXTRACTION_VERSION = 2
+
+
+def cached_extraction(cache: Path, key: str, extract) -> PackageScripts:
+    """`extract()`, or its result saved under `cache` by an earlier run (a rebuild after an
+    interruption or a list change redoes only new packages). `key` names the input exactly
+    (package and the sha256 of its .deb/.dsc)."""
+    path = Path(cache) / f"{key}.v{EXTRACTION_VERSION}.json"
+    if path.is_file():
+        record = json.loads(path.read_text(encoding="utf-8"))
+        return PackageScripts(
+            record["package"],
+            record["version"],
+            record["source"],
+            record["deb_sha256"],
+            [ShellFile(**shell_file) for shell_file in record["files"]],
+            Counter(record["dropped"]),
+            Counter(record["ignored"]),
+            record["origin"],
+            record["licence"],
+        )
+    scripts = extract()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_suffix(".tmp")
+    record = {
+        "package": scripts.package,
+        "version": scripts.version,
+        "source": scripts.source,
+        "deb_sha256": scripts.deb_sha256,
+        "files": [vars(shell_file) for shell_file in scripts.files],
+        "dropped": dict(scripts.dropped),
+        "ignored": dict(scripts.ignored),
+        "origin": scripts.origin,
+        "licence": scripts.licence,
+    }
+    temporary.write_text(json.dumps(record, ensure_ascii=False), encoding="utf-8")
+    os.replace(temporary, path)
+    return scripts
+
+
 @dataclass
 class PackageRecord:
-    """One line of packages.lock."""
+    """One line of packages.lock (or sources.lock)."""
 
     package: str
     version: str
@@ -301,14 +355,16 @@ class PackageRecord:
     deb_sha256: str
     files: int = 0
     bytes: int = 0
+    origin: str = "deb"
 
 
 class CorpusWriter:
-    """Writes unique scripts, the manifest and the lock into an output directory.
+    """Writes unique scripts, the manifest and the locks into an output directory.
 
-    Feed packages in a fixed order with `add`; the first package to bring a script keeps it and
-    later copies count as duplicates. Give holdout packages first, so a script shared by a
-    holdout and a train package stays in holdout only and nothing leaks into training.
+    Feed packages in a fixed order with `add`; the first package to bring a script (or a near
+    copy of it, see `filters.NearDuplicates`) keeps it and later copies count as duplicates.
+    Give holdout packages first, so a script shared by a holdout and a train package stays in
+    holdout only and nothing leaks into training.
     """
 
     def __init__(self, out: Path):
@@ -319,28 +375,34 @@ class CorpusWriter:
         self.files_dir.mkdir(parents=True)
         self.manifest_path = self.out / "manifest.jsonl"
         self._manifest = self.manifest_path.open("w", encoding="utf-8")
-        self._exact: set[str] = set()
-        self._near: set[str] = set()
+        self._duplicates = NearDuplicates()
         self.packages: list[PackageRecord] = []
         self.dropped: Counter = Counter()
         self.ignored: Counter = Counter()
+        self.failed: list[tuple[str, str]] = []  # (package, why) of packages that could not be read
 
-    def add(self, scripts: PackageScripts, licence: str, split: str) -> PackageRecord:
-        record = PackageRecord(scripts.package, scripts.version, scripts.source, licence, split, scripts.deb_sha256)
+    def add(self, scripts: PackageScripts, licence: str, split: str, cap_bytes: int | None = None) -> PackageRecord:
+        """Write the package's new scripts. With `cap_bytes`, stop at that many bytes (the rest
+        counts as 'over the package cap'), taking files in the order of sha256(path) so the cap
+        samples every directory instead of the first ones in the tarball."""
+        record = PackageRecord(
+            scripts.package, scripts.version, scripts.source, licence, split, scripts.deb_sha256, origin=scripts.origin
+        )
         self.dropped.update(scripts.dropped)
         self.ignored.update(scripts.ignored)
-        for shell_file in scripts.files:
+        files = scripts.files
+        if cap_bytes is not None:
+            files = sorted(files, key=lambda shell_file: sha256_hex(shell_file.path.encode("utf-8")))
+        for shell_file in files:
             data = shell_file.data
+            if cap_bytes is not None and record.bytes + len(data) > cap_bytes:
+                self.dropped["over the package cap"] += 1
+                continue
             digest = sha256_hex(data)
-            near_key = sha256_hex(normalise_whitespace(shell_file.text).encode("utf-8"))
-            if digest in self._exact:
-                self.dropped["duplicate"] += 1
+            copy = self._duplicates.check(digest, shell_file.text)
+            if copy is not None:
+                self.dropped[copy] += 1
                 continue
-            if near_key in self._near:
-                self.dropped["near duplicate"] += 1
-                continue
-            self._exact.add(digest)
-            self._near.add(near_key)
             relative = f"files/{digest[:2]}/{digest}.sh"
             target = self.out / relative
             target.parent.mkdir(exist_ok=True)
@@ -349,9 +411,11 @@ class CorpusWriter:
                 "sha256": digest,
                 "file": relative,
                 "package": scripts.package,
+                "source": scripts.source,
+                "origin": scripts.origin,
                 "version": scripts.version,
                 "path": shell_file.path,
-                "licence": licence,
+                "licence": shell_file.licence or licence,
                 "bytes": len(data),
                 "reason": shell_file.reason,
                 "split": split,
@@ -364,7 +428,10 @@ class CorpusWriter:
 
     def close(self) -> None:
         self._manifest.close()
-        write_lock(self.out / "packages.lock", self.packages)
+        write_lock(self.out / "packages.lock", [record for record in self.packages if record.origin == "deb"])
+        sources = [record for record in self.packages if record.origin == "dsc"]
+        if sources:
+            write_lock(self.out / "sources.lock", sources)
 
 
 LOCK_HEADER = "# package\tversion\tsource\tlicence\tsplit\tfiles\tbytes\tdeb_sha256\n"
@@ -374,7 +441,8 @@ def write_lock(path: Path, records: list[PackageRecord]) -> None:
     """Write the exact versions used, one package a line, sorted by name."""
     lines = [
         "# Debian packages behind the default model's shell corpus (bashlsp.training.corpus.debian).\n",
-        "# files/bytes: unique scripts kept from the package; deb_sha256: the .deb that was unpacked.\n",
+        "# files/bytes: unique scripts kept from the package; deb_sha256: the .deb that was unpacked\n",
+        "# (for a source package: its .dsc, whose checksums pin every tarball).\n",
         LOCK_HEADER,
     ]
     for record in sorted(records, key=lambda record: record.package):
@@ -401,34 +469,75 @@ def build_corpus(
     out: Path,
     workdir: Path,
     *,
-    jobs: int = 4,
+    jobs: int = 2,
     versions: dict[str, str] | None = None,
+    source_specs: list[debsrc.SourceSpec] = (),
+    source_workdir: Path | None = None,
+    source_versions: dict[str, str] | None = None,
+    source_cap_bytes: int | None = SOURCE_CAP_BYTES,
+    cache: Path | None = None,
 ) -> CorpusWriter:
-    """Download, extract and write every package in `specs`; returns the closed writer, whose
-    `packages`, `dropped` and `ignored` make up the summary."""
+    """Download, extract and write every binary package in `specs` and source package in
+    `source_specs`; returns the closed writer, whose `packages`, `dropped`, `ignored` and
+    `failed` make up the summary. A package that cannot be fetched or read (a 404, a broken
+    tarball) is reported in `failed` and the build goes on. With `cache`, extractions are kept
+    there and a re-run only downloads and reads what is new."""
     versions = versions or {}
-    names = [spec.name for spec in specs]
-    duplicates = sorted({name for name in names if names.count(name) > 1})
-    if duplicates:
-        raise TrainingError(f"packages listed twice: {', '.join(duplicates)}")
-    # Holdout first (see CorpusWriter), then train; list order within each.
-    ordered = [spec for spec in specs if split_of(spec.name) == "holdout"]
-    ordered += [spec for spec in specs if split_of(spec.name) == "train"]
+    source_versions = source_versions or {}
+    for kind, names in (("packages", [s.name for s in specs]), ("source packages", [s.name for s in source_specs])):
+        duplicates = sorted({name for name in names if names.count(name) > 1})
+        if duplicates:
+            raise TrainingError(f"{kind} listed twice: {', '.join(duplicates)}")
     workdir = Path(workdir)
     unpack_dir = workdir / "unpack"
     unpack_dir.mkdir(parents=True, exist_ok=True)
+    source_workdir = Path(source_workdir or workdir.parent / "sources")
+    environment = debsrc.private_apt_config(source_workdir / "apt", _run) if source_specs else None
 
-    def fetch_and_extract(spec: PackageSpec) -> PackageScripts:
+    def extract_deb(spec: PackageSpec) -> PackageScripts:
         deb = download_deb(spec.name, workdir, versions.get(spec.name))
-        return extract_shell_files(deb, spec.name, unpack_dir)
+        if cache is None:
+            return extract_shell_files(deb, spec.name, unpack_dir)
+        key = f"deb-{spec.name}-{sha256_hex(deb.read_bytes())[:16]}"
+        return cached_extraction(cache, key, lambda: extract_shell_files(deb, spec.name, unpack_dir))
+
+    def extract_dsc(spec: debsrc.SourceSpec) -> PackageScripts:
+        dsc = debsrc.download_source(spec.name, source_workdir, environment, _run, source_versions.get(spec.name))
+        if cache is None:
+            return extract_source_scripts(dsc, spec.name)
+        key = f"dsc-{spec.name}-{sha256_hex(dsc.read_bytes())[:16]}"
+        return cached_extraction(cache, key, lambda: extract_source_scripts(dsc, spec.name))
+
+    # Holdout first (see CorpusWriter), then train; binary packages before source packages
+    # (a script a binary package installs is credited to it); list order within each.
+    jobs_list = []
+    for split in ("holdout", "train"):
+        jobs_list += [(spec, extract_deb, None) for spec in specs if split_of(spec.name) == split]
+        jobs_list += [
+            (spec, extract_dsc, source_cap_bytes) for spec in source_specs if source_split(spec.name) == split
+        ]
+
+    def attempt(job):
+        spec, extract, _ = job
+        try:
+            return extract(spec)
+        except TrainingError as error:
+            return error
 
     writer = CorpusWriter(out)
     try:
         with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
-            for spec, scripts in zip(ordered, pool.map(fetch_and_extract, ordered)):
-                record = writer.add(scripts, spec.licence, split_of(spec.name))
+            for (spec, extract, cap), scripts in zip(jobs_list, pool.map(attempt, jobs_list)):
+                if isinstance(scripts, TrainingError):
+                    writer.failed.append((spec.name, str(scripts)))
+                    print(f"{spec.name:24} FAILED: {scripts}", flush=True)
+                    continue
+                if extract is extract_dsc:
+                    record = writer.add(scripts, scripts.licence or "unknown", source_split(spec.name), cap)
+                else:
+                    record = writer.add(scripts, spec.licence, split_of(spec.name))
                 print(
-                    f"{record.package:24} {record.version:32} {record.split:8} "
+                    f"{record.package:24} {record.origin:3} {record.version:32} {record.split:8} "
                     f"{record.files:5} files {record.bytes / 1000:8.1f} KB",
                     flush=True,
                 )
@@ -456,11 +565,12 @@ def format_summary(writer: CorpusWriter) -> str:
     total_bytes = sum(record.bytes for record in writer.packages)
     lines.append(f"packages: {len(writer.packages)}   files kept: {total_files}   size: {total_bytes / 1e6:.2f} MB")
     for split in ("train", "holdout"):
-        records = [record for record in writer.packages if record.split == split]
-        lines.append(
-            f"  {split:8} {len(records):3} packages {sum(r.files for r in records):6} files "
-            f"{sum(r.bytes for r in records) / 1e6:7.2f} MB"
-        )
+        for origin, kind in (("deb", "binary"), ("dsc", "source")):
+            records = [r for r in writer.packages if r.split == split and r.origin == origin]
+            lines.append(
+                f"  {split:8} {len(records):3} {kind} packages {sum(r.files for r in records):6} files "
+                f"{sum(r.bytes for r in records) / 1e6:7.2f} MB"
+            )
     lines.append("dropped shell candidates: " + _format_counter(writer.dropped))
     lines.append("other files ignored: " + _format_counter(writer.ignored))
     holdout = sorted(record.package for record in writer.packages if record.split == "holdout")
@@ -468,6 +578,8 @@ def format_summary(writer: CorpusWriter) -> str:
     empty = sorted(record.package for record in writer.packages if record.files == 0)
     if empty:
         lines.append("packages that gave no unique script: " + ", ".join(empty))
+    for package, why in writer.failed:
+        lines.append(f"FAILED {package}: {why}")
     return "\n".join(lines)
 
 
@@ -484,29 +596,69 @@ def main(argv: list[str] | None = None) -> int:
         "--packages",
         type=Path,
         action="append",
-        help=f"package list TSV (repeatable; default: {PACKAGES_TSV.name} and {EXTRA_PACKAGES_TSV.name} beside this module)",
+        help=f"binary package list TSV (repeatable; default: {PACKAGES_TSV.name} beside this module)",
     )
+    parser.add_argument(
+        "--sources",
+        type=Path,
+        action="append",
+        help=f"source package list TSV (repeatable; default: {debsrc.SOURCES_TSV.name} beside this module)",
+    )
+    parser.add_argument("--no-sources", action="store_true", help="binary packages only")
     parser.add_argument(
         "--workdir", type=Path, default=None, help="cache of downloaded .deb files (default: OUT/../debs)"
     )
-    parser.add_argument("--jobs", type=int, default=4, help="packages downloaded and unpacked at once")
+    parser.add_argument(
+        "--source-workdir",
+        type=Path,
+        default=None,
+        help="cache of downloaded source packages and the private deb-src apt config (default: OUT/../sources)",
+    )
+    parser.add_argument(
+        "--cache", type=Path, default=None, help="extractions kept between runs (default: OUT/../extracted)"
+    )
+    parser.add_argument("--jobs", type=int, default=2, help="packages downloaded and read at once")
     parser.add_argument("--lock", type=Path, default=None, help="a packages.lock: download exactly those versions")
+    parser.add_argument(
+        "--source-lock", type=Path, default=None, help="a sources.lock: download exactly those source versions"
+    )
+    parser.add_argument(
+        "--source-cap-mb",
+        type=float,
+        default=SOURCE_CAP_BYTES / 1e6,
+        help="most MB of scripts one source package adds (default %(default)s)",
+    )
     arguments = parser.parse_args(argv)
 
     try:
-        lists = arguments.packages or [path for path in (PACKAGES_TSV, EXTRA_PACKAGES_TSV) if path.exists()]
-        specs = [spec for path in lists for spec in read_package_list(path)]
-        if not specs:
+        specs = [spec for path in arguments.packages or [PACKAGES_TSV] for spec in read_package_list(path)]
+        source_specs = []
+        if not arguments.no_sources:
+            lists = arguments.sources or [debsrc.SOURCES_TSV]
+            source_specs = [spec for path in lists for spec in debsrc.read_source_list(path)]
+        if not specs and not source_specs:
             raise TrainingError("no packages to fetch")
-        versions = read_lock_versions(arguments.lock) if arguments.lock else None
-        workdir = arguments.workdir or arguments.out.resolve().parent / "debs"
-        arguments.out.mkdir(parents=True, exist_ok=True)
-        writer = build_corpus(specs, arguments.out, workdir, jobs=arguments.jobs, versions=versions)
+        if arguments.source_cap_mb <= 0:
+            raise TrainingError(f"--source-cap-mb must be positive, got {arguments.source_cap_mb}")
+        out = arguments.out.resolve()
+        out.mkdir(parents=True, exist_ok=True)
+        writer = build_corpus(
+            specs,
+            out,
+            arguments.workdir or out.parent / "debs",
+            jobs=arguments.jobs,
+            versions=read_lock_versions(arguments.lock) if arguments.lock else None,
+            source_specs=source_specs,
+            source_workdir=arguments.source_workdir or out.parent / "sources",
+            source_versions=read_lock_versions(arguments.source_lock) if arguments.source_lock else None,
+            source_cap_bytes=int(arguments.source_cap_mb * 1e6),
+            cache=arguments.cache or out.parent / "extracted",
+        )
     except BashlspError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     print(format_summary(writer))
-    return 0
+    return 1 if writer.failed else 0
 
 
 if __name__ == "__main__":

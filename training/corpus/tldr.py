@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
 from ...model.errors import BashlspError, TrainingError
-from .detect import bash_accepts
+from ...model.shell import bash_accepts
 
 TLDR_ATTRIBUTION = "tldr-pages, © the tldr-pages team and contributors, CC BY 4.0"
 DEFAULT_ARCHIVE = Path("/work/shared/data/tldr-pages.tar.xz")

@@ -1,9 +1,10 @@
-"""Decide whether a file is a shell script (sh/bash family), using only the standard library.
+"""Decide whether a file or an open document is a shell script (sh/bash family); stdlib only.
 
-Used twice: to pick scripts out of Debian packages for the default model's corpus, and later
-to pick the user's own scripts for personal fine-tuning. Both want precision over recall: a
-Python or Perl file in a shell corpus teaches the model wrong habits, while missing one odd
-shell file costs little.
+The one shell detector of bashlsp, in the bottom layer because three parts ask the same
+question: the corpus builder (Debian packages), personal training and eval (the user's
+scripts), and the server (is this open document one it serves?). All want precision over
+recall: a Python or Perl file in a shell corpus teaches the model wrong habits, while missing
+one odd shell file costs little.
 
 The rules, in the order they are applied (the first that matches gives the reason):
 
@@ -11,6 +12,8 @@ The rules, in the order they are applied (the first that matches gives the reaso
 2. A ``#!`` line decides on its own: ``sh``, ``bash``, ``dash``, ``ksh``, ``mksh``, ``ash`` or
    ``posh`` (directly or through ``env``) is shell; any other interpreter is not, even for a
    file named ``*.sh``. zsh, csh and fish are not accepted: their syntax is not bash's.
+   A ``#!`` naming nothing (a shebang still being typed) says nothing; the next rules decide.
+2a. An open document whose editor language id is a shell one (``shellscript``, ``sh``, ``bash``).
 3. A file without a shebang inside a zsh or fish directory (``/usr/share/zsh/vendor-completions/``,
    ``site-functions/``, ``fish/``) is not shell: zsh completion files parse as bash but are not.
 4. Extension ``.sh`` or ``.bash``.
@@ -31,7 +34,7 @@ from __future__ import annotations
 import codecs
 import re
 import subprocess
-from pathlib import Path
+from pathlib import PurePath
 
 BASH_CHECK_TIMEOUT_S = 30
 
@@ -39,6 +42,10 @@ BASH_CHECK_TIMEOUT_S = 30
 # shebang-less libraries, a few functions.
 HEAD_BYTES = 8192
 
+# Larger files with a shell name are generated (configure) or data, not code anyone writes.
+MAX_SCRIPT_BYTES = 1 << 20
+
+SHELL_LANGUAGE_IDS = frozenset({"shellscript", "sh", "bash"})  # LSP language ids editors give shell
 SHELL_INTERPRETERS = frozenset({"sh", "bash", "dash", "ksh", "ksh93", "mksh", "ash", "posh"})
 SHELL_EXTENSIONS = frozenset({".sh", ".bash"})
 STARTUP_FILE_NAMES = frozenset(
@@ -130,7 +137,7 @@ def shebang_interpreter(head: bytes) -> str | None:
     return program
 
 
-def is_bash_completion_path(path: Path) -> bool:
+def is_bash_completion_path(path: PurePath) -> bool:
     """True for files inside a bash-completion directory (`.../bash-completion/completions/x`,
     `.../bash_completion.d/x`), which bash sources without needing a shebang."""
     parts = path.parts[:-1]
@@ -139,7 +146,7 @@ def is_bash_completion_path(path: Path) -> bool:
     return any(a == "bash-completion" and b == "completions" for a, b in zip(parts, parts[1:]))
 
 
-def is_other_shell_path(path: Path) -> bool:
+def is_other_shell_path(path: PurePath) -> bool:
     """True for files under a zsh or fish directory (`zsh/`, `site-functions/`, `fish/`,
     `vendor_completions.d` of fish): their completion files are zsh or fish code."""
     parts = [part.lower() for part in path.parts[:-1]]
@@ -198,20 +205,23 @@ def _decode_head(head: bytes) -> str:
     return codecs.getincrementaldecoder("utf-8")(errors="replace").decode(head, final=False)
 
 
-def shell_reason(path: Path, head: bytes) -> str | None:
+def shell_reason(path: PurePath, head: bytes, language_id: str | None = None) -> str | None:
     """Why the file at `path`, starting with bytes `head`, counts as a shell script; None if not.
 
-    `head` should be the file's first HEAD_BYTES bytes (the whole file if shorter). The reason
-    is one of: 'shebang <interpreter>', 'extension .sh', 'extension .bash', 'shell startup file',
-    'bash-completion file', 'mode line <shell>', 'shell library'. See the module docstring for
-    the rules. Does not run anything: callers that need certainty run ``bash -n`` too.
+    `head` should be the file's first HEAD_BYTES bytes (the whole file if shorter); the server
+    passes an open document's path and its editor `language_id` too. The reason is one of:
+    'shebang <interpreter>', 'languageId <id>', 'extension .sh', 'extension .bash', 'shell
+    startup file', 'bash-completion file', 'mode line <shell>', 'shell library'. See the module
+    docstring for the rules. Does not run anything: callers that need certainty run ``bash -n``.
     """
     if is_binary(head):
         return None
     interpreter = shebang_interpreter(head)
-    if interpreter is not None:
+    if interpreter:
         # A shebang is the author's own statement of the language; it wins over the name.
         return f"shebang {interpreter}" if interpreter in SHELL_INTERPRETERS else None
+    if language_id in SHELL_LANGUAGE_IDS:
+        return f"languageId {language_id}"
     if is_other_shell_path(path):
         return None
     suffix = path.suffix.lower()
