@@ -1,0 +1,222 @@
+"""Command examples beside the model: a SQLite FTS5 index of `# description` -> command pairs.
+
+A 5 M-parameter model cannot hold the commands of a whole system, so the knowledge sits in an
+index the server and the evaluation search (the trainer builds it: `training/corpus/examples.py`
+for the shipped one from tldr, cheat, eg and man-page EXAMPLES; `training/personal.py` for the
+user's own comment -> code blocks). One schema, written and read here:
+
+- ``meta(key, value)``: ``format`` (FORMAT), ``kind`` ("commands" or "personal"), ``sources``
+  (JSON: source -> {licence, credit, entries}), ``entries``, ``created``;
+- ``examples(id, description, command, source, page, licence)``;
+- ``examples_fts``: an external-content FTS5 table over description, command and page,
+  tokenised with Porter stemming (``files`` finds ``file``), ranked with bm25.
+
+The index is opened read-only (``mode=ro``) and validated before use (schema, format, a probe
+query); any problem is an `ExampleIndexError` naming the file, and callers keep working without
+the index. Queries are built from the words of a comment only (each quoted), so no text from a
+document is ever parsed as FTS5 query syntax.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import sqlite3
+import threading
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import BashlspError
+
+FORMAT = 1
+INDEX_FILE = "examples.sqlite"
+# The shipped index (package data, like the bundled weights).
+BUNDLED_INDEX = Path(__file__).resolve().parent / "data" / INDEX_FILE
+
+# A query uses at most this many distinct words (a 100 KB comment must not become a 100 KB
+# query: bm25 over a few dozen terms already picks the neighbours).
+MAX_QUERY_WORDS = 32
+MAX_QUERY_CHARS = 4_000
+# bm25 column weights: description, command, page. Words of a comment mostly match a
+# description; the page (utility name) is a strong hint when the comment names it.
+BM25_WEIGHTS = (1.0, 0.4, 2.0)
+
+# Words that carry no meaning for picking a command: leaving them out keeps the OR query short.
+STOPWORDS = frozenset(
+    "a an and any are as at be by can do for from given how i in into is it its me my of on or"
+    " out so that the their them then there these this those to up using via was we what when where"
+    " which while who will with without you your".split()
+)
+_WORD = re.compile(r"\w+", re.UNICODE)
+
+
+class ExampleIndexError(BashlspError):
+    """An example index is missing, unreadable, corrupt or of another format."""
+
+
+@dataclass(frozen=True)
+class Example:
+    description: str
+    command: str
+    source: str  # "tldr", "cheat", "eg", "man", "personal", "workspace"
+    page: str  # the page or file it comes from ("find", "tar.1", "backup.sh")
+    licence: str
+    score: float = 0.0  # bm25 (lower is better); 0 for examples not from a search
+
+    def label(self) -> str:
+        """'tldr find': where the example comes from, for an editor's list."""
+        return f"{self.source} {self.page}".strip()
+
+
+def query_words(text: str) -> list[str]:
+    """The distinct lower-case words of `text` worth searching for, in order, at most
+    MAX_QUERY_WORDS (stopwords and one-character words left out; any script's letters count)."""
+    seen: dict[str, None] = {}
+    for match in _WORD.finditer(text[:MAX_QUERY_CHARS]):
+        word = match.group(0).lower()
+        if len(word) > 1 and word not in STOPWORDS and not word.isdigit() and word not in seen:
+            seen[word] = None
+            if len(seen) >= MAX_QUERY_WORDS:
+                break
+    return list(seen)
+
+
+def match_expression(words: Iterable[str]) -> str:
+    """An FTS5 MATCH expression: any of the words, each a quoted string (no operators)."""
+    return " OR ".join('"' + word.replace('"', '""') + '"' for word in words)
+
+
+def few_shot_block(examples: Iterable[Example]) -> str:
+    """Examples as the model reads them ahead of a document: ``# description`` then the command,
+    pairs separated by blank lines, ending with a blank line."""
+    pairs = [f"# {' '.join(e.description.split())}\n{e.command.rstrip()}" for e in examples]
+    return "\n\n".join(pairs) + "\n\n" if pairs else ""
+
+
+_SCHEMA = """
+CREATE TABLE meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE examples(
+    id INTEGER PRIMARY KEY, description TEXT NOT NULL, command TEXT NOT NULL,
+    source TEXT NOT NULL, page TEXT NOT NULL, licence TEXT NOT NULL);
+CREATE VIRTUAL TABLE examples_fts USING fts5(
+    description, command, page, content='examples', content_rowid='id',
+    tokenize='porter unicode61', detail='column');
+"""
+
+
+def write_index(path: Path, entries: Iterable[Example], sources: dict[str, dict], kind: str = "commands") -> int:
+    """Write a new index at `path` atomically (a temporary file beside it, fsynced, then
+    os.replace), so a reader never opens half an index. `sources`: source -> {licence, credit};
+    entry counts are added. Returns the number of entries written."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+    tmp.unlink(missing_ok=True)
+    counts: dict[str, int] = {}
+    try:
+        connection = sqlite3.connect(tmp)
+        try:
+            connection.executescript(_SCHEMA)
+            rows = []
+            for entry in entries:
+                counts[entry.source] = counts.get(entry.source, 0) + 1
+                rows.append((entry.description, entry.command, entry.source, entry.page, entry.licence))
+            connection.executemany(
+                "INSERT INTO examples(description, command, source, page, licence) VALUES (?, ?, ?, ?, ?)", rows
+            )
+            connection.execute("INSERT INTO examples_fts(examples_fts) VALUES ('rebuild')")
+            connection.execute("INSERT INTO examples_fts(examples_fts) VALUES ('optimize')")
+            described = {name: {**sources.get(name, {}), "entries": count} for name, count in sorted(counts.items())}
+            meta = {
+                "format": str(FORMAT),
+                "kind": kind,
+                "entries": str(len(rows)),
+                "sources": json.dumps(described, ensure_ascii=False, sort_keys=True),
+                "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            }
+            connection.executemany("INSERT INTO meta(key, value) VALUES (?, ?)", sorted(meta.items()))
+            connection.commit()
+            connection.execute("VACUUM")
+        finally:
+            connection.close()
+        with open(tmp, "rb") as handle:
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return len(rows)
+
+
+class ExampleIndex:
+    """A read-only, validated example index. Safe to share between threads (one connection
+    behind a lock: a search takes well under a millisecond to a few milliseconds)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise ExampleIndexError(f"example index {self.path} does not exist")
+        try:
+            self._connection = sqlite3.connect(
+                f"{self.path.resolve().as_uri()}?mode=ro", uri=True, check_same_thread=False
+            )
+        except sqlite3.Error as exc:
+            raise ExampleIndexError(f"cannot open example index {self.path}: {exc}") from exc
+        self._lock = threading.Lock()
+        try:
+            self.meta = dict(self._connection.execute("SELECT key, value FROM meta"))
+            if self.meta.get("format") != str(FORMAT):
+                raise ExampleIndexError(
+                    f"example index {self.path} has format {self.meta.get('format')!r}, this bashlsp reads {FORMAT}"
+                )
+            self.sources: dict[str, dict] = json.loads(self.meta.get("sources", "{}"))
+            (self.entries,) = self._connection.execute("SELECT count(*) FROM examples").fetchone()
+            # A probe through the full-text index: a damaged FTS table fails here, not mid-request.
+            self._connection.execute(
+                "SELECT rowid FROM examples_fts WHERE examples_fts MATCH '\"file\"' LIMIT 1"
+            ).fetchall()
+        except ExampleIndexError:
+            self._connection.close()
+            raise
+        except (sqlite3.Error, ValueError) as exc:  # not a database, missing tables, bad JSON
+            self._connection.close()
+            raise ExampleIndexError(f"example index {self.path} is corrupt or not an example index: {exc}") from exc
+
+    def search(self, text: str, limit: int = 5) -> list[Example]:
+        """The `limit` best examples for the words of `text` (bm25), best first; [] when `text`
+        has no searchable word."""
+        words = query_words(text)
+        if not words or limit < 1:
+            return []
+        sql = (
+            "SELECT e.description, e.command, e.source, e.page, e.licence, bm25(examples_fts, ?, ?, ?) AS rank"
+            " FROM examples_fts JOIN examples e ON e.id = examples_fts.rowid"
+            " WHERE examples_fts MATCH ? ORDER BY rank LIMIT ?"
+        )
+        try:
+            with self._lock:
+                rows = self._connection.execute(sql, (*BM25_WEIGHTS, match_expression(words), limit)).fetchall()
+        except sqlite3.Error as exc:
+            raise ExampleIndexError(f"search in example index {self.path} failed: {exc}") from exc
+        return [Example(*row) for row in rows]
+
+    def close(self) -> None:
+        with self._lock:
+            self._connection.close()
+
+
+def search_all(indexes: Iterable[ExampleIndex], text: str, limit: int = 5) -> list[Example]:
+    """The best `limit` examples over several indexes (bm25 scores compare only roughly between
+    indexes of different sizes; the personal ones are small, so their matches rank high, which
+    is what a user wants), without repeating a command."""
+    found: list[Example] = []
+    for index in indexes:
+        found.extend(index.search(text, limit))
+    found.sort(key=lambda e: e.score)
+    unique: dict[str, Example] = {}
+    for example in found:
+        unique.setdefault(" ".join(example.command.split()), example)
+    return list(unique.values())[:limit]

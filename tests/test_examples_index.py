@@ -1,0 +1,153 @@
+"""The command-example index (model/examples.py), its builders' parsers and the NLC2CMD metric."""
+
+from __future__ import annotations
+
+import sqlite3
+
+import pytest
+
+from bashlsp.model.examples import (
+    MAX_QUERY_WORDS,
+    Example,
+    ExampleIndex,
+    ExampleIndexError,
+    few_shot_block,
+    query_words,
+    search_all,
+    write_index,
+)
+from bashlsp.training.corpus.examples import parse_cheat_sheet, parse_eg_page, parse_man_examples, split_of
+from bashlsp.training.eval_commands import exact_match, first_command, nlc2cmd_score, utilities_and_flags
+
+PAIRS = [
+    ("Find files with the SGID bit set", "find / -perm -2000", "tldr", "find"),
+    ("Find files by name", "find . -name '*.txt'", "tldr", "find"),
+    ("Display information on CPU usage", "mpstat -P ALL", "tldr", "mpstat"),
+    ("Read hexadecimal bytes from a file", "xxd file.bin", "cheat", "xxd"),
+    ("Create a gzipped archive of a directory", "tar czf dir.tar.gz dir", "man", "tar.1"),
+    ("Extract a gzipped archive", "tar xzf dir.tar.gz", "eg", "tar"),
+]
+
+
+def make_index(path, pairs=PAIRS, kind="commands"):
+    entries = [Example(d, c, s, p, "MIT") for d, c, s, p in pairs]
+    write_index(path, entries, {"tldr": {"licence": "CC-BY-4.0", "credit": "tldr-pages"}}, kind=kind)
+    return ExampleIndex(path)
+
+
+def test_search_ranks_the_matching_description_first(tmp_path):
+    index = make_index(tmp_path / "examples.sqlite")
+    found = index.search("# Find SGID files", 3)
+    assert found[0].command == "find / -perm -2000"
+    assert found[0].label() == "tldr find"
+    assert index.search("show cpu usage", 1)[0].command == "mpstat -P ALL"  # stemming: usage, cpu
+    assert index.entries == len(PAIRS)
+    assert index.sources["tldr"]["entries"] == 3 and index.sources["tldr"]["credit"] == "tldr-pages"
+
+
+def test_queries_never_parse_document_text_as_fts_syntax(tmp_path):
+    index = make_index(tmp_path / "examples.sqlite")
+    for text in ['"unbalanced', "NEAR(a b) AND OR NOT *", "find -name ^ : ( ) {}", "", "# #", "ファイルを探す"]:
+        assert isinstance(index.search(text, 5), list)
+    huge = "find " + "word " * 20_000 + "x" * 100_000  # a 200 KB comment
+    assert len(query_words(huge)) <= MAX_QUERY_WORDS
+    assert index.search(huge, 5)[0].page == "find"
+
+
+def test_missing_and_corrupt_index_files_get_a_clear_error(tmp_path):
+    with pytest.raises(ExampleIndexError, match="does not exist"):
+        ExampleIndex(tmp_path / "absent.sqlite")
+    garbage = tmp_path / "garbage.sqlite"
+    garbage.write_bytes(b"not a database at all" * 100)
+    with pytest.raises(ExampleIndexError, match="corrupt or not an example index"):
+        ExampleIndex(garbage)
+    other = tmp_path / "other.sqlite"
+    sqlite3.connect(other).execute("CREATE TABLE t(x)").connection.commit()
+    with pytest.raises(ExampleIndexError, match="corrupt or not an example index"):
+        ExampleIndex(other)
+    path = tmp_path / "examples.sqlite"
+    make_index(path).close()
+    connection = sqlite3.connect(path)
+    connection.execute("UPDATE meta SET value = '99' WHERE key = 'format'")
+    connection.commit()
+    connection.close()
+    with pytest.raises(ExampleIndexError, match="format '99'"):
+        ExampleIndex(path)
+
+
+def test_the_index_is_opened_read_only(tmp_path):
+    index = make_index(tmp_path / "examples.sqlite")
+    with pytest.raises(sqlite3.OperationalError, match="readonly"):
+        index._connection.execute("DELETE FROM examples")
+
+
+def test_search_all_merges_indexes_without_repeating_a_command(tmp_path):
+    shipped = make_index(tmp_path / "a.sqlite")
+    personal = make_index(tmp_path / "b.sqlite", [("find setgid files", "find / -perm -2000", "personal", "x.sh")])
+    found = search_all([shipped, personal], "find sgid files", 5)
+    commands = [e.command for e in found]
+    assert commands.count("find / -perm -2000") == 1 and len(found) <= 5
+
+
+def test_few_shot_block_is_the_tldr_document_format():
+    block = few_shot_block([Example("List  files", "ls -l\n", "tldr", "ls", "x"), Example("Go", "cd", "eg", "cd", "x")])
+    assert block == "# List files\nls -l\n\n# Go\ncd\n\n"
+    assert few_shot_block([]) == ""
+
+
+def test_cheat_sheet_pairs():
+    sheet = "# To find directories:\nfind . -type d\n\n# To list\n# all files:\nls -a\nls -A\n# Next\necho hi\n"
+    assert parse_cheat_sheet(sheet) == [
+        ("find directories", "find . -type d"),
+        ("list all files", "ls -a\nls -A"),
+        ("Next", "echo hi"),
+    ]
+
+
+def test_eg_page_pairs_keep_prompted_lines_only():
+    page = (
+        "# find\n\nfiles named file.txt\n\n    find . -name file.txt\n\nUse -iname:\n\n    $ find . -iname f\n    ./F\n"
+    )
+    assert parse_eg_page(page) == [("files named file.txt", "find . -name file.txt"), ("Use -iname", "find . -iname f")]
+
+
+def test_man_examples_pairs_need_the_program_name():
+    rendered = (
+        "NAME\n       find - search\n\nEXAMPLES\n"
+        "   Simple approach\n       •      Find files named core and delete them.\n\n"
+        "                  $ find /tmp -name core | xargs rm\n\n"
+        "              Note that this is a note.\n\n"
+        "                  $ echo unrelated\n\n"
+        "SEE ALSO\n       xargs(1)\n"
+    )
+    assert parse_man_examples(rendered, "find") == [
+        ("Find files named core and delete them", "find /tmp -name core | xargs rm")
+    ]
+
+
+def test_split_is_by_page_and_follows_tldr_for_tldr_pages():
+    from bashlsp.training.corpus import tldr
+
+    assert all(split_of("tldr", page) == tldr.split_of(page) for page in ["find", "tar", "ls", "git-commit"])
+    assert {split_of("cheat", f"page{i}") for i in range(200)} == {"train", "holdout"}
+
+
+def test_nlc2cmd_score():
+    assert nlc2cmd_score("find / -perm -2000", "find / -perm -2000") == 1.0
+    assert nlc2cmd_score("ls -l", "find . -type f") == -1.0
+    assert nlc2cmd_score("", "ls") == -1.0
+    # same utility, flags {-type} vs {-type, -name}: S_F = (2*1 - 2)/2 = 0, score (1 + 0)/2
+    assert nlc2cmd_score("find . -type f", "find . -type f -name x") == 0.5
+    # two utilities in the reference, one right: (1 - 1) / 2
+    assert nlc2cmd_score("find .", "find . | wc -l") == pytest.approx(0.0)
+    assert utilities_and_flags("sudo LANG=C /usr/bin/sort --key=2 -r f && x") == [
+        ("sort", frozenset({"--key", "-r"})),
+        ("x", frozenset()),
+    ]
+    assert -1 <= nlc2cmd_score("echo 'open quote", "echo x") <= 1
+
+
+def test_exact_match_and_first_command():
+    assert exact_match("tar  xzf a.tgz", "tar xzf a.tgz") and not exact_match("", "")
+    assert first_command("# note\n\nfind . \\\n  -type f\necho done\n") == "find . \\\n-type f"
+    assert first_command(None) == ""

@@ -1,0 +1,208 @@
+"""How well a comment becomes the right command: retrieval alone, the model alone, and both.
+
+    python -m bashlsp.training.eval_commands [--holdout model/data/examples_holdout.jsonl]
+        [--index model/data/examples.sqlite] [--checkpoint C] [--modes retrieval,model,both]
+        [--max-pairs N] [--json]
+
+The held-out set holds description -> command pairs of pages the index does not contain (see
+training/corpus/examples.py). For each description a mode gives one answer:
+
+- ``retrieval``: the command of the best bm25 match in the index;
+- ``model``: the script the server's "Generate script from comment" offers for a document that
+  is the shebang and the comment (model/generation.py's tries: greedy, then samples, `bash -n`,
+  shellcheck ranking), its first line of code as the answer;
+- ``both``: the same, with the top retrieved examples as few-shot pairs ahead of the document
+  (model/examples.py few_shot_block), as the server builds the prompt.
+
+Scores (the mean over pairs):
+
+- **NLC2CMD score**, simplified from the NLC2CMD competition (Agarwal et al., 2021, "NLC2CMD:
+  the NL to Bash command translation challenge") for one answer with confidence 1. A command is
+  split at ``|``, ``;``, ``&&``, ``||`` and ``&`` into segments; a segment's utility is its first
+  word that is neither a ``NAME=value`` assignment nor ``sudo``; its flags are the set of words
+  starting with ``-`` (``--opt=value`` counts as ``--opt``; clustered short flags stay one flag,
+  as ``-name`` must). With U, U* the utilities of answer and reference in order, T = max(|U|, |U*|):
+
+      S = (1/T) * sum over i < T of:  (1 + S_F(i)) / 2   if U_i == U*_i
+                                       -1                 otherwise (also a missing utility)
+      S_F(i) = (2 |F_i & F*_i| - |F_i | F*_i|) / max(|F_i|, |F*_i|),  1 when both have no flags
+
+  so S is in [-1, 1]: 1 for the same utilities with the same flags, -1 for all utilities wrong;
+  an empty answer scores -1. Published references on NLC2CMD's data: Tellina 0.138, the
+  competition's best 0.53.
+- **exact match**: the answer equals the reference command, whitespace aside;
+- **bash -n**: the share of answers that ``bash -n`` accepts (an empty answer does not).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shlex
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..model.errors import BashlspError
+from ..model.examples import BUNDLED_INDEX, Example, ExampleIndex, few_shot_block
+from ..model.shell import bash_accepts
+
+BUNDLED_HOLDOUT = BUNDLED_INDEX.parent / "examples_holdout.jsonl"
+MODES = ("retrieval", "model", "both")
+FEW_SHOT = 3  # retrieved examples ahead of the document (the server's default too)
+GENERATION_HEADER = "#!/bin/bash\n"
+
+_SEPARATORS = {"|", "||", "&&", ";", "&", "|&", ";;"}
+_ASSIGNMENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*=")
+
+
+def _words(command: str) -> list[str]:
+    """Shell words of a command, operators as their own words; a command shlex cannot split
+    (an open quote) is split at whitespace."""
+    try:
+        lexer = shlex.shlex(command, posix=True, punctuation_chars=";&|")
+        lexer.whitespace_split = True
+        lexer.commenters = ""
+        return list(lexer)
+    except ValueError:
+        return command.split()
+
+
+def utilities_and_flags(command: str) -> list[tuple[str, frozenset[str]]]:
+    """(utility, flags) of each segment of `command`, in order (see the module docstring)."""
+    segments: list[list[str]] = [[]]
+    for word in _words(" ".join(command.split("\\\n"))):
+        if word in _SEPARATORS or word == "\n":
+            segments.append([])
+        else:
+            segments[-1].append(word)
+    parsed = []
+    for words in segments:
+        rest = [w for w in words]
+        while rest and (_ASSIGNMENT.match(rest[0]) or rest[0] == "sudo"):
+            rest.pop(0)
+        if not rest:
+            continue
+        flags = frozenset(w.split("=", 1)[0] for w in rest[1:] if w.startswith("-") and len(w) > 1 and w != "--")
+        parsed.append((rest[0].rsplit("/", 1)[-1], flags))
+    return parsed
+
+
+def flag_score(predicted: frozenset[str], reference: frozenset[str]) -> float:
+    if not predicted and not reference:
+        return 1.0
+    return (2 * len(predicted & reference) - len(predicted | reference)) / max(len(predicted), len(reference))
+
+
+def nlc2cmd_score(predicted: str, reference: str) -> float:
+    """The simplified NLC2CMD score of one answer, in [-1, 1] (module docstring)."""
+    answer, truth = utilities_and_flags(predicted), utilities_and_flags(reference)
+    total = max(len(answer), len(truth))
+    if total == 0 or not answer:
+        return -1.0
+    score = 0.0
+    for i in range(total):
+        if i < len(answer) and i < len(truth) and answer[i][0] == truth[i][0]:
+            score += (1 + flag_score(answer[i][1], truth[i][1])) / 2
+        else:
+            score -= 1
+    return score / total
+
+
+def exact_match(predicted: str, reference: str) -> bool:
+    return " ".join(predicted.split()) == " ".join(reference.split()) != ""
+
+
+@dataclass
+class HeldOut:
+    description: str
+    command: str
+    source: str
+    page: str
+
+
+def read_holdout(path: Path, max_pairs: int | None = None) -> list[HeldOut]:
+    """The held-out pairs (JSON lines with description, command, source, page); with
+    `max_pairs`, an evenly spaced subset (every k-th pair), so a run is repeatable."""
+    pairs = []
+    try:
+        with open(path, encoding="utf-8") as handle:
+            for number, line in enumerate(handle, start=1):
+                if not line.strip():
+                    continue
+                try:
+                    record = json.loads(line)
+                    pairs.append(HeldOut(record["description"], record["command"], record["source"], record["page"]))
+                except (json.JSONDecodeError, KeyError, TypeError) as exc:
+                    raise BashlspError(f"{path}:{number}: not a held-out pair ({exc})") from exc
+    except OSError as exc:
+        raise BashlspError(f"cannot read held-out pairs {path}: {exc}") from exc
+    if not pairs:
+        raise BashlspError(f"{path} holds no held-out pairs")
+    if max_pairs is not None and 0 < max_pairs < len(pairs):
+        step = len(pairs) / max_pairs
+        pairs = [pairs[int(i * step)] for i in range(max_pairs)]
+    return pairs
+
+
+def first_command(script: str | None) -> str:
+    """The answer in a generated script: its first line of code (with the lines a trailing
+    backslash continues), comments and blank lines skipped."""
+    lines = [line for line in (script or "").split("\n") if line.strip() and not line.lstrip().startswith("#")]
+    taken = []
+    for line in lines:
+        taken.append(line.strip())
+        if not line.endswith("\\"):
+            break
+    return "\n".join(taken)
+
+
+def generation_document(description: str, examples: Sequence[Example] = ()) -> str:
+    """The document the model continues: retrieved examples (if any), then a script that is the
+    shebang and the comment, as an editor user writes it."""
+    return few_shot_block(examples) + GENERATION_HEADER + f"# {' '.join(description.split())}\n"
+
+
+def score_answers(pairs: Sequence[HeldOut], answers: Sequence[str]) -> dict:
+    scores = [nlc2cmd_score(a, p.command) for a, p in zip(answers, pairs)]
+    exact = sum(exact_match(a, p.command) for a, p in zip(answers, pairs))
+    parsed = sum(bool(a.strip()) and bash_accepts(a + "\n") for a in answers)
+    total = len(pairs)
+    return {
+        "nlc2cmd": sum(scores) / total,
+        "exact_match": exact / total,
+        "bash_n": parsed / total,
+        "answered": sum(bool(a.strip()) for a in answers) / total,
+        "total": total,
+    }
+
+
+def evaluate_mode(
+    mode: str,
+    pairs: Sequence[HeldOut],
+    index: ExampleIndex | None,
+    generate: Callable[[str], str | None] | None,
+    few_shot: int = FEW_SHOT,
+) -> dict:
+    """Scores of one mode; `generate(document) -> script or None` runs the server's tries."""
+    answers, seconds, examples = [], [], []
+    for pair in pairs:
+        start = time.perf_counter()
+        retrieved = index.search(pair.description, few_shot) if index is not None and mode != "model" else []
+        if mode == "retrieval":
+            answer = retrieved[0].command if retrieved else ""
+        else:
+            if generate is None:
+                raise BashlspError(f"mode {mode} needs a model")
+            answer = first_command(generate(generation_document(pair.description, retrieved)))
+        seconds.append(time.perf_counter() - start)
+        answers.append(answer)
+        if len(examples) < 5:
+            examples.append({"description": pair.description, "reference": pair.command, "answer": answer})
+    result = score_answers(pairs, answers)
+    seconds.sort()
+    result["p50_ms"] = 1000 * seconds[len(seconds) // 2]
+    result["p95_ms"] = 1000 * seconds[min(len(seconds) - 1, int(0.95 * len(seconds)))]
+    result["examples"] = examples
+    return result
