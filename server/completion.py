@@ -8,8 +8,9 @@ from lsprotocol import types
 
 from ..model.errors import DocumentError
 from ..model.shell_check import introduces_syntax_error
+from ..model.tokenizer import clean_text
 from . import convert
-from .documents import Document, clean_text
+from .documents import Document
 from .engine import CompletionQuery
 from .symbols import COMMAND_CONTEXT, VARIABLE_CONTEXT, document_symbols
 
