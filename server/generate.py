@@ -1,27 +1,27 @@
 """Generate script from comment: code for the comment block at the cursor, checked before use.
 
 The prompt is the document up to the end of the comment block (and the text after it as the
-fill-in-the-middle suffix). The greedy script is tried first; if `bash -n` rejects it, several
-sampled ones are, and the first that passes wins (among those, the one with the fewest
-shellcheck findings). If none passes, nothing is inserted and the editor is told why.
+fill-in-the-middle suffix). Which scripts are tried and which one wins is
+`bashlsp.model.generation.generate_script` (shared with `bashlsp eval`); this module is the LSP
+glue: the comment block, the model and tools on the server's threads, the edit. If no script
+passes, nothing is inserted and the editor is told why.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from lsprotocol import types
 
 from ..model.errors import DocumentError
-from ..model.shell_check import Finding, SyntaxResult
+from ..model.generation import Generated, attempts, generate_script
 from . import convert
 from .completion import PREFIX_CHARS, SUFFIX_CHARS
 from .documents import Document
-from .engine import CompletionQuery, Suggestion
+from .engine import CompletionQuery
 
 MAX_COMMENT_LINES = 200
-RETRY_TEMPERATURE = 0.8
 
 
 @dataclass
@@ -29,22 +29,6 @@ class CommentBlock:
     first: int  # line numbers, inclusive
     last: int
     indent: str
-
-
-@dataclass
-class Generated:
-    script: str | None  # the code to insert (ends with a newline), None if nothing passed
-    findings: list[Finding] = field(default_factory=list)
-    tried: int = 0
-    problem: str | None = None  # why nothing is offered
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "script": self.script,
-            "tried": self.tried,
-            "problem": self.problem,
-            "findings": [f.__dict__ for f in self.findings],
-        }
 
 
 def _is_comment(text: str) -> bool:
@@ -88,18 +72,6 @@ def insertion_point(doc: Document, block: CommentBlock) -> tuple[types.Position,
     return doc.position(block.last, len(doc.line_text(block.last))), "\n"  # the block ends the file
 
 
-def generation_attempts(settings) -> list[tuple[int, float]]:
-    """(samples, temperature) of each try: the script at the editor's temperature (greedy by
-    default), then `generate.samples` sampled ones. `bashlsp eval` measures the same tries."""
-    return [(1, settings.temperature), (settings.generate.samples, max(settings.temperature, RETRY_TEMPERATURE))]
-
-
-def _rank(candidate: tuple[Suggestion, list[Finding] | None]) -> tuple:
-    suggestion, findings = candidate
-    serious = sum(1 for f in findings or [] if f.level in ("error", "warning"))
-    return (serious, len(findings or []), -suggestion.score)
-
-
 async def generate(ls, ticket, doc: Document, block: CommentBlock) -> Generated:
     settings = ls.settings
     if block.last + 1 < len(doc.lines):
@@ -108,10 +80,8 @@ async def generate(ls, ticket, doc: Document, block: CommentBlock) -> Generated:
     else:
         prefix = doc.prefix(block.last, len(doc.line_text(block.last)), PREFIX_CHARS) + "\n"
         suffix = ""
-    attempts = generation_attempts(settings)
-    tried, first_error = 0, None
-    use_shellcheck = settings.shellcheck.enable and ls.tools.shellcheck.available
-    for num_samples, temperature in attempts:
+
+    async def complete(num_samples: int, temperature: float):
         query = CompletionQuery(
             uri=doc.uri,
             prefix=prefix,
@@ -122,31 +92,24 @@ async def generate(ls, ticket, doc: Document, block: CommentBlock) -> Generated:
             top_p=settings.topP,
             num_samples=num_samples,
         )
-        suggestions = await ls.complete(ticket, query)
-        passing: list[tuple[Suggestion, list[Finding] | None]] = []
-        for suggestion in suggestions:
-            script = suggestion.text.strip("\n")
-            if not script.strip():
-                continue
-            tried += 1
-            result: SyntaxResult = await ls.run_tool(ls.tools.check_syntax, script + "\n")
-            if result.ok is False:
-                first_error = first_error or result.message
-                continue
-            findings = await ls.run_tool(ls.tools.findings, script + "\n", "info") if use_shellcheck else None
-            passing.append((suggestion, findings))
-        if passing:
-            best, findings = min(passing, key=_rank)
-            return Generated(script=best.text.strip("\n") + "\n", findings=findings or [], tried=tried)
-        if ls.host.engine is None:
-            break
-    if ls.host.engine is None:
-        problem = "no model is loaded"
-    elif tried == 0:
-        problem = "the model produced no code for this comment"
-    else:
-        problem = f"none of {tried} generated scripts passed bash -n ({(first_error or '').splitlines()[0] if first_error else 'syntax error'})"
-    return Generated(script=None, tried=tried, problem=problem)
+        return await ls.complete(ticket, query)
+
+    async def check_syntax(script: str):
+        return await ls.run_tool(ls.tools.check_syntax, script)
+
+    async def findings(script: str):
+        return await ls.run_tool(ls.tools.findings, script, "info")
+
+    use_shellcheck = settings.shellcheck.enable and ls.tools.shellcheck.available
+    generated = await generate_script(
+        complete,
+        check_syntax,
+        findings if use_shellcheck else None,
+        attempts(settings.temperature, settings.generate.samples),
+    )
+    if generated.script is None and ls.host.engine is None:
+        generated.problem = "no model is loaded"
+    return generated
 
 
 def parse_target(arguments: Any) -> tuple[str, types.Range]:

@@ -23,6 +23,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, fields, is_dataclass
 from typing import Any, get_type_hints
 
+from ..model import generation
 from ..model.device import DEVICE_CHOICES
 
 
@@ -45,8 +46,8 @@ class InlineCompletionSettings:
 @dataclass
 class GenerateSettings:
     enable: bool = True
-    maxTokens: int = 128
-    samples: int = 4  # candidates tried until one passes `bash -n`
+    maxTokens: int = generation.MAX_TOKENS
+    samples: int = generation.SAMPLES  # sampled scripts tried when the first does not pass `bash -n`
 
 
 @dataclass

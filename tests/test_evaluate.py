@@ -15,6 +15,7 @@ import torch
 from conftest import FIXTURE_SCRIPTS, FIXTURES, run_cli
 
 from bashlsp.model.checkpoint import LoadedModel, load_checkpoint
+from bashlsp.model.generation import has_code_line
 from bashlsp.model.gpt import GPT
 from bashlsp.training import evaluate as ev
 
@@ -348,17 +349,29 @@ def test_next_line_metrics_with_a_perfect_and_a_real_completer(loaded):
 # -- comment-to-script generation ----------------------------------------------------------------
 
 
+def syntax_ok(script: str) -> bool:
+    return ev.shell_tools().check_syntax(script).ok is True
+
+
 def test_bash_syntax_check_on_known_snippets():
+    """Eval checks generations with the server's `bash -O extglob -n` (extglob patterns parse)."""
     good = ["echo hi\n", "if true; then echo x; fi\n", 'for f in *; do\n  echo "$f"\ndone\n', "f() { local a=$1; }\n"]
+    good.append("shopt -s extglob\nrm -- !(*.keep)\n")
     bad = ["if true; then\n", "echo $(\n", "for f in; do done\n", "case x in\n", "fi\n"]
-    assert all(ev.bash_syntax_ok(s) for s in good)
-    assert not any(ev.bash_syntax_ok(s) for s in bad)
+    assert all(syntax_ok(s) for s in good)
+    assert not any(syntax_ok(s) for s in bad)
 
 
 def test_bash_syntax_check_never_runs_the_code(tmp_path):
     marker = tmp_path / "ran"
-    assert ev.bash_syntax_ok(f"touch '{marker}'\n")
+    assert syntax_ok(f"touch '{marker}'\n")
     assert not marker.exists()
+
+
+def test_eval_needs_bash_for_generations(monkeypatch):
+    monkeypatch.setenv("PATH", "/nonexistent")
+    with pytest.raises(ev.BashlspError, match="bash -n"):
+        ev.shell_tools()
 
 
 def test_comment_descriptions_come_from_comments_followed_by_code():
@@ -485,13 +498,6 @@ def test_generation_below_a_comment_starts_with_code(loaded):
     assert any(starts_without_code(*sample) for sample in first_tokens(code_first=False))
 
 
-def test_a_generation_needs_a_line_of_code():
-    assert ev.has_code_line("ls -l\n")
-    assert ev.has_code_line("# list\n  ls -l")
-    assert not ev.has_code_line("")
-    assert not ev.has_code_line("# more words\n  # and more\n\n")
-
-
 def test_server_generation_goes_through_the_engine_with_retries(loaded):
     """The server-side generation figure: every description is tried greedily, then with the
     server's sampled retries; a script is offered only if it has code and passes bash -n."""
@@ -505,5 +511,5 @@ def test_server_generation_goes_through_the_engine_with_retries(loaded):
     assert result["offered"] <= result["scripts_checked"] <= 2 * (1 + result["samples"])
     for example in result["examples"]:
         if example["script"] is not None:
-            assert ev.has_code_line(example["script"])
-            assert ev.bash_syntax_ok(ev.generation_prompt(example["description"]) + example["script"] + "\n")
+            assert has_code_line(example["script"])
+            assert syntax_ok(ev.generation_prompt(example["description"]) + example["script"])

@@ -17,12 +17,12 @@ Four measures (definitions in shared/DESIGN.md, "Measuring quality"), each file 
   accepted for one keystroke, otherwise one character is typed. KSR = 1 - keystrokes / characters.
 - comment-to-script generation: from `#!/bin/bash\\n# <description>\\n`, sample (T=0.8, top-p
   0.95) up to 128 tokens whose first token must begin code (as the server does), stopping at a
-  blank line or end of file, and check the script with `bash -n` (parse only; generated code is
-  never executed). A generation without a line of code (empty, or only comments) counts as a
+  blank line or end of file, and check the script with `bash -O extglob -n` as the server does
+  (`bashlsp.model.shell_check`; parse only: generated code is never executed). A generation without a line of code (empty, or only comments) counts as a
   failure: it passes `bash -n` trivially but completes nothing. Beside these raw samples, the
   same descriptions go through the server's Generate script from comment (its engine, stop
-  rules and retries: `server_generation_pass_rate`): the share for which a user is offered a
-  script that passes `bash -n`.
+  rules and the tries of `bashlsp.model.generation`: `server_generation_pass_rate`): the share
+  for which a user is offered a script that passes `bash -n`.
 
 Completions use token healing: the last partial word of the prompt is taken back out of the
 prompt and the first generated tokens are constrained to re-spell it, so `ech|` can continue as
@@ -46,9 +46,7 @@ import math
 import os
 import random
 import re
-import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -70,7 +68,6 @@ GENERATION_TOKENS = 128
 GENERATION_TEMPERATURE = 0.8
 GENERATION_TOP_P = 0.95
 GENERATION_HEADER = "#!/bin/bash\n"
-BASH_CHECK_TIMEOUT_S = 10
 MAX_FILE_BYTES = 1_000_000  # larger files are skipped (generated data, not scripts)
 MAX_HEAL_BYTES = 64  # token healing takes back at most this much of the prompt
 MAX_HEAL_TOKENS = 8  # ... and at most this many tokens
@@ -520,18 +517,15 @@ def make_completer(
 # -- comment-to-script generation ----------------------------------------------------------------
 
 
-def bash_syntax_ok(script: str, timeout: float = BASH_CHECK_TIMEOUT_S) -> bool:
-    """Does `bash -n` accept `script`? Parses only: the script is never executed."""
-    with tempfile.NamedTemporaryFile("w", suffix=".sh", encoding="utf-8", delete=False) as handle:
-        handle.write(script)
-        path = handle.name
-    try:
-        result = subprocess.run(["bash", "-n", path], stdin=subprocess.DEVNULL, capture_output=True, timeout=timeout)
-        return result.returncode == 0
-    except subprocess.TimeoutExpired:
-        return False
-    finally:
-        os.unlink(path)
+def shell_tools():
+    """The server's `bash -n` (and shellcheck) runner; a clear error when bash is missing, since
+    then no generation could be judged."""
+    from ..model.shell_check import ShellTools
+
+    tools = ShellTools(warn=lambda message: None)  # shellcheck is optional here
+    if not tools.bash.available:
+        raise BashlspError(f"generations are checked with bash -n: {tools.bash.problem}")
+    return tools
 
 
 def generation_prompt(description: str) -> str:
@@ -592,12 +586,6 @@ def read_generation_pairs(path: Path) -> tuple[list[str], str]:
     return [r["description"] for r in records], f"{path} (all pairs: none marked holdout)"
 
 
-def has_code_line(code: str) -> bool:
-    """Whether a generation has a line that is neither blank nor a comment: only comments is no
-    script, though `bash -n` passes it."""
-    return any(line.strip() and not line.lstrip().startswith("#") for line in code.split("\n"))
-
-
 def generation_pass_rate(
     loaded,
     descriptions: Sequence[str],
@@ -612,8 +600,10 @@ def generation_pass_rate(
     One sample per description (seeded with seed + its index) whose first token must begin code,
     as in the server, stopping at a blank line or end of file. Generations without a line of code
     (empty, or comments only) count as failures."""
+    from ..model.generation import has_code_line
     from ..model.sampling import SamplingOptions, generate
 
+    tools = shell_tools()
     tokenizer = loaded.tokenizer
     passed = no_code = cut = 0
     examples = []
@@ -631,7 +621,7 @@ def generation_pass_rate(
         # The script ends at its first blank line, also one right after the comment line.
         code = "" if sample.text.startswith("\n") else sample.text
         has_code = has_code_line(code)
-        ok = has_code and bash_syntax_ok(prompt + code)
+        ok = has_code and tools.check_syntax(prompt + code).ok is True
         passed += ok
         no_code += not has_code
         cut += sample.finish_reason == "length"
@@ -653,56 +643,55 @@ def generation_pass_rate(
 
 def server_generation_pass_rate(loaded, descriptions: Sequence[str], seed: int = 0, progress: bool = False) -> dict:
     """Share of descriptions for which the server's Generate-script-from-comment, with its
-    default settings, offers a script: the engine in generate mode (its stop rules) with the
-    same attempts as server/generate.py (the greedy script, then `generate.samples` sampled
-    ones), the first that has code and passes `bash -n` wins. What an editor user gets, where
+    default settings, offers a script: the engine in generate mode (its stop rules) and the
+    tries of `bashlsp.model.generation` (the greedy script, then SAMPLES sampled ones; the
+    first that has code and passes `bash -n` wins). What an editor user gets, where
     generation_pass_rate measures single raw samples."""
-    from ..server.engine import CompletionQuery, Engine
-    from ..server.generate import RETRY_TEMPERATURE, generation_attempts
-    from ..server.settings import Settings
+    import asyncio
 
-    settings = Settings()
+    from ..model.generation import MAX_TOKENS, RETRY_TEMPERATURE, SAMPLES, attempts, generate_script
+    from ..server.engine import CompletionQuery, Engine
+
+    tools = shell_tools()
     engine = Engine(_as_served(loaded))
     engine.rng = np.random.default_rng(seed)
-    attempts = generation_attempts(settings)
     offered = first_try = tried = 0
     examples = []
+
+    async def check_syntax(script: str):
+        return tools.check_syntax(script)
+
     for description in _progress(descriptions, "generation (server)", progress):
         prompt = generation_prompt(description)
-        script = None
-        for attempt, (num_samples, temperature) in enumerate(attempts):
+
+        async def complete(num_samples: int, temperature: float, prompt: str = prompt):
             query = CompletionQuery(
                 uri="bashlsp-eval-generate",
                 prefix=prompt,
                 suffix="",
                 mode="generate",
-                max_tokens=settings.generate.maxTokens,
+                max_tokens=MAX_TOKENS,
                 temperature=temperature,
-                top_p=settings.topP,
                 num_samples=num_samples,
             )
-            for suggestion in engine.complete(query):
-                code = suggestion.text.strip("\n")
-                tried += 1
-                if has_code_line(code) and bash_syntax_ok(prompt + code + "\n"):
-                    script = code
-                    break
-            if script is not None:
-                first_try += attempt == 0
-                break
-        offered += script is not None
+            return engine.complete(query)
+
+        generated = asyncio.run(generate_script(complete, check_syntax, tries=attempts()))
+        tried += generated.tried
+        offered += generated.script is not None
+        first_try += generated.attempt == 0
         if len(examples) < 3:
-            examples.append({"description": description, "script": script})
+            examples.append({"description": description, "script": generated.script})
     total = len(descriptions)
     return {
         "pass_rate": offered / total if total else float("nan"),
         "offered": offered,
         "greedy_passed": first_try,  # offered on the first (greedy) attempt
         "total": total,
-        "scripts_checked": tried,
-        "samples": settings.generate.samples,
+        "scripts_checked": tried,  # scripts with a line of code that bash -n checked
+        "samples": SAMPLES,
         "retry_temperature": RETRY_TEMPERATURE,
-        "max_new_tokens": settings.generate.maxTokens,
+        "max_new_tokens": MAX_TOKENS,
         "examples": examples,
     }
 
