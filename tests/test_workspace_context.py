@@ -1,0 +1,291 @@
+"""Project context: the repo-level format (model/context.py), the workspace index
+(server/workspace.py) and the choice of chunks for a cursor (server/context.py)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from bashlsp.model import context as fmt
+from bashlsp.server import workspace
+from bashlsp.server.context import ProjectContext, RecentChunks
+from bashlsp.server.documents import DocumentStore
+from bashlsp.server.workspace import build_index, describe
+
+BACKUP = """#!/bin/bash
+set -euo pipefail
+BACKUP_DIR="/var/backups/app"
+log() { printf '%s %s\\n' "$(date +%F)" "$*" >&2; }
+rotate_backups() {
+  local keep="$1"
+  find "$BACKUP_DIR" -name '*.tar.gz' -mtime +"$keep" -delete
+}
+make_backup() {
+  tar -czf "$BACKUP_DIR/app-$(date +%F).tar.gz" /srv/app
+  log "backup written to $BACKUP_DIR"
+}
+"""
+
+DEPLOY = """#!/bin/sh
+# deploy the release to every host
+for host in $HOSTS; do
+  scp release.tar.gz "$host:/tmp/"
+  ssh "$host" 'tar -xzf /tmp/release.tar.gz -C /opt/app'
+done
+"""
+
+
+def write(path: Path, text: str | bytes) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if isinstance(text, bytes):
+        path.write_bytes(text)
+    else:
+        path.write_text(text)
+    return path
+
+
+# -- model/context.py: chunks, similarity, format ---------------------------------------------------
+
+
+def test_chunk_spans_cover_the_file_with_overlap():
+    assert fmt.chunk_spans(0) == []
+    assert fmt.chunk_spans(5) == [(0, 5)]
+    spans = fmt.chunk_spans(100)
+    assert spans[0] == (0, fmt.CHUNK_LINES) and spans[-1][1] == 100
+    assert all(end - start == fmt.CHUNK_LINES for start, end in spans)
+    assert all(b[0] - a[0] <= fmt.CHUNK_STRIDE for a, b in zip(spans, spans[1:]))
+
+
+def test_query_is_the_complete_lines_before_the_cursor_line():
+    prefix = "".join(f"line{i}\n" for i in range(30)) + "ech"
+    query = fmt.query_text(prefix)
+    assert query == "".join(f"line{i}\n" for i in range(30 - fmt.QUERY_LINES, 30))
+    assert fmt.query_text(prefix + "o hi") == query  # typing on the cursor line changes nothing
+    assert fmt.query_text("no newline yet") == ""
+
+
+def test_jaccard_and_best_chunks():
+    assert fmt.jaccard(frozenset(), frozenset({"a"})) == 0.0
+    assert fmt.jaccard(frozenset({"a", "b"}), frozenset({"b", "c"})) == pytest.approx(1 / 3)
+    candidates = [("deploy.sh", DEPLOY), ("other.sh", "x=1\ny=2\n"), ("backup.sh", BACKUP)]
+    best = fmt.best_chunks(BACKUP[:200], candidates)
+    assert [path for path, _, _ in best] == ["backup.sh", "deploy.sh"]  # other.sh: under MIN_SIMILARITY
+    assert best[0][2] > 0.8 > 0.2 > best[1][2] >= fmt.MIN_SIMILARITY
+
+
+def test_context_ids_format_round_trips(tiny_checkpoint):
+    from bashlsp.model.tokenizer import BashTokenizer
+
+    tok = BashTokenizer.from_file(tiny_checkpoint / "tokenizer.json")
+    ids = fmt.context_ids(tok, [("a.sh", "echo a\n"), ("lib/b.sh", "echo b")])
+    # The most similar chunk (given first) is written last, nearest the document.
+    first = ids.index(tok.eof_id)
+    assert tok.decode(ids[:first]) == "# file: lib/b.sh\necho b\n"
+    assert tok.decode(ids[first + 1 : -1]) == "# file: a.sh\necho a\n"
+    assert ids.count(tok.eof_id) == 2 and ids[-1] == tok.eof_id
+    assert fmt.chunk_document("bad\nname.sh", "x") == "# file: bad?name.sh\nx\n"
+
+
+# -- server/workspace.py: the index ---------------------------------------------------------------
+
+
+def test_index_finds_shell_scripts_and_skips_the_rest(tmp_path):
+    root = tmp_path / "proj"
+    write(root / "bin" / "backup.sh", BACKUP)
+    write(root / "deploy", DEPLOY)  # no extension, a shebang
+    write(root / "tool.py", "#!/usr/bin/env python3\nprint('hi')\n")
+    write(root / "fake.sh", b"\x7fELF\x00\x00\x01binary")  # a binary named .sh
+    write(root / "py.sh", "#!/usr/bin/python3\nprint(1)\n")  # the shebang wins over the name
+    write(root / ".git" / "hooks" / "pre-commit.sh", BACKUP)
+    (root / "loop").symlink_to(root, target_is_directory=True)  # a symlink loop
+    write(tmp_path / "outside" / "secret.sh", BACKUP)
+    (root / "out").symlink_to(tmp_path / "outside", target_is_directory=True)
+    (root / "out.sh").symlink_to(tmp_path / "outside" / "secret.sh")
+    index = build_index([str(root)])
+    assert sorted(index.names) == ["bin/backup.sh", "deploy"]
+    assert index.summary["links"] == 3 and index.summary["notShell"] == 2
+    assert index.files[index.names.index("deploy")] == str(root / "deploy")
+    line = describe(index.summary, index.roots)
+    assert "2 shell scripts" in line and "3 symbolic links (not followed)" in line and "2 binary or not shell" in line
+
+
+def test_gitignore_nested_and_negated(tmp_path):
+    root = tmp_path / "proj"
+    write(root / ".gitignore", "build/\n*.gen.sh\n")
+    write(root / "build" / "x.sh", BACKUP)
+    write(root / "a.gen.sh", BACKUP)
+    write(root / "sub" / ".gitignore", "*.sh\n!keep.sh\n")
+    write(root / "sub" / "drop.sh", BACKUP)
+    write(root / "sub" / "keep.sh", DEPLOY)
+    write(root / "top.sh", DEPLOY)
+    index = build_index([str(root)])
+    assert sorted(index.names) == ["sub/keep.sh", "top.sh"]
+    assert index.summary["ignored"] == 3
+
+
+def test_gitignore_that_ignores_everything(tmp_path):
+    root = tmp_path / "proj"
+    write(root / ".gitignore", "*\n")
+    for i in range(5):
+        write(root / f"d{i}" / "s.sh", BACKUP)
+    index = build_index([str(root)])
+    assert index.names == [] and index.num_chunks == 0
+    assert index.scores(fmt.words(BACKUP), 4) == []
+    assert "0 shell scripts" in describe(index.summary, index.roots) and "ignored by .gitignore" in describe(
+        index.summary, index.roots
+    )
+
+
+def test_bounds_stop_the_walk(tmp_path, monkeypatch):
+    root = tmp_path / "many"
+    for i in range(300):
+        write(root / f"d{i % 7}" / f"f{i}.sh", f"#!/bin/sh\necho {i}\n")
+    monkeypatch.setattr(workspace, "MAX_ENTRIES", 100)
+    index = build_index([str(root)])
+    assert index.summary["entries"] == 101 and index.summary["limit"] == "100 entries"
+    assert "stopped at the limit of 100 entries" in describe(index.summary, index.roots)
+    monkeypatch.setattr(workspace, "MAX_ENTRIES", 10_000)
+    monkeypatch.setattr(workspace, "MAX_FILES", 10)
+    assert len(build_index([str(root)]).files) == 10
+    monkeypatch.setattr(workspace, "MAX_FILES", 10_000)
+    monkeypatch.setattr(workspace, "MAX_TOTAL_BYTES", 100)
+    assert build_index([str(root)]).summary["limit"].endswith("MB of scripts")
+    monkeypatch.setattr(workspace, "MAX_TOTAL_BYTES", 1 << 30)
+    index = build_index([str(root)], max_seconds=0)
+    assert index.summary["limit"] == "0 s" and index.files == []
+
+
+def test_too_large_and_secrets(tmp_path, monkeypatch):
+    root = tmp_path / "proj"
+    write(root / "big.sh", "#!/bin/sh\n" + "echo x\n" * 50_000)
+    write(root / "creds.sh", '#!/bin/sh\nexport API_TOKEN="s3cr3tvalue1234567890"\ncurl -H "x: $API_TOKEN" host\n')
+    index = build_index([str(root)])
+    assert index.names == ["creds.sh"] and index.summary["tooLarge"] == 1
+    assert "s3cr3tvalue" not in index.texts[0] and "REDACTED" in index.texts[0]
+
+
+def test_unreadable_and_vanishing_folders(tmp_path, monkeypatch):
+    root = tmp_path / "proj"
+    write(root / "locked" / "a.sh", BACKUP)
+    write(root / "gone" / "b.sh", BACKUP)
+    write(root / "ok.sh", DEPLOY)
+    real_scandir = os.scandir
+
+    def scandir(path):
+        if str(path).endswith("locked"):
+            raise PermissionError(13, "Permission denied", str(path))
+        if str(path).endswith("gone"):  # deleted between the parent's listing and its own
+            for child in Path(path).iterdir():
+                child.unlink()
+            Path(path).rmdir()
+        return real_scandir(path)
+
+    monkeypatch.setattr(workspace.os, "scandir", scandir)
+    index = build_index([str(root), str(tmp_path / "no-such-folder")])
+    assert index.names == ["ok.sh"]
+    assert index.summary["unreadable"] == 3
+    assert "3 unreadable or vanished" in describe(index.summary, index.roots)
+
+
+def test_scores_are_jaccard_and_exclude_the_own_file(tmp_path):
+    root = tmp_path / "proj"
+    write(root / "backup.sh", BACKUP)
+    write(root / "deploy.sh", DEPLOY)
+    index = build_index([str(root)])
+    query = fmt.words('rotate_backups() {\n  local keep="$1"\n')
+    results = index.scores(query, 5)
+    for score, i in results:
+        assert score == pytest.approx(fmt.jaccard(query, fmt.words(index.chunk(i)[2])), rel=1e-6)
+    assert index.chunk(results[0][1])[1] == "backup.sh"
+    own = str(root / "backup.sh")
+    assert all(index.chunk(i)[0] != own for _, i in index.scores(query, 5, exclude_file=own))
+    assert index.nbytes() > len(BACKUP)
+
+
+def test_index_builds_in_a_child_process(tmp_path):
+    root = tmp_path / "proj"
+    write(root / "backup.sh", BACKUP)
+    logs = []
+    index = workspace.WorkspaceIndex(lambda level, message, show: logs.append(message))
+    future = index.start([str(root)])
+    future.result(timeout=120)
+    assert index.snapshot.names == ["backup.sh"]
+    assert logs and "workspace index: 1 shell scripts" in logs[0]
+    index.close()
+
+
+def test_folders_from_initialize(tmp_path):
+    from lsprotocol import types
+
+    a, b = tmp_path / "a", tmp_path / "b"
+    a.mkdir(), b.mkdir()
+    folders = [types.WorkspaceFolder(uri=a.as_uri(), name="a"), types.WorkspaceFolder(uri=b.as_uri(), name="b")]
+    assert workspace.folders_from_initialize(folders, None, None) == [str(a), str(b)]
+    assert workspace.folders_from_initialize(None, a.as_uri(), None) == [str(a)]
+    assert workspace.folders_from_initialize(None, None, str(b)) == [str(b)]
+    assert workspace.folders_from_initialize(None, "untitled:x", None) == []
+    assert workspace.folders_from_initialize(None, (tmp_path / "none").as_uri(), None) == []
+
+
+# -- server/context.py: the ring and the choice ---------------------------------------------------
+
+
+def test_ring_evicts_similar_then_oldest():
+    ring = RecentChunks(capacity=3)
+    lines = BACKUP.splitlines(keepends=True)
+    ring.add("a", "a.sh", lines, 0)
+    ring.add("a", "a.sh", lines, 1)  # the same lines again: replaces the first
+    assert len(ring.chunks) == 1
+    for i in range(4):
+        ring.add(f"f{i}", f"f{i}.sh", [f"echo {i} {w}\n" for w in "abcdefgh"], 0)
+    assert [c.origin for c in ring.chunks] == ["f1", "f2", "f3"]
+    assert ring.add("x", "x.sh", ["\n", "   \n"], 0) is None
+
+
+def _doc(store: DocumentStore, uri: str, text: str):
+    return store.open(uri, "shellscript", 1, text)
+
+
+def test_choice_is_stable_while_typing_and_never_the_own_file(tmp_path):
+    root = tmp_path / "proj"
+    write(root / "backup.sh", BACKUP)
+    write(root / "deploy.sh", DEPLOY)
+    ctx = ProjectContext(lambda *a: None)
+    ctx.index.roots = [str(root)]
+    ctx.index.snapshot = build_index([str(root)])
+    store = DocumentStore()
+    # Editing backup.sh itself: its own file on disk is never offered.
+    own = _doc(store, (root / "backup.sh").as_uri(), BACKUP)
+    assert all(path != "backup.sh" for path, _ in ctx.for_cursor(own.uri, BACKUP))
+    # A new script that looks like backup.sh gets backup.sh's chunk.
+    new = _doc(store, (root / "new.sh").as_uri(), "")
+    prefix = BACKUP[: BACKUP.index("make_backup")]
+    chosen = ctx.for_cursor(new.uri, prefix)
+    assert chosen and chosen[0][0] == "backup.sh"
+    assert ctx.for_cursor(new.uri, prefix + "make_b") is not None
+    assert ctx.for_cursor(new.uri, prefix + "make_b") == chosen  # same line: same choice
+    # One more line that keeps the topic keeps the choice (hysteresis).
+    assert ctx.for_cursor(new.uri, prefix + "make_backup() {\n") == chosen
+    ctx.enabled = False
+    assert ctx.for_cursor(new.uri, prefix) == ()
+
+
+def test_recent_edits_reach_other_documents_but_not_themselves():
+    ctx = ProjectContext(lambda *a: None)
+    store = DocumentStore()
+    lib = _doc(store, "file:///w/lib.sh", BACKUP)
+    ctx.opened(lib)
+    assert [c.path for c in ctx.recent.chunks] == ["lib.sh"]
+    assert ctx.for_cursor(lib.uri, BACKUP) == ()  # its own chunk is not context for itself
+    other = _doc(store, "untitled:Untitled-1", "")
+    assert ctx.for_cursor(other.uri, BACKUP[:300])[0][0] == "lib.sh"
+    # An edit enters the ring when the user moves on: here, a request in another document.
+    ctx.changed(lib, 5)
+    assert len(ctx.recent.chunks) == 1
+    ctx.for_cursor(other.uri, "x\n")
+    assert len(ctx.recent.chunks) == 1  # the same lines as the chunk from opening: it replaced it
+    ctx.closed(lib.uri)
+    ctx.saved(other)
+    assert len(ctx.recent.chunks) == 1  # an empty document adds nothing
