@@ -21,9 +21,9 @@ _DELEGATED = {
     "eval": ("bashlsp.training.evaluate", "measure a checkpoint on a folder of scripts"),
 }
 _BENCHMARKS = {
-    "serve": ("bashlsp.server.bench", "drive the real server like an editor; print latency, tokens/s, memory"),
-    "train": ("bashlsp.training.bench", "training throughput and time to first personal checkpoint"),
-    "stress": ("bashlsp.server.stress", "load and soak test of the server on loopback"),
+    "serve": ("bashlsp.bench.serve", "drive the real server like an editor; print latency, tokens/s, memory"),
+    "train": ("bashlsp.bench.train", "training throughput and time to first personal checkpoint"),
+    "stress": ("bashlsp.bench.stress", "load and soak test of the server on loopback"),
 }
 
 

@@ -18,10 +18,6 @@ GENERATE_KIND = types.CodeActionKind.Refactor  # "refactor": editors list it wit
 
 CONVERTER = default_converter()  # lsprotocol's cattrs converter (camelCase JSON <-> attrs classes)
 
-# LSP error codes pygls has no names for.
-REQUEST_CANCELLED = -32800
-REQUEST_FAILED = -32803
-
 
 # -- errors ----------------------------------------------------------------------------------------
 
@@ -31,11 +27,11 @@ def response_error(exc: BaseException) -> types.ResponseError:
     if isinstance(exc, JsonRpcException):
         return exc.to_response_error()
     if isinstance(exc, Cancelled):
-        return types.ResponseError(code=REQUEST_CANCELLED, message=str(exc) or "request cancelled")
+        return types.ResponseError(code=types.LSPErrorCodes.RequestCancelled, message=str(exc) or "request cancelled")
     if isinstance(exc, (DocumentError, ConfigError)):
         return types.ResponseError(code=types.ErrorCodes.InvalidParams, message=str(exc))
     if isinstance(exc, BashlspError):
-        return types.ResponseError(code=REQUEST_FAILED, message=str(exc))
+        return types.ResponseError(code=types.LSPErrorCodes.RequestFailed, message=str(exc))
     return types.ResponseError(
         code=types.ErrorCodes.InternalError, message=f"internal error: {type(exc).__name__}: {exc}"
     )

@@ -280,8 +280,8 @@ def test_needs_a_folder(capsys):
 def test_bench_train_measures_the_real_loop(tiny_checkpoint):
     from conftest import fixture_texts, run_cli
 
+    from bashlsp.bench.train import matmul_gflops, training_throughput
     from bashlsp.model.checkpoint import load_checkpoint
-    from bashlsp.training.bench import matmul_gflops, training_throughput
 
     figures = training_throughput(tiny_checkpoint, fixture_texts(), steps=5, batch_size=2, seq_len=32)
     assert figures["tokens_per_second"] > 0 and figures["timed_steps"] == 3

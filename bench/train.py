@@ -113,7 +113,7 @@ def training_throughput(base: Path, texts: list[str], steps: int, batch_size: in
     """Tokens/s of the real training loop on `base`, timing steps after the first two (warm-up)."""
     from ..model.checkpoint import load_checkpoint
     from ..model.device import autocast_dtype
-    from .loop import TrainConfig, Trainer
+    from ..training.loop import TrainConfig, Trainer
 
     loaded = load_checkpoint(base, device="cpu")
     config = TrainConfig(
@@ -206,8 +206,8 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None, prog: str = "bashlsp bench train") -> int:
     args = build_parser(prog).parse_args(argv)
     from ..model.checkpoint import bundled_checkpoint
-    from .collect import collect_scripts
-    from .personal import PersonalOptions
+    from ..training.collect import collect_scripts
+    from ..training.personal import PersonalOptions
 
     defaults = PersonalOptions(dirs=[])
     work = Path(tempfile.mkdtemp(prefix="bashlsp-bench-train-"))

@@ -27,9 +27,10 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .bench import SAMPLE_SCRIPT, LspClient, percentiles, rss_mb, utf16_len
+from lsprotocol import types
 
-REQUEST_CANCELLED = -32800
+from .serve import SAMPLE_SCRIPT, LspClient, percentiles, rss_mb, utf16_len
+
 MAX_DOCUMENT_CHARS = 6000  # a typed document is reset to its start beyond this
 
 
@@ -112,7 +113,7 @@ class Typist:
         error = answer.get("error")
         if error is None:
             status = "ok"
-        elif error.get("code") == REQUEST_CANCELLED and may_cancel:
+        elif error.get("code") == types.LSPErrorCodes.RequestCancelled and may_cancel:
             status = "cancelled"
         else:
             status = "error"

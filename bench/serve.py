@@ -119,7 +119,7 @@ class LspClient:
         self.proc.stdin.write(b"Content-Length: %d\r\n\r\n" % len(body) + body)
 
     async def _read(self) -> None:
-        from .protocol import FramingProblem, MessageFramer
+        from ..server.protocol import FramingProblem, MessageFramer
 
         framer = MessageFramer(max_body=1 << 30)
         while True:
