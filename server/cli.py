@@ -1,9 +1,11 @@
 """The `bashlsp` command: serve, generate, models, eval, bench.
 
 Heavy imports (torch, pygls) happen inside the handlers so `bashlsp --version`
-and `--help` answer at once. Subcommands owned by other modules are dispatched
-before argparse runs: such a module exposes `main(argv, prog) -> int` and parses
-its own options, so only the module a command needs is ever imported.
+and `--help` answer at once. `generate` and `models` are handled here; `serve`
+(`bashlsp.server.app`), `eval` (`bashlsp.training.evaluate`) and `bench serve|train|stress`
+(`bashlsp.bench.*`) are dispatched before argparse runs: each of those modules has
+`main(argv, prog) -> int` and parses its own options, so only the module a command
+needs is ever imported.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from importlib.metadata import PackageNotFoundError, version
 
 from ..model.errors import BashlspError
 
-# name -> (module providing add_arguments/run, help)
+# name -> (module whose main(argv, prog) runs the command, help)
 _DELEGATED = {
     "serve": ("bashlsp.server.app", "run the language server (what editors start)"),
     "eval": ("bashlsp.training.evaluate", "measure a checkpoint on a folder of scripts"),

@@ -33,7 +33,9 @@ from ...model.errors import BashlspError, TrainingError
 from ...model.shell import bash_accepts
 
 TLDR_ATTRIBUTION = "tldr-pages, © the tldr-pages team and contributors, CC BY 4.0"
-DEFAULT_ARCHIVE = Path("/work/shared/data/tldr-pages.tar.xz")
+# The project's shared data sits beside the checkout (`../shared/data`, see DESIGN.md); anywhere
+# else, pass --archive.
+DEFAULT_ARCHIVE = Path(__file__).resolve().parents[3] / "shared" / "data" / "tldr-pages.tar.xz"
 HOLDOUT_PERCENT = 5
 
 # Descriptions of commands typed inside another program's prompt, not in a shell.
@@ -333,7 +335,12 @@ def main(argv: list[str] | None = None) -> int:
         prog="python -m bashlsp.training.corpus.tldr", description=__doc__.split("\n\n")[0]
     )
     parser.add_argument("--out", type=Path, required=True, help="output directory")
-    parser.add_argument("--archive", type=Path, default=DEFAULT_ARCHIVE, help="tldr-pages tarball")
+    parser.add_argument(
+        "--archive",
+        type=Path,
+        default=DEFAULT_ARCHIVE,
+        help="tldr-pages tarball (default: ../shared/data beside the checkout)",
+    )
     parser.add_argument("--jobs", type=int, default=2, help="pages checked with bash -n at once")
     arguments = parser.parse_args(argv)
     try:
