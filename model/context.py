@@ -30,6 +30,8 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Sequence
 
+import numpy as np
+
 from .tokenizer import BashTokenizer
 
 CHUNK_LINES = 24  # lines per chunk: ~150-250 tokens of shell (DESIGN: a 40-line chunk was ~250)
@@ -38,6 +40,8 @@ MAX_CHUNK_CHARS = 2400  # a chunk of very long lines is cut at a line end (or ha
 QUERY_LINES = 12  # complete lines before the cursor line that choose the chunks
 MIN_SIMILARITY = 0.15  # a chunk less similar than this is noise, not context
 MAX_CHUNKS = 2  # chunks put ahead of one prompt
+CONTEXT_SHARE = 3  # the chunks get at most 1/CONTEXT_SHARE of a prompt's (or a training sequence's) tokens
+MIN_PARTIAL_TOKENS = 48  # a chunk cut to fit keeps at least this many tokens, or is left out
 HEADER = "# file: "
 
 # Words (names, numbers, options without their dashes) and runs of punctuation (`"$`, `;;`, `$(`):
@@ -70,16 +74,37 @@ def chunk_spans(line_count: int) -> list[tuple[int, int]]:
 def chunk_text(lines: Sequence[str], start: int, end: int) -> str:
     """The text of lines[start:end] (lines with their line breaks), at most MAX_CHUNK_CHARS."""
     text = "".join(lines[start:end])
-    if len(text) > MAX_CHUNK_CHARS:
-        cut = text.rfind("\n", 0, MAX_CHUNK_CHARS)
-        text = text[: cut + 1] if cut > 0 else text[:MAX_CHUNK_CHARS]
-    return text
+    return text[: _capped_end(text, 0, len(text))]
+
+
+def _capped_end(text: str, start: int, end: int) -> int:
+    """`end`, or an earlier line end so that text[start:end] has at most MAX_CHUNK_CHARS."""
+    if end - start <= MAX_CHUNK_CHARS:
+        return end
+    cut = text.rfind("\n", start, start + MAX_CHUNK_CHARS)
+    return cut + 1 if cut >= start else start + MAX_CHUNK_CHARS
+
+
+def chunk_offsets(text: str) -> list[tuple[int, int]]:
+    """(start, end) character offsets of the chunks of one file's text."""
+    starts = [0]
+    for line in text.splitlines(keepends=True):
+        starts.append(starts[-1] + len(line))
+    return [
+        (starts[first], _capped_end(text, starts[first], starts[end])) for first, end in chunk_spans(len(starts) - 1)
+    ]
 
 
 def file_chunks(text: str) -> list[str]:
     """The chunks of one file's text."""
-    lines = text.splitlines(keepends=True)
-    return [chunk_text(lines, start, end) for start, end in chunk_spans(len(lines))]
+    return [text[start:end] for start, end in chunk_offsets(text)]
+
+
+def word_hashes(text: str) -> np.ndarray:
+    """The hashes of the distinct words of `text`, sorted (int64): how the indexes hold
+    `words`, so that many chunks are compared with a query in a few numpy operations. Python's
+    string hash differs between processes, so hashes are compared only within one."""
+    return np.unique(np.fromiter((hash(w) for w in words(text)), np.int64))
 
 
 def query_text(prefix: str) -> str:
@@ -128,12 +153,21 @@ def chunk_ids(tok: BashTokenizer, path: str, text: str) -> list[int]:
     return [*tok.encode(chunk_document(path, text)), tok.eof_id]
 
 
-def context_ids(tok: BashTokenizer, chunks: Sequence[tuple[str, str]]) -> list[int]:
+def context_ids(tok: BashTokenizer, chunks: Sequence[tuple[str, str]], max_tokens: int | None = None) -> list[int]:
     """The ids that go ahead of a document's ids (a prompt or a training example) for the
-    chosen (path, text) chunks, given most similar first: they are written in reverse, so the
-    most similar sits nearest the document. The server puts <|eof|> before them (the end of
-    the document before, as in the training stream)."""
-    ids: list[int] = []
-    for path, text in reversed(chunks):
-        ids += chunk_ids(tok, path, text)
-    return ids
+    chosen (path, text) chunks, given most similar first. They are written in reverse, so the
+    most similar sits nearest the document. With `max_tokens`, the least similar chunks are
+    left out first; a chunk that only partly fits keeps its first lines (and its <|eof|>) if at
+    least MIN_PARTIAL_TOKENS fit. The server puts <|eof|> before them (the end of the document
+    before, as in the training stream)."""
+    kept: list[list[int]] = []
+    room = max_tokens if max_tokens is not None else float("inf")
+    for path, text in chunks:
+        ids = chunk_ids(tok, path, text)
+        if len(ids) > room:
+            if room >= MIN_PARTIAL_TOKENS:
+                kept.append([*ids[: int(room) - 1], tok.eof_id])
+            break
+        kept.append(ids)
+        room -= len(ids)
+    return [token for ids in reversed(kept) for token in ids]

@@ -30,7 +30,7 @@ from pathlib import PurePath
 
 import numpy as np
 
-from ..model.context import chunk_spans, words
+from ..model.context import chunk_offsets, word_hashes
 from ..model.redact import redact
 from ..model.shell import HEAD_BYTES, LIBRARY_EXTENSIONS, SHELL_EXTENSIONS, STARTUP_FILE_NAMES, shell_reason
 
@@ -84,7 +84,7 @@ class IndexSnapshot:
         chunks of `exclude_file` (the document's own file on disk) are left out."""
         if not self.num_chunks or not query_words:
             return []
-        hashes = np.unique(np.fromiter((hash(w) for w in query_words), np.int64, len(query_words)))
+        hashes = np.unique(np.fromiter((hash(w) for w in query_words), np.int64, len(query_words)))  # = word_hashes
         at = np.searchsorted(self.keys, hashes)
         found = at < len(self.keys)
         found[found] = self.keys[at[found]] == hashes[found]
@@ -253,31 +253,28 @@ def build_index(roots: Sequence[str], max_seconds: float = MAX_SECONDS) -> Index
     started = time.monotonic()
     walk = _Walk()
     index = IndexSnapshot(roots=[str(r) for r in roots])
-    chunk_file, chunk_start, chunk_end, chunk_words, word_hashes = [], [], [], [], []
+    chunk_file, chunk_start, chunk_end, chunk_words, word_hashes_list = [], [], [], [], []
     for path, rel, text in _walk(index.roots, max_seconds, walk):
         text = redact(text)[0]
         f = len(index.files)
         index.files.append(path)
         index.names.append(rel)
         index.texts.append(text)
-        lines = text.splitlines(keepends=True)
-        starts = np.cumsum([0, *map(len, lines)])
-        for first, end in chunk_spans(len(lines)):
-            a, b = int(starts[first]), int(starts[end])
-            chunk_words_set = words(text[a:b])
-            if not chunk_words_set:
+        for a, b in chunk_offsets(text):
+            hashes = word_hashes(text[a:b])
+            if not len(hashes):
                 continue
             chunk_file.append(f)
             chunk_start.append(a)
             chunk_end.append(b)
-            chunk_words.append(len(chunk_words_set))
-            word_hashes.append(np.fromiter((hash(w) for w in chunk_words_set), np.int64, len(chunk_words_set)))
+            chunk_words.append(len(hashes))
+            word_hashes_list.append(hashes)
     if chunk_file:
         index.chunk_file = np.array(chunk_file, np.int32)
         index.chunk_start = np.array(chunk_start, np.int32)
         index.chunk_end = np.array(chunk_end, np.int32)
         index.chunk_words = np.array(chunk_words, np.int32)
-        hashes = np.concatenate(word_hashes)
+        hashes = np.concatenate(word_hashes_list)
         owners = np.repeat(np.arange(len(chunk_file), dtype=np.int32), index.chunk_words)
         order = np.argsort(hashes, kind="stable")
         hashes, index.postings = hashes[order], owners[order]

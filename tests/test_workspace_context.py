@@ -289,3 +289,28 @@ def test_recent_edits_reach_other_documents_but_not_themselves():
     ctx.closed(lib.uri)
     ctx.saved(other)
     assert len(ctx.recent.chunks) == 1  # an empty document adds nothing
+
+
+# -- training/corpus/dataset.py: repo-level examples ------------------------------------------------
+
+
+def test_repo_context_chooses_neighbours_as_the_server_does(tmp_path):
+    from bashlsp.training.corpus.dataset import CorpusDoc, RepoContext
+
+    docs = [
+        CorpusDoc(BACKUP, "debian", "app", "train", "/usr/lib/app/backup.sh"),
+        CorpusDoc(DEPLOY, "debian", "app", "train", "/usr/lib/app/deploy.sh"),
+        CorpusDoc(BACKUP.replace("app", "web"), "debian", "web", "train", "/usr/bin/webbackup"),
+        CorpusDoc("# tar\ntar -czf a.tgz dir\n", "tldr", "tar", "train", "common/tar"),
+    ]
+    context = RepoContext.for_corpus(docs)
+    query = fmt.query_text(BACKUP[: BACKUP.index("make_backup")])
+    # Alone in its package, or tldr: no neighbours. The own file is never chosen.
+    assert context.choose(2, query) == [] and context.choose(3, query) == []
+    assert not context.has_neighbours(2) and context.has_neighbours(0)
+    assert [path for path, _ in context.choose(0, query)] == ["usr/lib/app/deploy.sh"]  # not backup.sh itself
+    chosen = context.choose(1, query)
+    assert [path for path, _ in chosen] == ["usr/lib/app/backup.sh"]
+    # The same choice as the server's plain scan over the same chunks.
+    scan = fmt.best_chunks(query, [("usr/lib/app/backup.sh", c) for c in fmt.file_chunks(BACKUP)])
+    assert chosen == [(path, text) for path, text, _ in scan]

@@ -8,12 +8,17 @@ Either may be missing; a directory with neither is an error.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
+from ...model.context import MAX_CHUNKS, MIN_SIMILARITY, chunk_offsets, word_hashes
 from ...model.errors import TrainingError
 
 SPLITS = ("train", "holdout")
+MAX_GROUP_CHUNKS = 512  # neighbour chunks kept per source package, spread evenly over its files
 SOURCES = ("debian", "tldr")
 
 
@@ -132,3 +137,79 @@ def load_tldr_pairs(directory: str | Path, split: str | None = "holdout") -> lis
         for record in _read_jsonl(path)
         if split is None or record["split"] == split
     ]
+
+
+# -- repo-level examples ---------------------------------------------------------------------------
+
+
+@dataclass
+class _Group:
+    """The chunks of one source package's files, as arrays (see RepoContext)."""
+
+    doc: np.ndarray  # (chunks,) the document each chunk comes from
+    start: np.ndarray  # (chunks,) character offsets in that document
+    end: np.ndarray
+    sizes: np.ndarray  # (chunks,) distinct words
+    hashes: np.ndarray  # word hashes of all chunks, concatenated
+    owner: np.ndarray  # (len(hashes),) the chunk each hash belongs to
+
+
+class RepoContext:
+    """Neighbour chunks for repo-level training examples: for a document, the chunks of the
+    other files of its source package most similar to the lines before a split point, chosen
+    as the server chooses workspace chunks for a cursor (model/context.py: the same chunks,
+    query, Jaccard similarity, threshold and count; `context_ids` writes them ahead of the
+    example). Documents without a group (tldr pages) or alone in theirs get none.
+
+    Memory: a package keeps at most MAX_GROUP_CHUNKS chunks (word hashes and offsets into the
+    documents' texts, which it shares)."""
+
+    def __init__(self, texts: Sequence[str], groups: Sequence[str | None], paths: Sequence[str]) -> None:
+        if not len(texts) == len(groups) == len(paths):
+            raise TrainingError("RepoContext needs one group and one path per text")
+        self.texts, self.paths = texts, paths
+        members: dict[str, list[int]] = {}
+        for i, group in enumerate(groups):
+            if group is not None:
+                members.setdefault(group, []).append(i)
+        self.group_of = np.full(len(texts), -1, dtype=np.int32)
+        self._groups: list[_Group] = []
+        for docs in members.values():
+            if len(docs) < 2:
+                continue
+            spans = [(d, a, b) for d in docs for a, b in chunk_offsets(texts[d])]
+            if len(spans) > MAX_GROUP_CHUNKS:
+                spans = [spans[k * len(spans) // MAX_GROUP_CHUNKS] for k in range(MAX_GROUP_CHUNKS)]
+            hashes = [word_hashes(texts[d][a:b]) for d, a, b in spans]
+            sizes = np.array([len(h) for h in hashes], dtype=np.int32)
+            doc, start, end = (np.array(column, dtype=np.int64) for column in zip(*spans))
+            owner = np.repeat(np.arange(len(spans), dtype=np.int32), sizes)
+            self._groups.append(_Group(doc, start, end, sizes, np.concatenate(hashes), owner))
+            self.group_of[docs] = len(self._groups) - 1
+
+    @classmethod
+    def for_corpus(cls, docs: Sequence[CorpusDoc]) -> RepoContext:
+        """Debian scripts grouped by package; tldr pages get no neighbours."""
+        groups = [d.name if d.source == "debian" else None for d in docs]
+        return cls([d.text for d in docs], groups, [d.path.lstrip("/") for d in docs])
+
+    def has_neighbours(self, i: int) -> bool:
+        return self.group_of[i] >= 0
+
+    def choose(self, i: int, query: str) -> list[tuple[str, str]]:
+        """The (path, text) chunks of document i's neighbours for `query` (model.context.query_text
+        of the text before the split point), most similar first."""
+        g = int(self.group_of[i])
+        query_hashes = word_hashes(query)
+        if g < 0 or not len(query_hashes):
+            return []
+        group = self._groups[g]
+        common = np.bincount(group.owner[np.isin(group.hashes, query_hashes)], minlength=len(group.sizes))
+        similarity = common / (group.sizes + len(query_hashes) - common)
+        similarity[group.doc == i] = 0.0  # a file is never context for itself
+        best = np.argsort(-similarity, kind="stable")[:MAX_CHUNKS]
+        return [
+            (self.paths[group.doc[k]], self.texts[group.doc[k]][group.start[k] : group.end[k]])
+            for k in best.tolist()
+            if similarity[k] >= MIN_SIMILARITY
+        ]
