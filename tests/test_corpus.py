@@ -210,13 +210,26 @@ def test_writer_dedupes_across_and_writes_manifest_and_lock(tmp_path):
     assert record.files == 3 and again.files == 0
     # Per add: the in-package duplicate, and reindented.sh as a near duplicate of copy-of-setup.sh;
     # the second add also drops its three scripts as exact duplicates of the first's.
-    assert writer.dropped["near duplicate"] == 2
+    assert writer.dropped["near duplicate (whitespace)"] == 2
     assert writer.dropped["duplicate"] == 2 + 3
 
     manifest = [json.loads(line) for line in (out / "manifest.jsonl").read_text().splitlines()]
     assert len(manifest) == 3
     for entry in manifest:
-        assert set(entry) == {"sha256", "file", "package", "version", "path", "licence", "bytes", "reason", "split"}
+        assert set(entry) == {
+            "sha256",
+            "file",
+            "package",
+            "source",
+            "origin",
+            "version",
+            "path",
+            "licence",
+            "bytes",
+            "reason",
+            "split",
+        }
+        assert (entry["source"], entry["origin"]) == ("demo", "deb")
         data = (out / "files" / entry["sha256"][:2] / f"{entry['sha256']}.sh").read_bytes()
         assert entry["file"] == f"files/{entry['sha256'][:2]}/{entry['sha256']}.sh"
         assert len(data) == entry["bytes"] and debian.sha256_hex(data) == entry["sha256"]

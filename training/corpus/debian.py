@@ -277,6 +277,10 @@ def extract_shell_files(deb: Path, package: str | None = None, tmp_parent: Path 
         if unpacked.returncode != 0:
             raise TrainingError(f"dpkg-deb -x {deb} failed: {unpacked.stderr.strip()}")
         _classify_tree(Path(tmp), result)
+        copyright_file = Path(tmp, "usr/share/doc", package, "copyright")
+        if copyright_file.is_file() and not copyright_file.is_symlink():
+            paragraphs = debsrc.parse_copyright(copyright_file.read_text(encoding="utf-8", errors="replace"))
+            result.licence = debsrc.licence_of("", paragraphs, "see /usr/share/doc/" + package + "/copyright")
     return result
 
 
@@ -535,7 +539,9 @@ def build_corpus(
                 if extract is extract_dsc:
                     record = writer.add(scripts, scripts.licence or "unknown", source_split(spec.name), cap)
                 else:
-                    record = writer.add(scripts, spec.licence, split_of(spec.name))
+                    # '-' in the list: the licence the package's own copyright file gives.
+                    licence = spec.licence if spec.licence != "-" else scripts.licence or "unknown"
+                    record = writer.add(scripts, licence, split_of(spec.name))
                 print(
                     f"{record.package:24} {record.origin:3} {record.version:32} {record.split:8} "
                     f"{record.files:5} files {record.bytes / 1000:8.1f} KB",
