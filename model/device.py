@@ -6,6 +6,7 @@ torch is imported inside the functions that need it: the server on a CPU runs wi
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import platform
 import shutil
@@ -32,6 +33,17 @@ def _check_choice(name: str) -> None:
         raise ConfigError(f"unknown device {name!r}; choose one of: {', '.join(DEVICE_CHOICES)}")
 
 
+def torch_installed() -> bool:
+    """Whether PyTorch can be imported, without importing it. `pip install bashlsp` leaves it
+    out (serving on a CPU runs in numpy); the extras `train` and `gpu` bring it."""
+    return importlib.util.find_spec("torch") is not None
+
+
+def torch_missing(what: str, extra: str) -> ConfigError:
+    """The error for something that needs PyTorch where it is not installed: it names the extra."""
+    return ConfigError(f"{what} needs PyTorch, which `pip install bashlsp` leaves out: pip install 'bashlsp[{extra}]'")
+
+
 def may_have_gpu() -> bool:
     """False where this machine surely has no GPU torch could use: not Apple silicon and no
     NVIDIA driver. Cheap, and torch is not imported to find out (2-3 s on a small machine)."""
@@ -48,8 +60,10 @@ def serving_device(name: str = "auto") -> tuple[str, str | torch.device]:
     """Where the server runs the model: ("numpy", "cpu") on a CPU, where torch is never
     imported, or ("torch", device) on a GPU. Raises ConfigError for an unknown or unavailable device."""
     _check_choice(name)
-    if name == "cpu" or (name == "auto" and not may_have_gpu()):
+    if name == "cpu" or (name == "auto" and not (may_have_gpu() and torch_installed())):
         return "numpy", "cpu"
+    if not torch_installed():
+        raise torch_missing(f"serving on device {name!r}", "gpu")
     device = resolve_device(name)
     return ("numpy", "cpu") if device.type == "cpu" else ("torch", device)
 

@@ -15,6 +15,7 @@ import importlib
 import sys
 from importlib.metadata import PackageNotFoundError, version
 
+from ..model.device import torch_installed, torch_missing
 from ..model.errors import BashlspError
 
 # name -> (module whose main(argv, prog) runs the command, help)
@@ -103,6 +104,9 @@ def _store(args):
 def _run_generate(args) -> int:
     from ..model.checkpoint import load_checkpoint, resolve_checkpoint
     from ..model.device import resolve_device
+
+    if not torch_installed():
+        raise torch_missing("bashlsp generate", "train")
     from ..model.sampling import SamplingOptions, generate
 
     if args.max_tokens < 1 or args.num_samples < 1:
@@ -163,6 +167,8 @@ def _run_delegated(module_name: str, argv: list[str], prog: str) -> int:
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:
+        if exc.name == "torch":
+            raise torch_missing(prog, "train") from exc
         raise BashlspError(f"{prog} is unavailable: {module_name} cannot be imported ({exc})") from exc
     return int(module.main(argv, prog=prog) or 0)
 

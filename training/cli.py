@@ -7,6 +7,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from ..model.device import torch_installed, torch_missing
 from ..model.errors import BashlspError
 
 
@@ -173,6 +174,8 @@ def options_from_args(args: argparse.Namespace):
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
+        if not torch_installed():
+            raise torch_missing("bashlsp-train", "train")
         if any(a == "--pretrain" or a.startswith("--pretrain=") for a in argv):
             from . import pretrain
 
