@@ -241,6 +241,20 @@ class RoundResult:
     meta: dict
 
 
+@dataclass
+class Baseline:
+    """What a round measures before training, and on which texts."""
+
+    holdout_texts: list[str]
+    general_texts: list[str]
+    general_note: str | None  # why there is no general holdout, when there is none
+    user_digest: str
+    general_digest: str
+    user_before: float | None
+    general_before: float | None
+    general_reference: float | None  # forgetting is judged against this (the line's first model)
+
+
 class PersonalTrainer:
     def __init__(self, options: PersonalOptions, out=None) -> None:
         self.options = options
@@ -289,10 +303,69 @@ class PersonalTrainer:
     def train_round(self, prepared: PreparedData, changed: set[str] | None = None) -> RoundResult | None:
         """Fine-tune once and publish if the gate passes. `changed`: names of scripts edited since
         the last round (None: the first round, all scripts)."""
-        from .loop import TrainConfig, Trainer
-
-        o = self.options
         self.rounds += 1
+        train_scripts = self._round_scripts(prepared, changed)
+        if train_scripts is None:
+            return None
+        start_path = self.start_checkpoint()
+        loaded = load_checkpoint(start_path, device=self.device)
+        self.say(f"starting from {loaded.id} ({start_path})")
+        texts = [s.text for s in train_scripts]
+        config, num_tokens = self._train_config(loaded, texts)
+        baseline = self._measure_before(loaded, prepared)
+        if self.stop_event.is_set():
+            return RoundResult(None, None, True, 0, [], {})
+
+        trainer = self._make_trainer(start_path, loaded, texts, config)
+        self.say(
+            f"fine-tuning {loaded.model.num_params() / 1e6:.2f}M parameters on {len(train_scripts)} scripts "
+            f"({num_tokens:,} tokens): {config.steps} steps of {config.batch_size}x{config.seq_len} tokens, "
+            f"lr {config.lr:g}, device {self.device}"
+        )
+        started = time.perf_counter()
+        result = self._fine_tune(trainer, config.steps)
+        if result.stopped_early:
+            self.say(
+                f"stopped at step {result.steps_done} of {config.steps}; nothing published, the current checkpoint stays"
+            )
+            return RoundResult(None, None, True, result.steps_done, result.history, {})
+        train_seconds = time.perf_counter() - started
+
+        decision, gate = self._judge(loaded, baseline)
+        meta = {
+            "kind": "personal",
+            "base": {"id": loaded.id, "path": str(start_path)},
+            "data": {
+                **prepared.collection.summary(),
+                "train_files": len(prepared.train),
+                "round_train_files": len(train_scripts),
+                "holdout_files": len(prepared.holdout),
+                "redactions": prepared.num_redactions,
+                "tokens": num_tokens,
+            },
+            "training": self._training_meta(result, config, train_seconds, changed),
+            "metrics": {
+                "user_holdout_bpb": decision.user_bpb_after,
+                "general_holdout_bpb": decision.general_bpb_after,
+                "final_train_loss": result.final_loss,
+            },
+            "gate": gate,
+        }
+        published = self._publish_if_passed(loaded, decision, meta)
+        self._log_round(meta, published, result.history)
+        shutil.rmtree(trainer.state_dir, ignore_errors=True)  # the round is decided: nothing to resume
+        if self.options.report is not None:
+            from .report import write_report
+
+            self.say(write_report(self.options.report, result.history, decision))
+        return RoundResult(decision, published, False, result.steps_done, result.history, meta)
+
+    # the steps of a round
+
+    def _round_scripts(self, prepared: PreparedData, changed: set[str] | None) -> list[Script] | None:
+        """What this round trains on: every training script in the first round; later, the changed
+        ones plus a replay of the others (replay_ratio times their bytes). None: nothing new."""
+        o = self.options
         train_scripts = prepared.train
         if changed is not None:
             fresh = [s for s in prepared.train if s.name in changed]
@@ -311,13 +384,14 @@ class PersonalTrainer:
             self.say(f"training on {len(fresh)} changed scripts and a replay of {len(replay)} others")
         if not train_scripts:
             raise TrainingError("no scripts to train on (need at least 2: one is held out to measure improvement)")
+        return train_scripts
 
-        start_path = self.start_checkpoint()
-        loaded = load_checkpoint(start_path, device=self.device)
-        tokenizer = loaded.tokenizer
-        self.say(f"starting from {loaded.id} ({start_path})")
-        texts = [s.text for s in train_scripts]
-        num_tokens = sum(len(ids) + 1 for ids in tokenizer.encode_batch(texts))
+    def _train_config(self, loaded: LoadedModel, texts: list[str]):
+        """(TrainConfig, tokens in `texts`): steps from the options and the data's size."""
+        from .loop import TrainConfig
+
+        o = self.options
+        num_tokens = sum(len(ids) + 1 for ids in loaded.tokenizer.encode_batch(texts))
         seq_len = min(o.seq_len, loaded.config.block_size, num_tokens - 1)
         if seq_len < 8:
             raise TrainingError(f"too little to train on: {num_tokens} tokens")
@@ -334,8 +408,11 @@ class PersonalTrainer:
             seed=o.seed,
             progress=o.progress,
         )
+        return config, num_tokens
 
-        # Figures before training (reused from the start checkpoint's own gate when the texts match).
+    def _measure_before(self, loaded: LoadedModel, prepared: PreparedData) -> Baseline:
+        """Figures before training, reused from the start checkpoint's own gate when the texts match."""
+        o = self.options
         holdout_texts = [s.text for s in prepared.holdout]
         general_texts, general_note = load_general_holdout(o.general_holdout, o.max_general_bytes)
         user_digest, general_digest = texts_digest(holdout_texts), texts_digest(general_texts)
@@ -345,21 +422,16 @@ class PersonalTrainer:
             user_before = previous["user_bpb_after"]
         else:
             user_before = holdout_bpb(loaded, holdout_texts)
+        same_general = previous.get("general_holdout_digest") == general_digest
         general_before = None
         if general_texts:
-            if (
-                previous.get("general_holdout_digest") == general_digest
-                and previous.get("general_bpb_after") is not None
-            ):
+            if same_general and previous.get("general_bpb_after") is not None:
                 general_before = previous["general_bpb_after"]
             else:
                 general_before = holdout_bpb(loaded, general_texts)
         # Forgetting is judged against the first model of this line of checkpoints, so many small
         # allowed losses cannot add up round after round.
-        if (
-            previous.get("general_holdout_digest") == general_digest
-            and previous.get("general_reference_bpb") is not None
-        ):
+        if same_general and previous.get("general_reference_bpb") is not None:
             general_reference = previous["general_reference_bpb"]
         else:
             general_reference = general_before
@@ -367,28 +439,40 @@ class PersonalTrainer:
             f"before: your holdout {_bpb(user_before)}, general holdout {_bpb(general_before)} "
             f"({len(holdout_texts)} + {len(general_texts)} files, {time.perf_counter() - measuring_started:.1f} s)"
         )
-        if self.stop_event.is_set():
-            return RoundResult(None, None, True, 0, [], {})
+        return Baseline(
+            holdout_texts=holdout_texts,
+            general_texts=general_texts,
+            general_note=general_note,
+            user_digest=user_digest,
+            general_digest=general_digest,
+            user_before=user_before,
+            general_before=general_before,
+            general_reference=general_reference,
+        )
 
-        # A saved state resumes only the same round: same start checkpoint, data and settings.
+    def _make_trainer(self, start_path: Path, loaded: LoadedModel, texts: list[str], config):
+        """The shared loop's Trainer, resumed from a saved state of this very round if there is one:
+        same start checkpoint, data and settings."""
+        from .loop import Trainer
+
         settings = {k: v for k, v in asdict(config).items() if k != "progress"}
         key = hashlib.sha256(
             json.dumps(
                 [str(start_path), loaded.meta.get("id"), loaded.meta.get("created"), texts_digest(texts), settings]
             ).encode()
         ).hexdigest()[:16]
-        trainer = Trainer(loaded.model, tokenizer, texts, config, self.device, state_dir=self._state_dir(key))
+        trainer = Trainer(loaded.model, loaded.tokenizer, texts, config, self.device, state_dir=self._state_dir(key))
         if trainer.load_state():
-            self.say(f"resumed from step {trainer.step} of {steps} (saved state in {trainer.state_dir})")
-        self.say(
-            f"fine-tuning {loaded.model.num_params() / 1e6:.2f}M parameters on {len(train_scripts)} scripts "
-            f"({num_tokens:,} tokens): {steps} steps of {o.batch_size}x{seq_len} tokens, lr {o.lr:g}, device {self.device}"
-        )
+            self.say(f"resumed from step {trainer.step} of {config.steps} (saved state in {trainer.state_dir})")
+        return trainer
+
+    def _fine_tune(self, trainer, steps: int):
+        """Run the loop to the end or to a stop request; log lines when there is no progress bar."""
         reported = [len(trainer.history)]
 
         def between_steps() -> bool:
             # Called before every step: log lines when there is no progress bar, and the stop flag.
-            if not o.progress:
+            if not self.options.progress:
                 for entry in trainer.history[reported[0] :]:
                     if "loss" in entry:
                         self.say(
@@ -397,80 +481,58 @@ class PersonalTrainer:
                 reported[0] = len(trainer.history)
             return self.stop_event.is_set()
 
-        started = time.perf_counter()
         result = trainer.train(should_stop=between_steps)
         between_steps()
-        if result.stopped_early:
-            self.say(f"stopped at step {result.steps_done} of {steps}; nothing published, the current checkpoint stays")
-            return RoundResult(None, None, True, result.steps_done, result.history, {})
-        train_seconds = time.perf_counter() - started
+        return result
 
-        user_after = holdout_bpb(loaded, holdout_texts)
-        general_after = holdout_bpb(loaded, general_texts) if general_texts else None
+    def _judge(self, loaded: LoadedModel, baseline: Baseline) -> tuple[GateDecision, dict]:
+        """Measure again and let the quality gate decide; (decision, the gate record for meta.json)."""
+        user_after = holdout_bpb(loaded, baseline.holdout_texts)
+        general_after = holdout_bpb(loaded, baseline.general_texts) if baseline.general_texts else None
         decision = decide(
-            user_before,
+            baseline.user_before,
             user_after,
-            general_reference,
+            baseline.general_reference,
             general_after,
-            max_general_loss=o.max_general_loss,
-            missing_general_note=general_note,
+            max_general_loss=self.options.max_general_loss,
+            missing_general_note=baseline.general_note,
         )
         gate = decision.to_dict()
         gate.update(
-            user_holdout_digest=user_digest,
-            general_holdout_digest=general_digest if general_texts else None,
-            general_reference_bpb=general_reference,
-            general_bpb_start=general_before,
-            user_holdout_files=len(holdout_texts),
-            general_holdout_docs=len(general_texts),
+            user_holdout_digest=baseline.user_digest,
+            general_holdout_digest=baseline.general_digest if baseline.general_texts else None,
+            general_reference_bpb=baseline.general_reference,
+            general_bpb_start=baseline.general_before,
+            user_holdout_files=len(baseline.holdout_texts),
+            general_holdout_docs=len(baseline.general_texts),
         )
-        meta = {
-            "kind": "personal",
-            "base": {"id": loaded.id, "path": str(start_path)},
-            "data": {
-                **prepared.collection.summary(),
-                "train_files": len(prepared.train),
-                "round_train_files": len(train_scripts),
-                "holdout_files": len(prepared.holdout),
-                "redactions": prepared.num_redactions,
-                "tokens": num_tokens,
-            },
-            "training": {
-                "steps": result.steps_done,
-                "tokens_seen": result.tokens_seen,
-                "seq_len": seq_len,
-                "batch_size": o.batch_size,
-                "lr": o.lr,
-                "fim_rate": o.fim_rate,
-                "skipped_nonfinite": result.skipped_nonfinite,
-                "tokens_per_second": round(result.tokens_per_second, 1),
-                "seconds": round(train_seconds, 1),
-                "device": str(self.device),
-                "round": self.rounds,
-                "changed_files": None if changed is None else len(changed),
-            },
-            "metrics": {
-                "user_holdout_bpb": user_after,
-                "general_holdout_bpb": general_after,
-                "final_train_loss": result.final_loss,
-            },
-            "gate": gate,
-        }
-        self.say(decision.summary())
-        published = None
-        if decision.publish:
-            published = self.store.publish(loaded.model, tokenizer, meta)
-            self.latest = self.store.path_of(published)
-            self.say(f"published checkpoint {published} to {self.store.root}; running servers pick it up")
-        else:
-            self.say("not published; the current checkpoint stays")
-        self._log_round(meta, published, result.history)
-        shutil.rmtree(trainer.state_dir, ignore_errors=True)  # the round is decided: nothing to resume
-        if o.report is not None:
-            from .report import write_report
+        return decision, gate
 
-            self.say(write_report(o.report, result.history, decision))
-        return RoundResult(decision, published, False, result.steps_done, result.history, meta)
+    def _training_meta(self, result, config, train_seconds: float, changed: set[str] | None) -> dict:
+        return {
+            "steps": result.steps_done,
+            "tokens_seen": result.tokens_seen,
+            "seq_len": config.seq_len,
+            "batch_size": config.batch_size,
+            "lr": config.lr,
+            "fim_rate": config.fim_rate,
+            "skipped_nonfinite": result.skipped_nonfinite,
+            "tokens_per_second": round(result.tokens_per_second, 1),
+            "seconds": round(train_seconds, 1),
+            "device": str(self.device),
+            "round": self.rounds,
+            "changed_files": None if changed is None else len(changed),
+        }
+
+    def _publish_if_passed(self, loaded: LoadedModel, decision: GateDecision, meta: dict) -> str | None:
+        self.say(decision.summary())
+        if not decision.publish:
+            self.say("not published; the current checkpoint stays")
+            return None
+        published = self.store.publish(loaded.model, loaded.tokenizer, meta)
+        self.latest = self.store.path_of(published)
+        self.say(f"published checkpoint {published} to {self.store.root}; running servers pick it up")
+        return published
 
     def _log_round(self, meta: dict, published: str | None, history: list[dict]) -> None:
         self.store.root.mkdir(parents=True, exist_ok=True)
