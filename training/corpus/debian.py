@@ -1,20 +1,30 @@
-"""Build the shell-script corpus for the default model from Debian packages.
+"""Build the shell-script corpus for the default model from Debian binary and source packages.
 
-    python -m bashlsp.training.corpus.debian --out DIR [--packages TSV] [--workdir DIR] [--jobs N]
+    python -m bashlsp.training.corpus.debian --out DIR [--packages TSV] [--sources TSV] [--jobs N]
+        [--lock packages.lock] [--source-lock sources.lock] [--source-cap-mb MB] [--no-sources]
 
-For every package in the list: ``apt-get download`` its .deb into a cache (never installed),
-``dpkg-deb -x`` it into a temporary directory, keep the shell scripts (see `model/shell.py`) that
-``bash -n`` accepts, are valid UTF-8 and at most 1 MiB, and drop exact and whitespace-only
-duplicates across the whole corpus. Output in DIR:
+Binary packages (`debian-shell-packages.tsv`): ``apt-get download`` the .deb into a cache (never
+installed) and ``dpkg-deb -x`` it into a temporary directory. Source packages
+(`debian-source-packages.tsv`): ``apt-get source --download-only`` through a private deb-src
+apt configuration, tarballs read as streams (see `debsrc`). Every file gets one verdict from
+`filters.judge` (shell by `model/shell.py`, at most 1 MiB, UTF-8, not generated, not another
+language in disguise, accepted by ``bash -n``); then exact, whitespace-only and MinHash
+near-duplicates are dropped across the whole corpus, and each source package adds at most
+SOURCE_CAP_BYTES. Output in DIR:
 
 - ``files/<sha256[:2]>/<sha256>.sh``: one file per unique script (sha256 of its bytes);
-- ``manifest.jsonl``: one record per file: sha256, file, package, version, path, licence,
-  bytes, reason, split;
-- ``packages.lock``: the exact package versions used (a copy is committed beside this module).
+- ``manifest.jsonl``: one record per file: sha256, file, package, source, origin ('deb' or
+  'dsc'), version, path (installed path, or the path in the source tree), licence, bytes,
+  reason, split. A package's files stay together under its name, with their paths;
+- ``packages.lock`` and ``sources.lock``: the exact versions used (copies are committed beside
+  this module as `debian-packages.lock` and `debian-sources.lock`).
 
-The split is by package, so no package's style leaks from train into holdout: see
-`HOLDOUT_PACKAGES`. Download (`download_deb`) and extraction (`extract_shell_files`) are
-separate so extraction can run on any local .deb.
+Re-runs are cheap: downloads are cached (``--workdir``, ``--source-workdir``) and so is each
+package's extraction (``--cache``, keyed by the sha256 of its .deb/.dsc); only the corpus-wide
+passes run again. A package that cannot be fetched (a 404) is reported and skipped.
+
+The split is by source package, so no package's style leaks from train into holdout: see
+`HOLDOUT_PACKAGES` and `HOLDOUT_SOURCES`.
 """
 
 from __future__ import annotations
