@@ -42,8 +42,14 @@ BASH_CHECK_TIMEOUT_S = 30
 # shebang-less libraries, a few functions.
 HEAD_BYTES = 8192
 
-# Larger files with a shell name are generated (configure) or data, not code anyone writes.
+# Larger files with a shell name are generated (configure) or data, not code anyone writes: the
+# cap for packaged scripts (the corpus builder).
 MAX_SCRIPT_BYTES = 1 << 20
+# The cap for a user's own scripts (personal training, the workspace index): a hand-written script
+# is rarely larger, and one that is costs training and indexing time out of proportion.
+MAX_USER_SCRIPT_BYTES = 256 * 1024
+# Folders of tools, not of the user's scripts: never walked.
+SKIPPED_DIR_NAMES = frozenset({".git", ".hg", ".svn", "node_modules", "__pycache__", ".venv", ".tox", ".mypy_cache"})
 
 SHELL_LANGUAGE_IDS = frozenset({"shellscript", "sh", "bash"})  # LSP language ids editors give shell
 SHELL_INTERPRETERS = frozenset({"sh", "bash", "dash", "ksh", "ksh93", "mksh", "ash", "posh"})

@@ -18,11 +18,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..model.errors import TrainingError
-from ..model.shell import HEAD_BYTES, is_binary, shell_reason
+from ..model.shell import HEAD_BYTES, MAX_USER_SCRIPT_BYTES, SKIPPED_DIR_NAMES, is_binary, shell_reason
 
-DEFAULT_MAX_FILE_BYTES = 256 * 1024  # a hand-written script is rarely larger; bigger files are usually generated
-# Folders that hold tools' state, not the user's scripts.
-SKIPPED_DIR_NAMES = frozenset({".git", ".hg", ".svn", "node_modules", "__pycache__", ".venv", ".tox", ".mypy_cache"})
+DEFAULT_MAX_FILE_BYTES = MAX_USER_SCRIPT_BYTES  # the default of bashlsp-train --max-file-kb
 _O_NOATIME = getattr(os, "O_NOATIME", 0)
 _O_NONBLOCK = getattr(os, "O_NONBLOCK", 0)  # so a FIFO swapped in after the check cannot block us
 
