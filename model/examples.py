@@ -25,7 +25,7 @@ import re
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -35,6 +35,8 @@ FORMAT = 1
 INDEX_FILE = "examples.sqlite"
 # The shipped index (package data, like the bundled weights).
 BUNDLED_INDEX = Path(__file__).resolve().parent / "data" / INDEX_FILE
+PERSONAL_INDEX = Path("examples") / "personal.sqlite"  # inside the checkpoint store
+INDEX_ENV = "BASHLSP_EXAMPLE_INDEX"
 
 # A query uses at most this many distinct words (a 100 KB comment must not become a 100 KB
 # query: bm25 over a few dozen terms already picks the neighbours).
@@ -51,6 +53,15 @@ STOPWORDS = frozenset(
     " which while who will with without you your".split()
 )
 _WORD = re.compile(r"\w+", re.UNICODE)
+# A nano model's context is 1,024 tokens, of which the engine keeps about 768 for the prompt:
+# 2,000 characters of script (~600 tokens) plus three examples fit.
+FEW_SHOT_DOCUMENT_CHARS = 2_000
+# Comment -> code blocks taken from a script (the personal and workspace indexes).
+MAX_PAIRS_PER_SCRIPT = 200
+MAX_DESCRIPTION_CHARS = 200
+MAX_COMMAND_LINES = 8
+MAX_LINE_CHARS = 200  # a longer line is cut: an entry stays under ~2 KB
+_DIRECTIVE = re.compile(r"^(shellcheck\b|-\*-|(vim?|ex):|(TODO|FIXME|XXX)\b)", re.IGNORECASE)
 
 
 class ExampleIndexError(BashlspError):
@@ -69,6 +80,20 @@ class Example:
     def label(self) -> str:
         """'tldr find': where the example comes from, for an editor's list."""
         return f"{self.source} {self.page}".strip()
+
+
+def shipped_index_path() -> Path | None:
+    """The command-example index the server searches: $BASHLSP_EXAMPLE_INDEX when set (empty:
+    none), else the one shipped in the package."""
+    value = os.environ.get(INDEX_ENV)
+    if value is None:
+        return BUNDLED_INDEX
+    return Path(value).expanduser() if value else None
+
+
+def personal_index_path(store_root: Path) -> Path:
+    """Where `bashlsp-train` publishes the user's own examples in a checkpoint store."""
+    return Path(store_root) / PERSONAL_INDEX
 
 
 def query_words(text: str) -> list[str]:
@@ -96,6 +121,56 @@ def few_shot_block(examples: Iterable[Example]) -> str:
     return "\n\n".join(pairs) + "\n\n" if pairs else ""
 
 
+def comment_code_pairs(text: str, source: str, page: str, limit: int = MAX_PAIRS_PER_SCRIPT) -> list[Example]:
+    """The comment -> code blocks of a script, as a writer of it documented them: a run of at
+    most 3 ``#`` lines (joined; not the shebang, not a shellcheck/vim directive) directly
+    followed by code, up to the next blank or comment line (at most MAX_COMMAND_LINES lines of
+    at most MAX_LINE_CHARS characters).
+    The caller redacts secrets first. At most `limit` pairs."""
+    pairs: list[Example] = []
+    comment: list[str] = []
+    code: list[str] = []
+
+    def flush() -> None:
+        description = " ".join(" ".join(comment).split())
+        if code and 3 <= len(description) <= MAX_DESCRIPTION_CHARS and not _DIRECTIVE.match(description):
+            pairs.append(Example(description, "\n".join(code), source, page, "the user's own"))
+        code.clear()
+
+    for line in text.split("\n"):
+        if len(pairs) >= limit:
+            break
+        stripped = line.strip()
+        if not stripped or stripped.startswith("#!"):
+            flush()
+            comment = []
+        elif stripped.startswith("#"):
+            if code:  # a comment after code starts the next block
+                flush()
+                comment = []
+            comment.append(stripped.lstrip("#").strip())
+        elif comment and len(comment) <= 3 and len(code) < MAX_COMMAND_LINES:
+            code.append(line.rstrip()[:MAX_LINE_CHARS])
+        else:  # code without a comment above it, or past the block's bound
+            flush()
+            comment = []
+    flush()
+    return pairs[:limit]
+
+
+def few_shot_prompt(examples: Sequence[Example], document_prefix: str) -> str:
+    """The prompt for generating below a comment: the examples ahead of the document. With
+    examples, the document is cut to its last FEW_SHOT_DOCUMENT_CHARS (at a line start) so the
+    engine's left-side window, which keeps the end of a long prompt, keeps the examples too."""
+    if not examples:
+        return document_prefix
+    if len(document_prefix) > FEW_SHOT_DOCUMENT_CHARS:
+        tail = document_prefix[-FEW_SHOT_DOCUMENT_CHARS:]
+        newline = tail.find("\n")
+        document_prefix = tail[newline + 1 :] if 0 <= newline < len(tail) - 1 else tail
+    return few_shot_block(examples) + document_prefix
+
+
 _SCHEMA = """
 CREATE TABLE meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE examples(
@@ -103,8 +178,33 @@ CREATE TABLE examples(
     source TEXT NOT NULL, page TEXT NOT NULL, licence TEXT NOT NULL);
 CREATE VIRTUAL TABLE examples_fts USING fts5(
     description, command, page, content='examples', content_rowid='id',
-    tokenize='porter unicode61', detail='column');
+    tokenize='porter unicode61');
 """
+
+
+def _fill(connection: sqlite3.Connection, entries: Iterable[Example], sources: dict[str, dict], kind: str) -> int:
+    connection.executescript(_SCHEMA)
+    counts: dict[str, int] = {}
+    rows = []
+    for entry in entries:
+        counts[entry.source] = counts.get(entry.source, 0) + 1
+        rows.append((entry.description, entry.command, entry.source, entry.page, entry.licence))
+    connection.executemany(
+        "INSERT INTO examples(description, command, source, page, licence) VALUES (?, ?, ?, ?, ?)", rows
+    )
+    connection.execute("INSERT INTO examples_fts(examples_fts) VALUES ('rebuild')")
+    connection.execute("INSERT INTO examples_fts(examples_fts) VALUES ('optimize')")
+    described = {name: {**sources.get(name, {}), "entries": count} for name, count in sorted(counts.items())}
+    meta = {
+        "format": str(FORMAT),
+        "kind": kind,
+        "entries": str(len(rows)),
+        "sources": json.dumps(described, ensure_ascii=False, sort_keys=True),
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+    connection.executemany("INSERT INTO meta(key, value) VALUES (?, ?)", sorted(meta.items()))
+    connection.commit()
+    return len(rows)
 
 
 def write_index(path: Path, entries: Iterable[Example], sources: dict[str, dict], kind: str = "commands") -> int:
@@ -115,30 +215,10 @@ def write_index(path: Path, entries: Iterable[Example], sources: dict[str, dict]
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
     tmp.unlink(missing_ok=True)
-    counts: dict[str, int] = {}
     try:
         connection = sqlite3.connect(tmp)
         try:
-            connection.executescript(_SCHEMA)
-            rows = []
-            for entry in entries:
-                counts[entry.source] = counts.get(entry.source, 0) + 1
-                rows.append((entry.description, entry.command, entry.source, entry.page, entry.licence))
-            connection.executemany(
-                "INSERT INTO examples(description, command, source, page, licence) VALUES (?, ?, ?, ?, ?)", rows
-            )
-            connection.execute("INSERT INTO examples_fts(examples_fts) VALUES ('rebuild')")
-            connection.execute("INSERT INTO examples_fts(examples_fts) VALUES ('optimize')")
-            described = {name: {**sources.get(name, {}), "entries": count} for name, count in sorted(counts.items())}
-            meta = {
-                "format": str(FORMAT),
-                "kind": kind,
-                "entries": str(len(rows)),
-                "sources": json.dumps(described, ensure_ascii=False, sort_keys=True),
-                "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-            }
-            connection.executemany("INSERT INTO meta(key, value) VALUES (?, ?)", sorted(meta.items()))
-            connection.commit()
+            written = _fill(connection, entries, sources, kind)
             connection.execute("VACUUM")
         finally:
             connection.close()
@@ -148,23 +228,25 @@ def write_index(path: Path, entries: Iterable[Example], sources: dict[str, dict]
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
-    return len(rows)
+    return written
 
 
 class ExampleIndex:
     """A read-only, validated example index. Safe to share between threads (one connection
     behind a lock: a search takes well under a millisecond to a few milliseconds)."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, connection: sqlite3.Connection | None = None) -> None:
         self.path = Path(path)
-        if not self.path.is_file():
+        if connection is not None:
+            self._connection = connection
+        elif not self.path.is_file():
             raise ExampleIndexError(f"example index {self.path} does not exist")
-        try:
-            self._connection = sqlite3.connect(
-                f"{self.path.resolve().as_uri()}?mode=ro", uri=True, check_same_thread=False
-            )
-        except sqlite3.Error as exc:
-            raise ExampleIndexError(f"cannot open example index {self.path}: {exc}") from exc
+        else:
+            try:
+                uri = f"{self.path.resolve().as_uri()}?mode=ro"
+                self._connection = sqlite3.connect(uri, uri=True, check_same_thread=False)
+            except sqlite3.Error as exc:
+                raise ExampleIndexError(f"cannot open example index {self.path}: {exc}") from exc
         self._lock = threading.Lock()
         try:
             self.meta = dict(self._connection.execute("SELECT key, value FROM meta"))
@@ -184,6 +266,13 @@ class ExampleIndex:
         except (sqlite3.Error, ValueError) as exc:  # not a database, missing tables, bad JSON
             self._connection.close()
             raise ExampleIndexError(f"example index {self.path} is corrupt or not an example index: {exc}") from exc
+
+    @classmethod
+    def in_memory(cls, entries: Iterable[Example], name: str, kind: str = "workspace") -> ExampleIndex:
+        """An index held in memory (the open workspace documents' examples), searched like a file's."""
+        connection = sqlite3.connect(":memory:", check_same_thread=False)
+        _fill(connection, entries, {}, kind)
+        return cls(Path(name), connection)
 
     def search(self, text: str, limit: int = 5) -> list[Example]:
         """The `limit` best examples for the words of `text` (bm25), best first; [] when `text`

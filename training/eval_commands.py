@@ -36,9 +36,11 @@ Scores (the mean over pairs):
 
 from __future__ import annotations
 
+import argparse
 import json
 import re
 import shlex
+import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -52,6 +54,7 @@ BUNDLED_HOLDOUT = BUNDLED_INDEX.parent / "examples_holdout.jsonl"
 MODES = ("retrieval", "model", "both")
 FEW_SHOT = 3  # retrieved examples ahead of the document (the server's default too)
 GENERATION_HEADER = "#!/bin/bash\n"
+UNSEEN_MARGIN = 30  # extra results searched when the pair's own page is left out
 
 _SEPARATORS = {"|", "||", "&&", ";", "&", "|&", ";;"}
 _ASSIGNMENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*=")
@@ -164,6 +167,11 @@ def generation_document(description: str, examples: Sequence[Example] = ()) -> s
     return few_shot_block(examples) + GENERATION_HEADER + f"# {' '.join(description.split())}\n"
 
 
+def page_name(page: str) -> str:
+    """'find' for the pages find (tldr, cheat, eg) and find.1 (man)."""
+    return re.sub(r"\.\d\w*$", "", page)
+
+
 def score_answers(pairs: Sequence[HeldOut], answers: Sequence[str]) -> dict:
     scores = [nlc2cmd_score(a, p.command) for a, p in zip(answers, pairs)]
     exact = sum(exact_match(a, p.command) for a, p in zip(answers, pairs))
@@ -184,12 +192,22 @@ def evaluate_mode(
     index: ExampleIndex | None,
     generate: Callable[[str], str | None] | None,
     few_shot: int = FEW_SHOT,
+    unseen_pages: bool = False,
 ) -> dict:
-    """Scores of one mode; `generate(document) -> script or None` runs the server's tries."""
+    """Scores of one mode; `generate(document) -> script or None` runs the server's tries.
+    `unseen_pages`: leave out retrieved examples of the pair's own page name in any source, as
+    for a command the index knows nothing about."""
     answers, seconds, examples = [], [], []
     for pair in pairs:
         start = time.perf_counter()
-        retrieved = index.search(pair.description, few_shot) if index is not None and mode != "model" else []
+        retrieved = []
+        if index is not None and mode != "model":
+            if unseen_pages:
+                name = page_name(pair.page)
+                found = index.search(pair.description, few_shot + UNSEEN_MARGIN)
+                retrieved = [e for e in found if page_name(e.page) != name][:few_shot]
+            else:
+                retrieved = index.search(pair.description, few_shot)
         if mode == "retrieval":
             answer = retrieved[0].command if retrieved else ""
         else:
@@ -206,3 +224,113 @@ def evaluate_mode(
     result["p95_ms"] = 1000 * seconds[min(len(seconds) - 1, int(0.95 * len(seconds)))]
     result["examples"] = examples
     return result
+
+
+def server_generator(loaded, seed: int = 0) -> Callable[[str], str | None]:
+    """`generate(document) -> script or None` through the server's path: the engine in generate
+    mode (its stop rules) and model/generation.py's tries, `bash -n` and, when shellcheck is
+    installed, its ranking."""
+    import asyncio
+
+    from ..model.engine import CompletionQuery, Engine
+    from ..model.generation import MAX_TOKENS, attempts, generate_script
+    from ..model.shell_check import ShellTools
+
+    tools = ShellTools()
+    engine = Engine(loaded.on_numpy() if str(loaded.device) == "cpu" else loaded, seed=seed)
+
+    async def check_syntax(script: str):
+        return tools.check_syntax(script)
+
+    async def findings(script: str):
+        return tools.findings(script, "info")
+
+    def generate(document: str) -> str | None:
+        async def complete(num_samples: int, temperature: float):
+            query = CompletionQuery(
+                uri="bashlsp-eval-commands",
+                prefix=document,
+                suffix="",
+                mode="generate",
+                max_tokens=MAX_TOKENS,
+                temperature=temperature,
+                num_samples=num_samples,
+            )
+            return engine.complete(query).suggestions
+
+        rank = findings if tools.shellcheck.available else None
+        return asyncio.run(generate_script(complete, check_syntax, rank, tries=attempts())).script
+
+    return generate
+
+
+def run(args) -> dict:
+    pairs = read_holdout(args.holdout, args.max_pairs)
+    modes = [mode.strip() for mode in args.modes.split(",") if mode.strip()]
+    unknown = [mode for mode in modes if mode not in MODES]
+    if unknown or not modes:
+        raise BashlspError(f"--modes takes a comma-separated subset of {', '.join(MODES)} (got {args.modes!r})")
+    index = ExampleIndex(args.index) if set(modes) & {"retrieval", "both"} else None
+    generate = None
+    if set(modes) & {"model", "both"}:
+        from ..model.checkpoint import load_checkpoint, resolve_checkpoint
+
+        generate = server_generator(load_checkpoint(resolve_checkpoint(args.checkpoint)), args.seed)
+    result = {
+        "holdout": str(args.holdout),
+        "pairs": len(pairs),
+        "few_shot": args.few_shot,
+        "unseen_pages": args.unseen_pages,
+        "modes": {},
+    }
+    if index is not None:
+        result["index"] = {"path": str(args.index), "entries": index.entries}
+    for mode in modes:
+        result["modes"][mode] = evaluate_mode(mode, pairs, index, generate, args.few_shot, args.unseen_pages)
+    return result
+
+
+def format_report(result: dict) -> str:
+    lines = [f"held-out pairs: {result['pairs']} from {result['holdout']}"]
+    if result["unseen_pages"]:
+        lines.append("unseen pages: no example of a pair's own page is retrieved")
+    if "index" in result:
+        lines.append(f"index: {result['index']['entries']} entries ({result['index']['path']})")
+    lines.append(f"{'mode':<10} {'NLC2CMD':>8} {'exact':>7} {'bash -n':>8} {'p50 ms':>8} {'p95 ms':>8}")
+    for mode, scores in result["modes"].items():
+        lines.append(
+            f"{mode:<10} {scores['nlc2cmd']:>8.3f} {100 * scores['exact_match']:>6.1f}% {100 * scores['bash_n']:>7.1f}%"
+            f" {scores['p50_ms']:>8.1f} {scores['p95_ms']:>8.1f}"
+        )
+    return "\n".join(lines)
+
+
+def build_parser(prog: str) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n\n")[0])
+    parser.add_argument("--holdout", type=Path, default=BUNDLED_HOLDOUT, help="held-out pairs (JSON lines)")
+    parser.add_argument("--index", type=Path, default=BUNDLED_INDEX, help="command-example index")
+    parser.add_argument("--checkpoint", help="checkpoint for the model modes (default: as bashlsp serve)")
+    parser.add_argument("--modes", default="retrieval,model,both", help="comma-separated: retrieval, model, both")
+    parser.add_argument("--max-pairs", type=int, default=None, help="an evenly spaced subset of the pairs")
+    parser.add_argument("--few-shot", type=int, default=FEW_SHOT, help="retrieved examples ahead of the document")
+    parser.add_argument(
+        "--unseen-pages", action="store_true", help="retrieve nothing from a pair's own page (unknown commands)"
+    )
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--json", action="store_true", help="print the result as JSON")
+    return parser
+
+
+def main(argv: list[str] | None = None, prog: str = "python -m bashlsp.training.eval_commands") -> int:
+    args = build_parser(prog).parse_args(argv)
+    try:
+        result = run(args)
+    except BashlspError as exc:
+        print(f"{prog}: error: {exc}", file=sys.stderr)
+        return 1
+    print(json.dumps(result, indent=2, ensure_ascii=False) if args.json else format_report(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -36,10 +36,12 @@ from pathlib import Path
 from ..model.checkpoint import BUNDLED_DIR, CheckpointStore, LoadedModel, load_checkpoint, resolve_checkpoint
 from ..model.device import resolve_device
 from ..model.errors import BashlspError, TrainingError
+from ..model.examples import personal_index_path
 from ..model.redact import Redaction, redact
 from .collect import DEFAULT_MAX_FILE_BYTES, Collection, Script, collect_scripts, holdout_split
 from .gate import DEFAULT_MAX_GENERAL_LOSS, GateDecision, decide
 from .lock import StoreLock
+from .personal_examples import publish_personal_examples
 
 GENERAL_HOLDOUT_DIR = BUNDLED_DIR / "holdout"
 STATE_DIR_NAME = "trainer-state"
@@ -540,6 +542,12 @@ class PersonalTrainer:
         with open(self.store.root / HISTORY_FILE, "a", encoding="utf-8") as f:
             f.write(json.dumps(entry) + "\n")
 
+    def publish_examples(self, prepared: PreparedData) -> None:
+        """The scripts' comment -> code blocks (redacted) into the store's personal example index,
+        which the server searches for Generate script from comment (issue 13)."""
+        count = publish_personal_examples(prepared.train + prepared.holdout, self.store.root)
+        self.say(f"personal examples: {count} comment -> code blocks in {personal_index_path(self.store.root)}")
+
     # the whole run
 
     def collect_and_report(self) -> PreparedData:
@@ -576,6 +584,7 @@ class PersonalTrainer:
             self._watcher = watcher
             try:
                 prepared = self.collect_and_report()
+                self.publish_examples(prepared)
                 if prepared.train and prepared.holdout:
                     self.train_round(prepared)
                 else:
@@ -596,6 +605,7 @@ class PersonalTrainer:
             if not watcher.wait_for_changes():
                 continue
             prepared = self.collect()
+            self.publish_examples(prepared)
             now = prepared.digests()
             changed = {name for name, digest in now.items() if trained.get(name) != digest}
             if not changed:

@@ -16,9 +16,10 @@
 
 The split is by page (a command's page in one source), made before the index is built: tldr
 pages use tldr.py's split (the one the bundled model was trained with, so the model never saw a
-held-out tldr page); cheat, eg and man pages get the same 5 % rule on "<source>:<page>". Held-out
-pairs go to `examples_holdout.jsonl`; the index holds the training pages only, minus any entry
-whose command equals a held-out command (whitespace aside), so the held-out set is not in it.
+held-out tldr page); cheat, eg and man pages get the same 5 % rule on "<source>:<page>". Half of
+each held-out page's pairs (by a hash of the pair, `held_out`) go to `examples_holdout.jsonl`;
+the index holds everything else minus any entry whose command equals a held-out command
+(whitespace aside), so no held-out pair is in it.
 The sdists are downloaded with ``pip download --no-deps --no-binary :all:`` when not given.
 """
 
@@ -90,6 +91,17 @@ def split_of(source: str, page: str) -> str:
         return tldr.split_of(page)
     digest = hashlib.sha256(f"{source}:{page}".encode()).digest()
     return "holdout" if int.from_bytes(digest[:4], "big") % 100 < HOLDOUT_PERCENT else "train"
+
+
+def held_out(entry: Example) -> bool:
+    """Is this pair in the evaluation set? Half of the pairs (by a hash of the pair) of the
+    held-out pages; the other half stays in the index, so a held-out command's utility has
+    neighbours there, as a known command has for a user (eval_commands --unseen-pages measures
+    the stricter case of a page with no neighbour at all)."""
+    if split_of(entry.source, entry.page) != "holdout":
+        return False
+    digest = hashlib.sha256(f"{entry.description}\n{entry.command}".encode()).digest()
+    return digest[0] % 2 == 0
 
 
 def clean_description(text: str) -> str:
@@ -407,11 +419,11 @@ def build_examples(
     for entry in entries:
         unique.setdefault((entry.description.lower(), normalised(entry.command)), entry)
     skipped["duplicate"] += len(entries) - len(unique)
-    holdout = [entry for entry in unique.values() if split_of(entry.source, entry.page) == "holdout"]
+    holdout = [entry for entry in unique.values() if held_out(entry)]
     held_commands = {normalised(entry.command) for entry in holdout}
-    train = [entry for entry in unique.values() if split_of(entry.source, entry.page) == "train"]
-    index_entries = [entry for entry in train if normalised(entry.command) not in held_commands]
-    skipped["same command as a held-out pair"] += len(train) - len(index_entries)
+    kept = [entry for entry in unique.values() if not held_out(entry)]
+    index_entries = [entry for entry in kept if normalised(entry.command) not in held_commands]
+    skipped["same command as a held-out pair"] += len(kept) - len(index_entries)
     out.mkdir(parents=True, exist_ok=True)
     written = write_index(out / INDEX_FILE, index_entries, SOURCES)
     with (out / HOLDOUT_FILE).open("w", encoding="utf-8") as handle:
