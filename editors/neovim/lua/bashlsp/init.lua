@@ -3,7 +3,8 @@
 --
 --   require("bashlsp").setup({ settings = { maxTokens = 64 } })
 --
--- Works with Neovim 0.7 (vim.lsp.start_client + buf_attach_client) and 0.8+ (vim.lsp.start).
+-- Works with Neovim 0.7 (vim.lsp.start_client + buf_attach_client), 0.8+ (vim.lsp.start) and 0.11+
+-- (vim.lsp.config + vim.lsp.enable; lsp/bashlsp.lua lets `vim.lsp.enable('bashlsp')` work alone).
 
 local M = {}
 
@@ -282,6 +283,21 @@ local function client_config(bufnr)
   }
 end
 
+--- The client config for Neovim 0.11+'s vim.lsp.config (lsp/bashlsp.lua returns it, so
+--- `vim.lsp.enable('bashlsp')` works without setup()). Same server, settings and attach as M.start.
+function M.lsp_config()
+  local client_cfg = client_config(vim.api.nvim_get_current_buf())
+  client_cfg.filetypes = config.filetypes
+  -- The same root as M.start: the nearest folder with a marker, else the file's own folder.
+  client_cfg.root_dir = function(bufnr, on_dir)
+    on_dir(root_dir(bufnr))
+  end
+  return client_cfg
+end
+
+-- Neovim 0.11+ configures servers by name and attaches them to buffers of their filetypes.
+local has_lsp_config = vim.lsp.config ~= nil and vim.lsp.enable ~= nil
+
 --- Start (or reuse) the server for a buffer and attach it.
 function M.start(bufnr)
   bufnr = (bufnr == nil or bufnr == 0) and vim.api.nvim_get_current_buf() or bufnr
@@ -370,6 +386,11 @@ end
 function M.setup(opts)
   config = vim.tbl_deep_extend('force', vim.deepcopy(M.defaults), opts or {})
   create_commands()
+  if has_lsp_config then
+    vim.lsp.config(NAME, M.lsp_config())
+    vim.lsp.enable(NAME)
+    return
+  end
   local group = vim.api.nvim_create_augroup('bashlsp', { clear = true })
   vim.api.nvim_create_autocmd('FileType', {
     group = group,
