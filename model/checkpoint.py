@@ -83,7 +83,8 @@ class LoadedModel:
 # -- writing -------------------------------------------------------------------------------------
 
 
-def _fsync_dir(path: Path) -> None:
+def fsync_dir(path: Path) -> None:
+    """fsync a directory, so the entries written or renamed in it survive a crash (the trainer's state uses it too)."""
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
@@ -91,7 +92,8 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def _write_file_synced(path: Path, data: bytes) -> None:
+def write_file_synced(path: Path, data: bytes) -> None:
+    """Write `data` to `path` and fsync it before returning."""
     with open(path, "wb") as f:
         f.write(data)
         f.flush()
@@ -113,15 +115,15 @@ def save_checkpoint(
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     tensors = {k: v.detach().to("cpu", dtype=dtype or v.dtype).contiguous() for k, v in model.state_dict().items()}
-    _write_file_synced(directory / WEIGHTS_FILE, safetensors_save(tensors))
+    write_file_synced(directory / WEIGHTS_FILE, safetensors_save(tensors))
     config = {"format": FORMAT_VERSION, "model": model.config.to_dict()}
-    _write_file_synced(directory / CONFIG_FILE, json.dumps(config, indent=2).encode())
-    _write_file_synced(directory / TOKENIZER_FILE, tokenizer.to_str().encode())
+    write_file_synced(directory / CONFIG_FILE, json.dumps(config, indent=2).encode())
+    write_file_synced(directory / TOKENIZER_FILE, tokenizer.to_str().encode())
     meta = dict(meta or {})
     meta.setdefault("created", time.strftime("%Y-%m-%dT%H:%M:%S%z"))
     meta["num_params"] = model.num_params()
-    _write_file_synced(directory / META_FILE, json.dumps(meta, indent=2, sort_keys=True).encode())
-    _fsync_dir(directory)
+    write_file_synced(directory / META_FILE, json.dumps(meta, indent=2, sort_keys=True).encode())
+    fsync_dir(directory)
     return directory
 
 
@@ -243,7 +245,7 @@ def load_checkpoint(
         from .numpy_gpt import NumpyGPT
 
         model = NumpyGPT(config, tensors)
-        finite = not check_forward or bool(np.isfinite(model(probe, model.new_cache(1, len(probe[0])))).all())
+        finite = not check_forward or bool(np.isfinite(model.step(probe, model.new_cache(1, len(probe[0])))).all())
         device = "cpu"
     else:
         import torch
@@ -328,9 +330,9 @@ class CheckpointStore:
     def _write_pointer(self, checkpoint_id: str, history: list[str]) -> None:
         self.root.mkdir(parents=True, exist_ok=True)
         tmp = self.root / f".current.{os.getpid()}.{secrets.token_hex(4)}.tmp"
-        _write_file_synced(tmp, json.dumps({"id": checkpoint_id, "history": history[:50]}).encode())
+        write_file_synced(tmp, json.dumps({"id": checkpoint_id, "history": history[:50]}).encode())
         os.replace(tmp, self.pointer_path)
-        _fsync_dir(self.root)
+        fsync_dir(self.root)
 
     # queries
 
@@ -375,7 +377,7 @@ class CheckpointStore:
             save_checkpoint(staging, model, tokenizer, meta)
             final = self.path_of(checkpoint_id)
             os.rename(staging, final)
-            _fsync_dir(self.checkpoints_dir)
+            fsync_dir(self.checkpoints_dir)
         except BaseException:
             shutil.rmtree(staging, ignore_errors=True)
             raise

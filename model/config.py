@@ -78,16 +78,24 @@ def preset_config(name: str, vocab_size: int, block_size: int = 1024) -> GPTConf
     return GPTConfig(vocab_size=vocab_size, block_size=block_size, **PRESETS[name])
 
 
+# The weights of one transformer block (`blocks.{i}.<name>` in a checkpoint), in the order every
+# forward pass uses them (see forward.block_weights). Matrices are stored (out, in), as nn.Linear's.
+BLOCK_WEIGHTS = (
+    "attn_norm.weight",
+    "attn.qkv.weight",
+    "attn.proj.weight",
+    "mlp_norm.weight",
+    "mlp.gate_up.weight",
+    "mlp.down.weight",
+)
+
+
 def param_shapes(config: GPTConfig) -> dict[str, tuple[int, ...]]:
     """Name and shape of every weight tensor of `GPT(config)` (its state dict), in order."""
     C, hidden = config.n_embd, config.mlp_hidden
+    block = dict(zip(BLOCK_WEIGHTS, [(C,), (3 * C, C), (C, C), (C,), (2 * hidden, C), (C, hidden)]))
     shapes: dict[str, tuple[int, ...]] = {"wte.weight": (config.vocab_size, C)}
     for i in range(config.n_layer):
-        shapes[f"blocks.{i}.attn_norm.weight"] = (C,)
-        shapes[f"blocks.{i}.attn.qkv.weight"] = (3 * C, C)
-        shapes[f"blocks.{i}.attn.proj.weight"] = (C, C)
-        shapes[f"blocks.{i}.mlp_norm.weight"] = (C,)
-        shapes[f"blocks.{i}.mlp.gate_up.weight"] = (2 * hidden, C)
-        shapes[f"blocks.{i}.mlp.down.weight"] = (C, hidden)
+        shapes |= {f"blocks.{i}.{name}": shape for name, shape in block.items()}
     shapes["norm.weight"] = (C,)
     return shapes

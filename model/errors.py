@@ -36,3 +36,7 @@ class DocumentError(BashlspError):
 
 class TrainingError(BashlspError):
     """Training cannot start or continue (no data, bad options)."""
+
+
+class Cancelled(BashlspError):
+    """The caller's should_stop() turned true; the request was abandoned between two steps."""

@@ -13,7 +13,7 @@ whole prompt and pre-fills only the few new tokens of each keystroke. In PSM the
 after the prefix, so every keystroke invalidates the cached suffix and `<|fim_middle|>`, and
 the server must pre-fill the whole suffix again: typing a line into the middle of a script,
 SPM pre-fills ~2 tokens per keystroke and PSM would pre-fill ~110 (~45 ms on nano, 2 busy CPU
-cores; `python -m bashlsp.server.engine --bench` prints both). A second gain: the middle
+cores; `python -m bashlsp.bench.engine` prints both). A second gain: the middle
 continues the prefix exactly as in plain left-to-right text, so token healing at the cursor
 works the same way with or without a suffix.
 

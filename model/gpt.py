@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
 from .config import PRESETS, GPTConfig, param_shapes, preset_config  # noqa: F401 (re-exported)
+from .forward import rope_angles
 
 
 class KVCache:
@@ -46,11 +48,12 @@ class KVCache:
 
 
 def rope_tables(config: GPTConfig, device=None) -> tuple[torch.Tensor, torch.Tensor]:
-    half = config.head_dim // 2
-    inv_freq = 1.0 / (config.rope_theta ** (torch.arange(0, half, dtype=torch.float32, device=device) / half))
-    t = torch.arange(config.block_size, dtype=torch.float32, device=device)
-    freqs = torch.outer(t, inv_freq)  # (block_size, half)
-    return freqs.cos(), freqs.sin()
+    """cos and sin of forward.rope_angles, (block_size, head_dim / 2) float32."""
+    freqs = rope_angles(config)  # float64, so every implementation rounds the same
+    return (
+        torch.tensor(np.cos(freqs), dtype=torch.float32, device=device),
+        torch.tensor(np.sin(freqs), dtype=torch.float32, device=device),
+    )
 
 
 def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
@@ -150,6 +153,18 @@ class GPT(nn.Module):
     def new_cache(self, batch_size: int = 1, max_len: int | None = None) -> KVCache:
         p = self.wte.weight
         return KVCache(self.config, batch_size, max_len or self.config.block_size, p.device, p.dtype)
+
+    # -- forward.Forward: what the engine and the benchmarks call (fast_gpt.FastForward serves faster)
+
+    @torch.inference_mode()
+    def step(self, idx, cache: KVCache, all_positions: bool = False) -> np.ndarray:
+        """forward.Forward.step: ids in (list, array or tensor), numpy float32 logits out."""
+        idx = torch.as_tensor(idx, dtype=torch.long, device=self.wte.weight.device)
+        logits = self(idx, cache=cache, last_only=not all_positions)
+        return (logits if all_positions else logits[:, -1]).cpu().numpy()
+
+    set_num_threads = staticmethod(torch.set_num_threads)
+    inference_mode = staticmethod(torch.inference_mode)
 
     def forward(
         self,

@@ -1,11 +1,11 @@
 """The bashlsp transformer's inference forward pass in numpy, for serving on a CPU.
 
-The same math as `GPT.forward` with a KV cache (`tests/test_numpy_gpt.py` checks the logits
-against it), without torch: on the 2-core machine this project targets, `import torch` alone
-took 2.65 s and 218 MB, more than the whole cold-start and memory budget of the server, while
-numpy, tokenizers and safetensors load in 0.6 s and 33 MB. At serving sizes (nano: 4 x 256)
-numpy's matmuls (OpenBLAS) are as fast as torch's and a decode step dispatches fewer ops:
-measured 470-600 tokens/s against 340-400 for the torch fast path on one core.
+The same math as `GPT.forward` with a KV cache, behind the same interface (`forward.Forward`;
+tests/test_engine.py checks the logits of all three implementations against each other), without
+torch: `import torch` alone costs more than the server's whole cold-start and memory budget on
+a small CPU machine, while numpy, tokenizers and safetensors load in well under a second. At
+serving sizes (nano: 4 x 256) numpy's matmuls (OpenBLAS) are as fast as torch's and a decode
+step dispatches fewer ops (figures: docs/benchmarks.md, `python -m bashlsp.bench.engine`).
 
 Everything stays float32 (a float64 scalar in an expression would silently promote the
 activations, then cast every weight matrix to float64 in each matmul: 3x slower).
@@ -15,9 +15,12 @@ from the left.
 
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
 
-from .config import GPTConfig
+from .config import BLOCK_WEIGHTS, GPTConfig
+from .forward import block_weights, rope_angles
 
 # Up to this many rows a matmul runs as one matrix-vector product per row: OpenBLAS's gemm is
 # 2-3x slower than that for such skinny inputs (measured, one thread: 2 x 256 @ 256 x 8192
@@ -73,21 +76,11 @@ class NumpyGPT:
         self.wte = weight("wte.weight")  # (V, C), for the embedding lookup
         self.head = np.ascontiguousarray(self.wte.T)  # (C, V): the tied output head
         self.norm = weight("norm.weight")
-        self.layers = [
-            (
-                weight(f"blocks.{i}.attn_norm.weight"),
-                matrix(f"blocks.{i}.attn.qkv.weight"),  # (C, 3C)
-                matrix(f"blocks.{i}.attn.proj.weight"),  # (C, C)
-                weight(f"blocks.{i}.mlp_norm.weight"),
-                matrix(f"blocks.{i}.mlp.gate_up.weight"),  # (C, 2 hidden)
-                matrix(f"blocks.{i}.mlp.down.weight"),  # (hidden, C)
-            )
-            for i in range(config.n_layer)
-        ]
+        # per block: attn_norm, qkv (C, 3C), proj (C, C), mlp_norm, gate_up (C, 2 hidden), down (hidden, C)
+        self.layers = block_weights(config, weight, matrix)
         # RoPE (apply_rope in gpt.py): out = x * cos + swap_halves(x) * (-sin, +sin)
         half = config.head_dim // 2
-        inv_freq = 1.0 / (config.rope_theta ** (np.arange(half, dtype=np.float64) / half))
-        freqs = np.outer(np.arange(config.block_size, dtype=np.float64), inv_freq)  # (block_size, D/2)
+        freqs = rope_angles(config)  # (block_size, D/2)
         self.rope_cos = np.concatenate((np.cos(freqs), np.cos(freqs)), axis=-1).astype(np.float32)  # (block_size, D)
         self.rope_sin = np.concatenate((-np.sin(freqs), np.sin(freqs)), axis=-1).astype(np.float32)
         self.swap_halves = np.concatenate((np.arange(half, 2 * half), np.arange(half)))
@@ -95,13 +88,28 @@ class NumpyGPT:
     def num_params(self) -> int:
         return self._num_params
 
+    def state_dict(self) -> dict[str, np.ndarray]:
+        """The weights under their checkpoint names and layouts (matrices (out, in) again), float32."""
+        tensors = {"wte.weight": self.wte}
+        for i, layer in enumerate(self.layers):
+            tensors |= {f"blocks.{i}.{name}": w if w.ndim == 1 else w.T for name, w in zip(BLOCK_WEIGHTS, layer)}
+        return tensors | {"norm.weight": self.norm}  # in the order of config.param_shapes
+
+    @staticmethod
+    def set_num_threads(threads: int) -> None:
+        from threadpoolctl import threadpool_limits
+
+        threadpool_limits(threads, user_api="blas")  # process-wide, like torch.set_num_threads
+
+    inference_mode = staticmethod(contextlib.nullcontext)
+
     def new_cache(self, batch_size: int = 1, max_len: int | None = None) -> NumpyKVCache:
         return NumpyKVCache(self.config, batch_size, max_len or self.config.block_size)
 
     def _rms_norm(self, x: np.ndarray, weight: np.ndarray) -> np.ndarray:
         return x * (weight / np.sqrt((x * x).mean(axis=-1, keepdims=True) + self.eps))
 
-    def __call__(self, idx, cache: NumpyKVCache, all_positions: bool = False) -> np.ndarray:
+    def step(self, idx, cache: NumpyKVCache, all_positions: bool = False) -> np.ndarray:
         """idx (B, T) token ids continue the cached positions; returns the last position's
         logits (B, V) float32, or with all_positions the logits of every position (B, T, V)."""
         idx = np.asarray(idx, dtype=np.int64)

@@ -6,12 +6,12 @@ from dataclasses import dataclass
 
 from lsprotocol import types
 
+from ..model.engine import CompletionQuery
 from ..model.errors import DocumentError
 from ..model.shell_check import introduces_syntax_error
 from ..model.tokenizer import clean_text
 from . import convert
 from .documents import Document
-from .engine import CompletionQuery
 from .symbols import COMMAND_CONTEXT, VARIABLE_CONTEXT, document_symbols
 
 # How much text around the cursor goes to the engine (it cuts further to its context size).

@@ -8,9 +8,9 @@ from lsprotocol import types
 from pygls.exceptions import JsonRpcException
 from pygls.protocol import default_converter
 
-from ..model.errors import BashlspError, ConfigError, DocumentError
+from ..model.engine import Suggestion
+from ..model.errors import BashlspError, Cancelled, ConfigError, DocumentError
 from ..model.shell_check import Finding
-from .engine import Cancelled, Suggestion
 
 SOURCE = "bashlsp"
 GENERATE_TITLE = "Generate script from comment"
@@ -136,6 +136,11 @@ def generate_action(uri: str, selection: types.Range, resolvable: bool) -> types
         return types.CodeAction(title=GENERATE_TITLE, kind=GENERATE_KIND, data=arguments)
     command = types.Command(title=GENERATE_TITLE, command="bashlsp.generateFromComment", arguments=[arguments])
     return types.CodeAction(title=GENERATE_TITLE, kind=GENERATE_KIND, command=command)
+
+
+def example_action(title: str, edit: types.WorkspaceEdit) -> types.CodeAction:
+    """An "Insert example: ..." action: a retrieved command, inserted below the comment (issue 13)."""
+    return types.CodeAction(title=title, kind=GENERATE_KIND, edit=edit)
 
 
 def findings_comment(findings: list[Finding], indent: str = "") -> str:

@@ -14,12 +14,13 @@ from typing import Any
 
 from lsprotocol import types
 
+from ..model.engine import CompletionQuery
 from ..model.errors import DocumentError
+from ..model.examples import few_shot_prompt
 from ..model.generation import Generated, attempts, generate_script
-from . import convert
+from . import convert, retrieval
 from .completion import PREFIX_CHARS, SUFFIX_CHARS
 from .documents import Document
-from .engine import CompletionQuery
 
 MAX_COMMENT_LINES = 200
 
@@ -80,10 +81,16 @@ async def generate(ls, ticket, doc: Document, block: CommentBlock) -> Generated:
     else:
         prefix = doc.prefix(block.last, len(doc.line_text(block.last)), PREFIX_CHARS) + "\n"
         suffix = ""
+    # Command examples for the comment go ahead of the document as few-shot pairs (issue 13).
+    examples = await ls.run_tool(
+        ls.retrieval.search, retrieval.comment_text(doc, block), retrieval.FEW_SHOT, ls.documents.documents()
+    )
+    prefix = few_shot_prompt(examples, prefix)
 
     async def complete(num_samples: int, temperature: float):
         query = CompletionQuery(
-            uri=doc.uri,
+            # Its own cache entry: the document's keeps its window start, which would cut the examples off.
+            uri=f"{doc.uri}#examples" if examples else doc.uri,
             prefix=prefix,
             suffix=suffix,
             mode="generate",

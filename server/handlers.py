@@ -14,8 +14,8 @@ import functools
 from lsprotocol import types
 from pygls.exceptions import JsonRpcException
 
-from . import completion, convert, generate
-from .engine import Cancelled
+from ..model.errors import Cancelled
+from . import completion, convert, generate, retrieval
 from .language_server import BashLanguageServer
 
 COMPLETION_TRIGGERS = ["$", "{"]
@@ -145,15 +145,31 @@ def _kind_requested(only: list[str] | None) -> bool:
     return any(kind == k or kind.startswith(f"{k}.") for k in map(str, only))
 
 
-def text_document_code_action(ls: BashLanguageServer, params: types.CodeActionParams) -> list[types.CodeAction] | None:
+async def text_document_code_action(
+    ls: BashLanguageServer, params: types.CodeActionParams
+) -> list[types.CodeAction] | None:
     doc = ls.served_document(params.text_document.uri)
     if doc is None or not ls.settings.generate.enable or not ls.host.may_serve:
         return None
     if not _kind_requested(params.context.only):
         return None
-    if generate.comment_block(doc, params.range) is None:
+    block = generate.comment_block(doc, params.range)
+    if block is None:
         return None
-    return [convert.generate_action(doc.uri, params.range, _resolve_supported(ls))]
+    actions = [convert.generate_action(doc.uri, params.range, _resolve_supported(ls))]
+    # The best retrieved commands as further answers (issue 13); searched off the event loop.
+    version = doc.version
+    examples = await ls.run_tool(
+        ls.retrieval.search, retrieval.comment_text(doc, block), retrieval.ACTIONS, ls.documents.documents()
+    )
+    if doc.version != version or ls.documents.get(doc.uri) is not doc:
+        return actions  # edited meanwhile: the examples' edits would land in the wrong place
+    at, lead = generate.insertion_point(doc, block)
+    for example in examples:
+        text = doc.native(lead + retrieval.example_text(example, block.indent))
+        edit = convert.insertion_edit(doc.uri, doc.version, at, text, _document_changes(ls))
+        actions.append(convert.example_action(retrieval.example_title(example), edit))
+    return actions
 
 
 async def code_action_resolve(ls: BashLanguageServer, action: types.CodeAction) -> types.CodeAction:

@@ -25,8 +25,8 @@ from pathlib import Path
 
 from ..model.checkpoint import CheckpointStore, LoadedModel, bundled_checkpoint, load_checkpoint, resolve_checkpoint
 from ..model.device import serving_device
+from ..model.engine import Engine
 from ..model.errors import BashlspError, CheckpointError
-from .engine import Engine
 from .settings import Settings
 
 logger = logging.getLogger(__name__)

@@ -23,10 +23,11 @@ from lsprotocol import types
 from pygls.exceptions import FeatureRequestError
 from pygls.lsp.server import LanguageServer
 
+from ..model.engine import CompletionQuery, Suggestion
+from ..model.errors import Cancelled
 from ..model.shell_check import ShellTools
 from . import convert
 from .documents import Document, DocumentStore
-from .engine import Cancelled, CompletionQuery, Suggestion
 from .hotswap import ModelHost
 from .protocol import BashlspProtocol, FileWriter, MessageFramer, parse_body, read_stream_in_thread
 from .settings import Settings, parse_settings
@@ -232,17 +233,18 @@ class BashLanguageServer(LanguageServer):
                 return []
             started = time.perf_counter()
             try:
-                suggestions = engine.complete(query, should_stop=ticket.stop.is_set)
+                completion = engine.complete(query, should_stop=ticket.stop.is_set)
             except Cancelled:
                 raise
             except Exception as exc:  # a model failure must not fail the editor's request
                 self._engine_failed(exc)
                 return []
+            suggestions = completion.suggestions
             stats.requests += 1
             stats.model_seconds += time.perf_counter() - started
             stats.tokens += max((s.tokens for s in suggestions), default=0)
-            stats.decode_steps += int(engine.last_stats.get("decoded", 0))
-            stats.decode_seconds += engine.last_stats.get("decode_s", 0.0)
+            stats.decode_steps += completion.stats.decoded
+            stats.decode_seconds += completion.stats.decode_s
             return suggestions
 
         try:

@@ -21,8 +21,8 @@ from pygls.exceptions import JsonRpcException
 from pytest_lsp import ClientServerConfig, LanguageClient
 
 from bashlsp.model.checkpoint import load_checkpoint
+from bashlsp.model.engine import CompletionQuery, Engine
 from bashlsp.model.shell_check import ShellTools, introduces_syntax_error
-from bashlsp.server.engine import CompletionQuery, Engine
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
@@ -76,7 +76,7 @@ def expected_continuation(engine: Engine, uri: str, prefix: str, suffix: str) ->
     """What the server should offer after `prefix`: the engine's text, unless it is several
     lines that break the script's syntax (the server drops those)."""
     query = CompletionQuery(uri=uri, prefix=prefix, suffix=suffix, mode="inline", max_tokens=48, multiline=True)
-    for suggestion in engine.complete(query):
+    for suggestion in engine.complete(query).suggestions:
         text = suggestion.text
         if "\n" not in text.strip("\n") or not introduces_syntax_error(ShellTools(), prefix, text, suffix):
             return text

@@ -1,4 +1,5 @@
-"""The resident inference engine: cache reuse, token healing, stop rules, cancel, swap, fast path."""
+"""The inference engine (bashlsp.model.engine) and the forward passes behind it: cache reuse,
+token healing, stop rules, cancel, swap, the three implementations of forward.Forward."""
 
 from __future__ import annotations
 
@@ -7,20 +8,14 @@ import pytest
 import torch
 from conftest import FIXTURE_SCRIPTS, make_tiny_checkpoint
 
+from bashlsp.bench.engine import decode_tokens_per_second
 from bashlsp.model.checkpoint import load_checkpoint
+from bashlsp.model.engine import CompletionQuery, Engine, StopRules, TokenTable, block_delta
+from bashlsp.model.engine.decode import Row, utf8_text
+from bashlsp.model.errors import Cancelled
+from bashlsp.model.fast_gpt import FastForward
 from bashlsp.model.gpt import GPT, GPTConfig
 from bashlsp.model.numpy_gpt import NumpyGPT
-from bashlsp.server.engine import (
-    Cancelled,
-    CompletionQuery,
-    Engine,
-    StopRules,
-    TokenTable,
-    _utf8_text,
-    block_delta,
-    decode_tokens_per_second,
-)
-from bashlsp.server.engine_fast import FastForward
 
 SCRIPT = FIXTURE_SCRIPTS[0].read_text()
 
@@ -52,18 +47,30 @@ def query(prefix: str, suffix: str = "", mode: str = "line", uri: str = "file://
     return CompletionQuery(uri=uri, prefix=prefix, suffix=suffix, mode=mode, **kw)
 
 
+def suggest(engine: Engine, q: CompletionQuery, **kw):
+    return engine.complete(q, **kw).suggestions
+
+
 def as_tuples(suggestions):
     return [(s.text, round(s.score, 4), s.tokens) for s in suggestions]
+
+
+def assert_same(got, expected):
+    """The same suggestions in the same order, scores equal to float32 noise (a cached and a cold
+    pre-fill add up in different chunks; rounding both to 4 places can fall either side of a digit)."""
+    assert [(s.text, s.tokens) for s in got] == [(s.text, s.tokens) for s in expected]
+    assert [s.score for s in got] == pytest.approx([s.score for s in expected], abs=1e-4)
 
 
 # -- the fast forward path -----------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("path", ["torch fast path", "numpy"])
+@pytest.mark.parametrize("path", ["torch fast path", "numpy", "torch"])
 @pytest.mark.parametrize("weights", ["checkpoint", "random", "float16 values"])  # the bundled model ships in float16
 def test_serving_forward_matches_model_forward(loaded_torch, weights, path):
-    """Both serving forwards give GPT.forward's logits and keys/values: cold prefill, prefill
-    after cached positions, decode, and several streams sharing a prefix."""
+    """Every forward.Forward (the two serving ones and GPT.step) gives GPT.forward's logits and
+    keys/values: cold prefill, prefill after cached positions, decode, and several streams
+    sharing a prefix."""
     if weights == "checkpoint":
         model = GPT(loaded_torch.config, init_weights=False).eval()
         model.load_state_dict(loaded_torch.model.state_dict())  # FastForward re-lays out the model it serves
@@ -78,15 +85,21 @@ def test_serving_forward_matches_model_forward(loaded_torch, weights, path):
     reference.load_state_dict(model.state_dict())
     if path == "numpy":
         serving = NumpyGPT(model.config, {name: t.numpy() for name, t in model.state_dict().items()})
+        # and back: the same tensors under the checkpoint's names and layouts
+        state = serving.state_dict()
+        assert list(state) == list(model.state_dict())
+        assert all(np.array_equal(state[name], t.numpy()) for name, t in model.state_dict().items())
+    elif path == "torch":
+        serving = model
     else:
         serving = FastForward(model)
-    new_cache = serving.new_cache if path == "numpy" else model.new_cache
+    new_cache = serving.new_cache
     ids = torch.randint(0, model.config.vocab_size, (1, 90))
     with torch.inference_mode():
         slow_cache, fast_cache = reference.new_cache(1, 128), new_cache(1, 128)
         for a, b in [(0, 40), (40, 70), (70, 71), (71, 72)]:  # cold prefill, prefill after cache, decode
             expected = reference(ids[:, a:b], cache=slow_cache, last_only=True)[:, -1].numpy()
-            got = serving(ids[:, a:b].tolist(), fast_cache)
+            got = serving.step(ids[:, a:b].tolist(), fast_cache)
             assert isinstance(got, np.ndarray) and got.dtype == np.float32 and got.shape == expected.shape
             np.testing.assert_allclose(got, expected, atol=1e-4, rtol=1e-4)
             assert fast_cache.length == slow_cache.length == b
@@ -100,10 +113,10 @@ def test_serving_forward_matches_model_forward(loaded_torch, weights, path):
         fast_rows.length = 72
         step = torch.randint(0, model.config.vocab_size, (3, 1))
         expected = reference(step, cache=slow_rows, last_only=True)[:, -1].numpy()
-        np.testing.assert_allclose(serving(step.numpy(), fast_rows), expected, atol=1e-4, rtol=1e-4)
+        np.testing.assert_allclose(serving.step(step.numpy(), fast_rows), expected, atol=1e-4, rtol=1e-4)
         # every position's logits (prompt-lookup verification)
         expected = reference(ids[:, 72:76], cache=slow_cache)
-        got = serving(ids[:, 72:76].numpy(), fast_cache, all_positions=True)
+        got = serving.step(ids[:, 72:76].numpy(), fast_cache, all_positions=True)
         np.testing.assert_allclose(got, expected.numpy(), atol=1e-4, rtol=1e-4)
 
 
@@ -119,7 +132,7 @@ def test_both_backends_suggest_the_same(loaded, loaded_torch):
     ]
     offered = 0
     for q in queries:
-        got, expected = numpy_engine.complete(q), torch_engine.complete(q)
+        got, expected = suggest(numpy_engine, q), suggest(torch_engine, q)
         assert [s.text for s in got] == [s.text for s in expected]
         assert [s.score for s in got] == pytest.approx([s.score for s in expected], abs=1e-3)
         offered += len(got)
@@ -136,7 +149,7 @@ def test_numpy_backend_never_imports_torch(tiny_checkpoint):
         "import bashlsp.server.app, bashlsp.server.language_server\n"
         "from bashlsp.model.checkpoint import load_checkpoint\n"
         "from bashlsp.model.device import serving_device\n"
-        "from bashlsp.server.engine import CompletionQuery, Engine\n"
+        "from bashlsp.model.engine import CompletionQuery, Engine\n"
         "backend, device = serving_device('cpu')\n"
         f"engine = Engine(load_checkpoint({str(tiny_checkpoint)!r}, device=device, backend=backend))\n"
         "engine.warm_up()\n"
@@ -158,15 +171,14 @@ def test_cache_reuse_gives_the_same_suggestions_as_a_cold_run(loaded, with_suffi
         suffix = SCRIPT[cursor + 12 :] if with_suffix else ""
         q = query(prefix, suffix, mode="inline", max_tokens=12)
         got = warm.complete(q)
-        stats = dict(warm.last_stats)
-        cold = make_engine(loaded).complete(q)
-        assert as_tuples(got) == as_tuples(cold)
+        stats = got.stats
+        cold = suggest(make_engine(loaded), q)
+        assert_same(got.suggestions, cold)
         if typed > 0:
             # only the tokens around the cursor are pre-filled again
-            assert stats["reused"] >= stats["prompt"] - 6, stats
+            assert stats.reused >= stats.prompt - 6, stats
     # and the reuse is per document: another URI starts cold
-    warm.complete(query(SCRIPT[:cursor], uri="file:///other.sh"))
-    assert warm.last_stats["reused"] == 0
+    assert warm.complete(query(SCRIPT[:cursor], uri="file:///other.sh")).stats.reused == 0
 
 
 def test_line_and_inline_requests_share_the_cache(engine):
@@ -174,42 +186,38 @@ def test_line_and_inline_requests_share_the_cache(engine):
     for typed in range(4):
         prefix, suffix = SCRIPT[: cursor + typed], SCRIPT[cursor + 20 :]
         engine.complete(query(prefix, suffix, mode="line", max_tokens=48))
-        engine.complete(query(prefix, suffix, mode="inline", max_tokens=48))
-        assert engine.last_stats["prefilled"] <= 2, engine.last_stats
-        engine.complete(query(prefix, suffix, mode="generate", max_tokens=64))
-        assert engine.last_stats["prefilled"] <= 2, engine.last_stats
+        stats = engine.complete(query(prefix, suffix, mode="inline", max_tokens=48)).stats
+        assert stats.prefilled <= 2, stats
+        stats = engine.complete(query(prefix, suffix, mode="generate", max_tokens=64)).stats
+        assert stats.prefilled <= 2, stats
 
 
 def test_generate_starts_with_code_below_the_comment(engine):
     """Below a comment the first bytes must begin code: logits that all but force a blank line,
     another comment or <|eof|> still give code; later tokens and other modes are left alone."""
-    from bashlsp.server.engine import _Row
-
     tok = engine.tokenizer
     forced = [tok.encode("\n")[0], tok.encode("#")[0], tok.eof_id]
     logits = np.zeros((len(forced), tok.vocab_size), dtype=np.float32)
     for row, token in enumerate(forced):
         logits[row, token] = 100.0
     generate = query("# list files\n", mode="generate")
-    picked, _ = engine._pick(logits, [_Row(pending=b"", code_due=True) for _ in forced], generate)
+    picked, _ = engine.decoder.pick(logits, [Row(pending=b"", code_due=True) for _ in forced], generate)
     assert not set(picked.tolist()) & set(forced)
     assert tok.decode(picked.tolist())[:1] not in ("\n", "#")
-    picked, _ = engine._pick(logits, [_Row(pending=b"") for _ in forced], generate)
+    picked, _ = engine.decoder.pick(logits, [Row(pending=b"") for _ in forced], generate)
     assert picked.tolist() == forced
     # still healing a newline: the token after it may not start a blank line either
     newline_then_blank = [i for i, data in enumerate(engine.table.token_bytes) if data.startswith(b"\n\n")]
     if newline_then_blank:
         logits = np.zeros((1, tok.vocab_size), dtype=np.float32)
         logits[0, newline_then_blank[0]] = 100.0
-        picked, _ = engine._pick(logits, [_Row(pending=b"\n", code_due=True)], generate)
+        picked, _ = engine.decoder.pick(logits, [Row(pending=b"\n", code_due=True)], generate)
         assert not engine.table.token_bytes[picked.item()].startswith(b"\n\n")
 
 
 def test_generate_indentation_then_code_not_a_comment(engine):
     """Below an indented comment the script may start with spaces, but not spaces and then a
     comment or a line break: the rule holds past indentation, and ends with the first code."""
-    from bashlsp.server.engine import _Row
-
     tok, table = engine.tokenizer, engine.table
     generate = query("  # list files\n", mode="generate")
     rules = StopRules.for_query(generate)
@@ -217,15 +225,15 @@ def test_generate_indentation_then_code_not_a_comment(engine):
     comment_after_indent = [
         i for i, data in enumerate(table.token_bytes) if data.lstrip(b" ")[:1] == b"#" and data[:1] == b" "
     ]
-    row = _Row(pending=b"", code_due=True)
-    engine._take(row, indent[0], -0.1, rules, b"")
+    row = Row(pending=b"", code_due=True)
+    engine.decoder.take(row, indent[0], -0.1, rules, b"")
     assert row.code_due  # only indentation so far
     logits = np.zeros((1, tok.vocab_size), dtype=np.float32)
     for token in [*comment_after_indent, tok.encode("#")[0], tok.encode("\n")[0]]:
         logits[0, token] = 100.0
-    picked, _ = engine._pick(logits, [row], generate)
+    picked, _ = engine.decoder.pick(logits, [row], generate)
     assert table.token_bytes[picked.item()].lstrip(b" \t")[:1] not in (b"#", b"\n", b"\r", b"")
-    engine._take(row, tok.encode("ls")[0], -0.1, rules, b"")
+    engine.decoder.take(row, tok.encode("ls")[0], -0.1, rules, b"")
     assert not row.code_due  # code has begun: comments may follow
 
 
@@ -234,54 +242,52 @@ def test_greedy_suggestions_end_before_a_guess(loaded):
     prefix of the full greedy line; with an impossible bar nothing is offered."""
     cursor = SCRIPT.index("mkdir") + 2
     q = query(SCRIPT[:cursor], mode="line", max_tokens=24)
-    full = make_engine(loaded, min_token_prob=0.0).complete(q)
+    full = suggest(make_engine(loaded, min_token_prob=0.0), q)
     assert full and full[0].text
-    shorter = [make_engine(loaded, min_token_prob=p).complete(q) for p in (0.2, 0.5)]
+    shorter = [suggest(make_engine(loaded, min_token_prob=p), q) for p in (0.2, 0.5)]
     for got in shorter:
         assert not got or full[0].text.startswith(got[0].text)
     assert len(shorter[1][0].text if shorter[1] else "") <= len(shorter[0][0].text if shorter[0] else "")
-    assert make_engine(loaded, min_token_prob=1.0).complete(q) == []
-    assert make_engine(loaded, min_token_prob=1.0).complete(
-        query(SCRIPT[:cursor], mode="generate", max_tokens=8)
+    assert suggest(make_engine(loaded, min_token_prob=1.0), q) == []
+    assert suggest(
+        make_engine(loaded, min_token_prob=1.0), query(SCRIPT[:cursor], mode="generate", max_tokens=8)
     )  # not generate
 
 
 def test_greedy_alternatives_branch_on_the_likeliest_next_tokens(loaded):
     prefix = SCRIPT[: SCRIPT.index("mkdir") + 2]  # healing "mk" first, then the branches
     engine = make_engine(loaded, min_token_prob=0.0)
-    greedy = engine.complete(query(prefix, mode="line", max_tokens=10))[0].text
-    alternatives = engine.complete(query(prefix, mode="line", max_tokens=10, num_samples=3))
+    greedy = suggest(engine, query(prefix, mode="line", max_tokens=10))[0].text
+    alternatives = suggest(engine, query(prefix, mode="line", max_tokens=10, num_samples=3))
     texts = [s.text for s in alternatives]
     assert greedy in texts and len(texts) == 3 and len(set(texts)) == 3
     assert len({t[:1] for t in texts}) > 1 or len({t[:3] for t in texts}) == 3  # they differ from the start
     assert [
         s.text
-        for s in make_engine(loaded, min_token_prob=0.0).complete(
-            query(prefix, mode="line", max_tokens=10, num_samples=3)
+        for s in suggest(
+            make_engine(loaded, min_token_prob=0.0), query(prefix, mode="line", max_tokens=10, num_samples=3)
         )
     ] == texts
 
 
 def test_samples_share_the_prefix_and_come_sorted(engine):
     q = query(SCRIPT[:200], mode="inline", max_tokens=10, num_samples=4, temperature=1.0)
-    got = engine.complete(q)
+    got = suggest(engine, q)
     assert 1 <= len(got) <= 4
     assert [s.score for s in got] == sorted((s.score for s in got), reverse=True)
     assert len({s.text for s in got}) == len(got)
     assert all(1 <= s.tokens <= 10 for s in got)
     # the document cache still holds the prompt: a greedy request after it reuses it
-    engine.complete(query(SCRIPT[:200], mode="inline", max_tokens=4))
-    assert engine.last_stats["prefilled"] <= 4
+    assert engine.complete(query(SCRIPT[:200], mode="inline", max_tokens=4)).stats.prefilled <= 4
 
 
 def test_long_document_keeps_a_stable_window(loaded):
     engine = make_engine(loaded, max_context=128)
     document = SCRIPT * 20
-    engine.complete(query(document[:3000], max_tokens=16))
-    first = engine.last_stats
-    assert first["prompt"] <= 128 - 16
-    engine.complete(query(document[:3001], max_tokens=16))
-    assert engine.last_stats["prefilled"] <= 4, engine.last_stats
+    first = engine.complete(query(document[:3000], max_tokens=16)).stats
+    assert first.prompt <= 128 - 16
+    stats = engine.complete(query(document[:3001], max_tokens=16)).stats
+    assert stats.prefilled <= 4, stats
 
 
 # -- token healing -------------------------------------------------------------------------------
@@ -318,14 +324,14 @@ def test_healed_suggestion_starts_at_the_cursor(engine, loaded):
     prefix = SCRIPT[: SCRIPT.index("echo") + 2]  # "...\nec"
     q = query(prefix, mode="line", max_tokens=8)
     doc = engine._document(q.uri)
-    prompt, healed = engine._prompt(doc, q, budget=8)
+    prompt, healed = engine.prompts.build(doc, q, budget=8)
     assert healed == b"ec"  # the partial word, not the newline before it
     assert tok.decode_bytes([t for t in prompt if t not in tok.special_ids]) + healed == prefix.encode()
-    got = engine.complete(q)
+    got = suggest(engine, q)
     assert got, "the model proposes something"
     # The first token is the model's best among those that spell the healed bytes again, and
     # the suggestion is what follows them: it starts at the cursor.
-    logits = model([prompt], model.new_cache(1, len(prompt)))[0]
+    logits = model.step([prompt], model.new_cache(1, len(prompt)))[0]
     allowed = engine.table.allowed(healed)
     first = allowed[logits[allowed].argmax()].item()
     assert first != tok.encode("ec")[-1] or len(tok.encode("ec")) > 1
@@ -428,8 +434,8 @@ def test_block_delta():
 
 def test_utf8_text_waits_for_a_whole_character():
     data = "é".encode()
-    assert _utf8_text(b"ab" + data[:1]) == "ab"
-    assert _utf8_text(b"ab" + data) == "abé"
+    assert utf8_text(b"ab" + data[:1]) == "ab"
+    assert utf8_text(b"ab" + data) == "abé"
 
 
 # -- cancel, swap, info ----------------------------------------------------------------------------
@@ -450,7 +456,7 @@ def test_cancel_takes_effect_within_one_step(loaded, speculate):
         engine.complete(q, should_stop)
     assert polls == 5  # no more work after the flag turned
     # the cache stays consistent: the next request equals a cold run
-    assert as_tuples(engine.complete(q)) == as_tuples(make_engine(loaded).complete(q))
+    assert_same(suggest(engine, q), suggest(make_engine(loaded), q))
 
 
 def test_cancel_during_a_long_prefill(loaded):
@@ -462,14 +468,14 @@ def test_cancel_during_a_long_prefill(loaded):
 def test_swap_changes_the_model_and_drops_caches(engine, loaded, tmp_path):
     other = load_checkpoint(make_tiny_checkpoint(tmp_path / "other", steps=5, seed=1))
     q = query(SCRIPT[:250], mode="inline", max_tokens=10)
-    before = engine.complete(q)
+    before = suggest(engine, q)
     old_info = engine.info()
     engine.swap(other)
     assert engine.info()["id"] != old_info["id"] and engine.info()["path"] == str(other.path)
     after = engine.complete(q)
-    assert engine.last_stats["reused"] == 0
-    assert as_tuples(after) != as_tuples(before)
-    assert as_tuples(after) == as_tuples(make_engine(other).complete(q))
+    assert after.stats.reused == 0
+    assert as_tuples(after.suggestions) != as_tuples(before)
+    assert_same(after.suggestions, suggest(make_engine(other), q))
 
 
 def test_info_and_warm_up(engine, loaded):
@@ -494,7 +500,7 @@ def test_decode_speed_helper_counts_tokens(engine):
 
 
 def test_prompt_lookup_proposes_what_followed_the_same_tokens():
-    from bashlsp.server.engine import PromptLookup
+    from bashlsp.model.engine.speculation import PromptLookup
 
     ids = [9, 1, 2, 3, 4, 5, 6, 1]
     lookup = PromptLookup(ids, special_ids=frozenset({9}))
@@ -521,32 +527,33 @@ def test_speculation_gives_the_plain_greedy_result(loaded, with_suffix):
     for cursor in range(len(SCRIPT) + 40, len(SCRIPT) + 400, 45):
         suffix = document[cursor + 30 :] if with_suffix else ""
         q = query(document[:cursor], suffix, mode="generate", max_tokens=24)
-        assert as_tuples(fast.complete(q)) == as_tuples(plain.complete(q))
-        drafted += fast.last_stats.get("drafted", 0)
+        got = fast.complete(q)
+        assert_same(got.suggestions, suggest(plain, q))
+        drafted += got.stats.drafted
     assert drafted > 0
 
 
 def test_incremental_prefix_encoding_equals_a_full_encoding(engine, loaded):
-    from bashlsp.server.engine import _Document
+    from bashlsp.model.engine.prompt import DocumentState
 
     tok = loaded.tokenizer
-    doc = _Document(cache=None)
+    doc = DocumentState(cache=None)
     text = SCRIPT * 2
     steps = list(range(1, len(text), 7)) + [len(text) - 50, 40, len(text)]  # typing, then jumps back and forth
     for end in steps:
-        assert engine._encode_prefix(doc, text[:end]) == tok.encode(text[:end])
+        assert engine.prompts._encode_prefix(doc, text[:end]) == tok.encode(text[:end])
     edited = text[:100] + "X" + text[101:]  # an edit far above the cursor
-    assert engine._encode_prefix(doc, edited) == tok.encode(edited)
+    assert engine.prompts._encode_prefix(doc, edited) == tok.encode(edited)
 
 
 def test_document_cache_grows_as_needed(loaded, monkeypatch):
-    import bashlsp.server.engine as engine_module
+    import bashlsp.model.engine.core as engine_module
 
     monkeypatch.setattr(engine_module, "CACHE_START", 32)
     warm = make_engine(loaded)
     for end in (60, 61, 200, 201, 600):
         q = query(SCRIPT[:end], mode="inline", max_tokens=8)
-        assert as_tuples(warm.complete(q)) == as_tuples(make_engine(loaded).complete(q))
+        assert_same(suggest(warm, q), suggest(make_engine(loaded), q))
     doc = warm._docs[q.uri]
     assert 32 < doc.cache.max_len <= loaded.config.block_size
     assert doc.cache.length == len(doc.ids)
@@ -567,14 +574,12 @@ def test_numpy_matmul_of_skinny_inputs_equals_gemm(rows):
 
 @pytest.mark.parametrize("temperature", [0.0, 0.8])
 def test_a_row_with_no_allowed_token_gets_minus_infinity(engine, monkeypatch, temperature):
-    """When the rules leave a row no token, its pick carries -inf (so _take ends the row) instead
+    """When the rules leave a row no token, its pick carries -inf (so take ends the row) instead
     of the model's probability of whatever token index the argmax or the draw fell on."""
-    from bashlsp.server.engine import _Row
-
     vocab = engine.tokenizer.vocab_size
     monkeypatch.setattr(engine.table, "allowed", lambda pending: np.array([], dtype=np.int64))
     logits = np.random.default_rng(0).standard_normal((2, vocab)).astype(np.float32)
-    rows = [_Row(pending=b"zz"), _Row(pending=b"")]
-    picked, logprobs = engine._pick(logits, rows, query("x", temperature=temperature))
+    rows = [Row(pending=b"zz"), Row(pending=b"")]
+    picked, logprobs = engine.decoder.pick(logits, rows, query("x", temperature=temperature), engine.rng)
     assert logprobs[0] == -np.inf
     assert np.isfinite(logprobs[1]) and 0 <= picked[1] < vocab

@@ -22,8 +22,8 @@ from pygls.exceptions import JsonRpcException
 from pytest_lsp import ClientServerConfig, LanguageClient
 
 from bashlsp.model.checkpoint import load_checkpoint
+from bashlsp.model.engine import CompletionQuery, Engine
 from bashlsp.model.shell_check import ShellTools, introduces_syntax_error
-from bashlsp.server.engine import CompletionQuery, Engine
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
@@ -135,7 +135,7 @@ async def test_completion_variables_and_model_line(client: LanguageClient, engin
     assert [i.label for i in variables] == ["NAME", "backup_dir", "f"]
     assert all(i.text_edit.range == types.Range(start=pos(10, 7), end=pos(10, 7)) for i in variables)
     model_items = [i for i in result.items if i.kind == types.CompletionItemKind.Text]
-    expected = engine.complete(query_for(uri, SCRIPT, 10, 7, "line", max_tokens=48, num_samples=1))
+    expected = engine.complete(query_for(uri, SCRIPT, 10, 7, "line", max_tokens=48, num_samples=1)).suggestions
     assert [i.text_edit.new_text for i in model_items] == [s.text for s in expected][:1]
 
     # In a word: the item replaces the partial word with the whole line's rest.
@@ -146,7 +146,7 @@ async def test_completion_variables_and_model_line(client: LanguageClient, engin
     )
     functions = [i for i in result.items if i.kind == types.CompletionItemKind.Function]
     assert [i.label for i in functions] == ["greet"]
-    expected = engine.complete(query_for(uri, text, 11, 3, "line", max_tokens=48, num_samples=1))
+    expected = engine.complete(query_for(uri, text, 11, 3, "line", max_tokens=48, num_samples=1)).suggestions
     model_items = [i for i in result.items if i.kind == types.CompletionItemKind.Text]
     assert [i.text_edit.new_text for i in model_items] == ["gre" + s.text for s in expected][:1]
     for item in model_items:
@@ -202,7 +202,7 @@ async def test_inline_single_line_with_text_after_cursor(client: LanguageClient,
             context=types.InlineCompletionContext(trigger_kind=types.InlineCompletionTriggerKind.Invoked),
         )
     )
-    expected = engine.complete(query_for(uri, text, line, column, "inline", max_tokens=48, multiline=True))
+    expected = engine.complete(query_for(uri, text, line, column, "inline", max_tokens=48, multiline=True)).suggestions
     assert [i.insert_text for i in result.items] == [s.text for s in expected][:1]
     for item in result.items:
         assert "\n" not in item.insert_text  # text after the cursor on its line: one line only
@@ -224,7 +224,7 @@ async def test_inline_multi_line_is_syntax_checked(client: LanguageClient, engin
     query = query_for(uri, text, line, column, "inline", max_tokens=48, multiline=True)
     expected = [
         s.text
-        for s in engine.complete(query)
+        for s in engine.complete(query).suggestions
         if "\n" not in s.text.strip("\n") or not introduces_syntax_error(tools, query.prefix, s.text, query.suffix)
     ]
     assert [i.insert_text for i in result.items] == expected[:1]
@@ -258,7 +258,9 @@ async def test_code_action_and_generate_command(client: LanguageClient):
         },
         "ca1",
     )
-    assert [(a["title"], a["kind"]) for a in actions] == [("Generate script from comment", "refactor")]
+    assert (actions[0]["title"], actions[0]["kind"]) == ("Generate script from comment", "refactor")
+    # Then the shipped index's best commands for the comment (tests/test_server_examples.py).
+    assert all(a["title"].startswith("Insert example: ") and "edit" in a for a in actions[1:])
     command = actions[0]["command"]
     assert command["command"] == "bashlsp.generateFromComment"
 

@@ -52,12 +52,11 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..model.engine import token_table
 from ..model.errors import BashlspError
-from ..server.engine import token_table
 
 # Defaults sized so ~50 files finish in minutes with the nano model on 2 CPU cores.
 DEFAULT_LINES_PER_FILE = 10
@@ -341,11 +340,11 @@ def _as_served(loaded):
 def server_engine_completer(
     loaded, max_new_tokens: int = DEFAULT_LINE_TOKENS, threads: int | None = None, min_token_prob: float | None = None
 ):
-    """The language server's own engine (`bashlsp.server.engine`, "line" mode, greedy, nothing
+    """The language server's own engine (`bashlsp.model.engine`, "line" mode, greedy, nothing
     after the cursor) as a completer, to measure exactly what an editor is offered: on a CPU
     the numpy backend the server runs there. It cannot stop early on a wrong suggestion, so
     keystroke simulation through it is slower."""
-    from ..server.engine import MIN_TOKEN_PROB, CompletionQuery, Engine
+    from ..model.engine import MIN_TOKEN_PROB, CompletionQuery, Engine
 
     engine = Engine(
         _as_served(loaded),
@@ -357,7 +356,7 @@ def server_engine_completer(
         query = CompletionQuery(
             uri="bashlsp-eval", prefix=prefix, suffix="", mode="line", max_tokens=max_new_tokens, temperature=0.0
         )
-        suggestions = engine.complete(query)
+        suggestions = engine.complete(query).suggestions
         return suggestions[0].text if suggestions else ""
 
     return complete
@@ -649,12 +648,11 @@ def server_generation_pass_rate(loaded, descriptions: Sequence[str], seed: int =
     generation_pass_rate measures single raw samples."""
     import asyncio
 
+    from ..model.engine import CompletionQuery, Engine
     from ..model.generation import MAX_TOKENS, RETRY_TEMPERATURE, SAMPLES, attempts, generate_script
-    from ..server.engine import CompletionQuery, Engine
 
     tools = shell_tools()
-    engine = Engine(_as_served(loaded))
-    engine.rng = np.random.default_rng(seed)
+    engine = Engine(_as_served(loaded), seed=seed)
     offered = first_try = tried = 0
     examples = []
 
@@ -674,7 +672,7 @@ def server_generation_pass_rate(loaded, descriptions: Sequence[str], seed: int =
                 temperature=temperature,
                 num_samples=num_samples,
             )
-            return engine.complete(query)
+            return engine.complete(query).suggestions
 
         generated = asyncio.run(generate_script(complete, check_syntax, tries=attempts()))
         tried += generated.tried
@@ -717,7 +715,7 @@ class ScriptSet:
 
 
 def _shell_detector():
-    from .corpus.detect import HEAD_BYTES, is_binary, shell_reason
+    from ..model.shell import HEAD_BYTES, is_binary, shell_reason
 
     return HEAD_BYTES, is_binary, shell_reason
 

@@ -25,7 +25,7 @@ import torch
 import torch.distributed as dist
 from torch.utils.data import Dataset, DistributedSampler, RandomSampler
 
-from ..model.checkpoint import LoadedModel, _fsync_dir, _write_file_synced
+from ..model.checkpoint import LoadedModel, fsync_dir, write_file_synced
 from ..model.device import autocast_dtype
 from ..model.errors import TrainingError
 from ..model.fim import fim_training_ids
@@ -245,8 +245,8 @@ class Trainer:
         tmp.mkdir(exist_ok=True)
         weights = {k: v.detach().cpu().contiguous() for k, v in self.model.state_dict().items()}
         opt_tensors, opt_info = _optimizer_tensors(self.optimizer)
-        _write_file_synced(tmp / "model.safetensors", safetensors_save(weights))
-        _write_file_synced(tmp / "optimizer.safetensors", safetensors_save(opt_tensors))
+        write_file_synced(tmp / "model.safetensors", safetensors_save(weights))
+        write_file_synced(tmp / "optimizer.safetensors", safetensors_save(opt_tensors))
         info = {
             "step": self.step,
             "skipped": self.skipped,
@@ -258,8 +258,8 @@ class Trainer:
             "config": asdict(self.config),
             "model_config": self.model.config.to_dict(),
         }
-        _write_file_synced(tmp / "trainer.json", json.dumps(info).encode())
-        _fsync_dir(tmp)
+        write_file_synced(tmp / "trainer.json", json.dumps(info).encode())
+        fsync_dir(tmp)
         # Swap in the new state whole: a kill at any moment leaves one complete state behind.
         final = self.state_dir / "state"
         old = self.state_dir / "state.old"
@@ -268,7 +268,7 @@ class Trainer:
             os.replace(final, old)
         os.replace(tmp, final)
         _rmtree(old)
-        _fsync_dir(self.state_dir)
+        fsync_dir(self.state_dir)
 
     def load_state(self) -> bool:
         """Resume from state_dir if a saved state exists; returns whether it did."""

@@ -1,13 +1,14 @@
 """A fast torch forward pass for serving on a GPU: the same math as `GPT.forward` with a
-`KVCache`, fewer ops. (On a CPU the server runs `model/numpy_gpt.py` instead, without torch.)
+`KVCache`, fewer ops, behind the same interface (`forward.Forward`). (On a CPU the server runs
+`numpy_gpt.py` instead, without torch.)
 
 At serving sizes (nano: 4 x 256) one decode step is ~50 small tensor ops, and on a CPU their
 dispatch and memory traffic cost more than the arithmetic. This path skips
 `nn.Module.__call__` and uses fewer and cheaper ops per layer:
 
 - weight matrices stored transposed, as contiguous (in, out) matrices, and multiplied with
-  `torch.mm`/`torch.addmm`: measured here 1.3-2x faster than `F.linear` for the 8192 x 256
-  output head and ~15-20% faster for a whole decode step. The model's parameters are re-pointed
+  `torch.mm`/`torch.addmm`: faster than `F.linear` for the tall output head and for a whole
+  decode step on a CPU (measured when this was written). The model's parameters are re-pointed
   at the same storage (a transposed view, same values), so there is no second copy in memory
   and the model's own forward still gives the same results;
 - RoPE for all of q and k in one batched matmul with a per-position rotation matrix, built
@@ -16,8 +17,7 @@ dispatch and memory traffic cost more than the arithmetic. This path skips
 - the activations stay 2-D (rows = batch x positions), so reshapes are views.
 
 `tests/test_engine.py` checks that its logits match `GPT.forward` (same cache layout, so the
-two can be mixed on one cache). Like `NumpyGPT` it takes token ids as lists or arrays and
-returns numpy logits, so the engine treats both backends the same.
+two can be mixed on one cache).
 """
 
 from __future__ import annotations
@@ -27,7 +27,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..model.gpt import GPT, KVCache
+from .forward import block_weights
+from .gpt import GPT, KVCache
 
 
 def _transposed(weight: nn.Parameter) -> torch.Tensor:
@@ -41,7 +42,8 @@ def _transposed(weight: nn.Parameter) -> torch.Tensor:
 
 class FastForward:
     def __init__(self, model: GPT) -> None:
-        config = model.config
+        self.model = model
+        self.config = config = model.config
         self.n_head, self.head_dim, self.n_embd = config.n_head, config.head_dim, config.n_embd
         self.hidden = config.mlp_hidden
         self.eps = config.norm_eps
@@ -49,17 +51,8 @@ class FastForward:
         self.head = _transposed(model.wte.weight)  # (C, V): the tied output head
         self.wte = model.wte.weight  # (V, C) view of it, for the embedding lookup
         self.norm = model.norm.weight
-        self.layers = [
-            (
-                b.attn_norm.weight,
-                _transposed(b.attn.qkv.weight),
-                _transposed(b.attn.proj.weight),
-                b.mlp_norm.weight,
-                _transposed(b.mlp.gate_up.weight),
-                _transposed(b.mlp.down.weight),
-            )
-            for b in model.blocks
-        ]
+        parameters = dict(model.named_parameters())
+        self.layers = block_weights(config, lambda name: parameters[name], lambda name: _transposed(parameters[name]))
         # RoPE as x @ R(pos): column j of R holds cos on the diagonal and +-sin in the row of
         # its partner j +- D/2 (see apply_rope in gpt.py: out1 = x1 cos - x2 sin, out2 = x2 cos + x1 sin).
         d, half = self.head_dim, self.head_dim // 2
@@ -73,14 +66,17 @@ class FastForward:
         self.partner[(cols + half) % d, cols] = 1.0
 
     inference_mode = staticmethod(torch.inference_mode)
+    set_num_threads = staticmethod(torch.set_num_threads)
 
-    @staticmethod
-    def set_num_threads(threads: int) -> None:
-        torch.set_num_threads(threads)
+    def new_cache(self, batch_size: int = 1, max_len: int | None = None) -> KVCache:
+        return self.model.new_cache(batch_size, max_len)
 
-    def __call__(self, idx, cache: KVCache, all_positions: bool = False) -> np.ndarray:
-        """idx (B, T) ids (list, array or tensor) continue the cached positions; returns the
-        last position's logits (B, V) float32, or with all_positions those of every position (B, T, V)."""
+    def num_params(self) -> int:
+        return self.model.num_params()
+
+    def step(self, idx, cache: KVCache, all_positions: bool = False) -> np.ndarray:
+        """forward.Forward.step: idx (B, T) ids (list, array or tensor) continue the cached
+        positions; the last position's logits (B, V) float32, or every position's (B, T, V)."""
         return (
             self.logits(torch.as_tensor(idx, dtype=torch.long, device=self.head.device), cache, all_positions)
             .cpu()

@@ -1,0 +1,290 @@
+"""The `Engine`: one resident model, a KV cache per document, and the decode loop.
+
+Per request (`complete`): build the prompt (prompt.py) and the healed bytes (healing.py), bring
+the document's cache to the prompt reusing the longest common token prefix (only the rest is
+pre-filled, in chunks, polling the stop flag), then decode: `Decoder.pick` chooses each row's
+token, `Decoder.take` applies the stop rules (stops.py). `num_samples` rows decode in one batch:
+sampled, or at temperature 0 each row starts with one of the likeliest next tokens and goes on
+greedily. Greedy single-stream requests can draft tokens by prompt lookup (speculation.py) and
+verify them in one forward. Decoding continues in the document's own cache, so after the user
+accepts a suggestion its tokens are already cached too.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+import numpy as np
+
+from ..checkpoint import LoadedModel
+from ..errors import Cancelled
+from ..forward import Forward
+from .decode import Decoder, Row, log_softmax
+from .healing import token_table
+from .prompt import DocumentState, PromptBuilder, common_prefix_length
+from .query import MODES, Completion, CompletionQuery, CompletionStats
+from .speculation import DRAFT_MISSES, DRAFT_TOKENS
+from .stops import LINE_MAX_TOKENS, MIN_TOKEN_PROB, StopRules
+
+# CPU threads for BLAS (numpy) or torch. Decoding is a chain of small ops: on a shared 2-core
+# machine a second thread made a decode step several times slower under load.
+DEFAULT_THREADS = 1
+CACHE_START = 256  # positions a new document's KV cache starts with; it doubles as needed
+CACHED_DOCUMENTS = 4  # per-document KV caches kept (least recently used dropped)
+PREFILL_CHUNK = 128  # tokens pre-filled per forward; the stop flag is polled between chunks (64 cost ~20% more)
+
+
+def serving_forward(loaded: LoadedModel) -> Forward:
+    """The forward pass that serves `loaded`: NumpyGPT as loaded, or a torch GPT through the
+    fast path (fast_gpt.FastForward re-lays out the model's weight matrices in place: same
+    values, stored transposed; do not train or save that model afterwards)."""
+    if loaded.backend == "torch":
+        from ..fast_gpt import FastForward  # imports torch: GPU serving, or the torch path on a CPU
+
+        return FastForward(loaded.model.eval())
+    return loaded.model
+
+
+class Engine:
+    def __init__(
+        self,
+        loaded: LoadedModel,
+        max_context: int | None = None,
+        num_threads: int | None = None,
+        speculate: bool | None = None,
+        min_token_prob: float = MIN_TOKEN_PROB,
+        seed: int | None = None,
+    ) -> None:
+        """Serve `loaded` (either backend: see LoadedModel and serving_forward).
+
+        max_context: the longest prompt + completion (default: the model's block_size).
+        num_threads: CPU threads of BLAS (numpy backend) or torch (default: DEFAULT_THREADS on a
+        CPU; this is process-wide, which is what a server process that exists to run this wants).
+        speculate: draft tokens by prompt lookup and verify them in one forward (greedy, one
+        sample); the suggestions are the greedy ones either way. Default: on for GPUs, off on a
+        CPU, where verifying a few tokens cost about two steps and typing latency did not improve.
+        min_token_prob: line and inline suggestions end before a less likely token (0: never).
+        seed: of the random generator that samples (temperature > 0); None: fresh entropy."""
+        self._lock = threading.Lock()
+        self.min_token_prob = min_token_prob
+        self.max_context = max_context
+        self.speculate = str(loaded.device) != "cpu" if speculate is None else speculate
+        self.num_threads = num_threads
+        self.threads: int | None = None
+        self.backend: str | None = None
+        self.rng = np.random.default_rng(seed)
+        self._load(loaded)
+
+    @staticmethod
+    def prepare(loaded: LoadedModel) -> None:
+        """Build what serving `loaded` needs apart from the engine's own state (the token table),
+        on the caller's thread: the server's loader calls this so that `swap` on the worker is quick."""
+        token_table(loaded.tokenizer)
+
+    def _load(self, loaded: LoadedModel) -> None:
+        self.loaded = loaded
+        self.tokenizer = loaded.tokenizer
+        self.device = loaded.device
+        block = loaded.config.block_size
+        self.context = min(block, self.max_context) if self.max_context else block
+        self.table = token_table(loaded.tokenizer)
+        self.forward: Forward = serving_forward(loaded)
+        self.prompts = PromptBuilder(self.tokenizer, self.table, self.context)
+        self.decoder = Decoder(self.tokenizer, self.table)
+        if loaded.backend != self.backend:  # (a swap keeps the backend: the device setting is the same)
+            self.backend = loaded.backend
+            self.threads = self.num_threads or (DEFAULT_THREADS if str(loaded.device) == "cpu" else None)
+            if self.threads:
+                self.forward.set_num_threads(self.threads)
+        self._docs: OrderedDict[str, DocumentState] = OrderedDict()
+
+    # -- public ---------------------------------------------------------------------------------
+
+    def swap(self, loaded: LoadedModel) -> None:
+        """Serve another model from the next request on; every cache is dropped."""
+        with self._lock:
+            self._load(loaded)
+
+    def info(self) -> dict:
+        loaded = self.loaded
+        meta = loaded.meta
+        return {
+            "id": loaded.id,
+            "path": str(loaded.path),
+            "config": loaded.config.to_dict(),
+            "meta": {k: meta[k] for k in ("created", "parent", "data", "metrics") if k in meta},
+            "params": self.forward.num_params(),
+            "device": str(self.device),
+            "context": self.context,
+            "backend": self.loaded.backend,
+            "threads": self.threads,
+            "speculate": self.speculate,
+        }
+
+    @contextmanager
+    def exclusive(self) -> Iterator[Forward]:
+        """The forward pass, held for the caller alone (no request runs meanwhile) in its inference
+        mode: for benchmarks that time the model's steps directly."""
+        with self._lock, self.forward.inference_mode():
+            yield self.forward
+
+    def warm_up(self) -> None:
+        """Run the whole request path once (cold prefill, cached prefill, decode, drafts,
+        samples) on a scratch document, so one-time kernel setup is not paid by a user."""
+        uri = "\0warm-up"
+        text = '#!/bin/sh\nfor f in *; do\n  echo "$f"\ndone\nfor f in *; do\n  ech'
+        with self._lock, self.forward.inference_mode():
+            for prefix, samples in ((text[:-8], 1), (text, 1), (text, 2)):
+                query = CompletionQuery(uri, prefix, "\nexit 0\n", "inline", max_tokens=4, num_samples=samples)
+                self._complete(query, lambda: False)
+            self._docs.pop(uri, None)
+
+    def complete(self, query: CompletionQuery, should_stop: Callable[[], bool] = lambda: False) -> Completion:
+        """Suggestions for `query` and what they cost; raises Cancelled once should_stop() is true
+        (polled between pre-fill chunks and before every decode step)."""
+        if query.mode not in MODES:
+            raise ValueError(f"unknown completion mode {query.mode!r}; expected one of {MODES}")
+        with self._lock, self.forward.inference_mode():
+            return self._complete(query, should_stop)
+
+    # -- steps ----------------------------------------------------------------------------------
+
+    def _document(self, uri: str) -> DocumentState:
+        doc = self._docs.get(uri)
+        if doc is None:
+            doc = DocumentState(self.forward.new_cache(1, min(self.context, CACHE_START)))
+            doc.lookup.special = self.tokenizer.special_ids
+            self._docs[uri] = doc
+            while len(self._docs) > CACHED_DOCUMENTS:
+                self._docs.popitem(last=False)
+        self._docs.move_to_end(uri)
+        return doc
+
+    def _reserve(self, doc: DocumentState, length: int) -> None:
+        """Grow the document's cache to hold `length` positions (it starts small: a short
+        document should not hold a full-context cache, 8 MB for nano at 1024 positions)."""
+        if doc.cache.max_len >= length:
+            return
+        grown = self.forward.new_cache(1, min(self.context, max(length, 2 * doc.cache.max_len)))
+        keep = doc.cache.length
+        grown.k[:, :, :, :keep] = doc.cache.k[:, :, :, :keep]
+        grown.v[:, :, :, :keep] = doc.cache.v[:, :, :, :keep]
+        grown.length = keep
+        doc.cache = grown
+
+    def _prefill(
+        self, doc: DocumentState, prompt: list[int], should_stop: Callable[[], bool], stats: CompletionStats
+    ) -> np.ndarray:
+        """Bring the document's cache to `prompt`, reusing the longest common prefix."""
+        keep = min(common_prefix_length(doc.ids, prompt), len(prompt) - 1)  # >= 1 new token for logits
+        del doc.ids[keep:]
+        doc.lookup.truncated(keep)
+        doc.cache.length = keep
+        stats.prompt, stats.reused, stats.prefilled = len(prompt), keep, len(prompt) - keep
+        logits = None
+        while len(doc.ids) < len(prompt):
+            if should_stop():
+                raise Cancelled("completion cancelled")
+            chunk = prompt[len(doc.ids) : len(doc.ids) + PREFILL_CHUNK]
+            logits = self.forward.step([chunk], doc.cache)
+            doc.ids.extend(chunk)
+        return logits
+
+    def _complete(self, query: CompletionQuery, should_stop: Callable[[], bool]) -> Completion:
+        tok = self.tokenizer
+        stats = CompletionStats()
+        rules = StopRules.for_query(query)
+        budget = max(
+            1, min(query.max_tokens, self.context // 2, LINE_MAX_TOKENS if rules.single_line else self.context)
+        )
+        doc = self._document(query.uri)
+        prompt, healed = self.prompts.build(doc, query, budget)
+        prompt = prompt or [tok.eof_id]
+        self._reserve(doc, len(prompt) + budget)
+        started = time.perf_counter()
+        logits = self._prefill(doc, prompt, should_stop, stats)
+        prefilled_at = time.perf_counter()
+
+        n = max(1, query.num_samples)
+        # Greedy alternatives: the rows stay identical until the healed bytes are spelled, then
+        # each takes one of the n likeliest next tokens and goes on greedily (distinct, no sampling).
+        branch_due = n > 1 and query.temperature <= 0
+        if n == 1:
+            cache = doc.cache  # decode in place: generated tokens stay cached for the next request
+        else:
+            cache = self.forward.new_cache(n, len(prompt) + budget)
+            cache.k[:, :, :, : len(prompt)] = doc.cache.k[:, :1, :, : len(prompt)]
+            cache.v[:, :, :, : len(prompt)] = doc.cache.v[:, :1, :, : len(prompt)]
+            cache.length = len(prompt)
+            logits = np.broadcast_to(logits, (n, logits.shape[-1]))
+        budget = min(budget, cache.max_len - cache.length)
+        rows = [Row(pending=healed, code_due=query.mode == "generate") for _ in range(n)]
+        stop_at_guess = query.mode != "generate" and self.min_token_prob > 0  # sampled alternatives too
+        min_logprob = math.log(self.min_token_prob) if stop_at_guess else None
+        # Greedy single stream: draft tokens by prompt lookup and verify them in one forward.
+        lookup = doc.lookup if n == 1 and query.temperature <= 0 and self.speculate else None
+        decoder = self.decoder
+
+        generated = 0
+        # A verification of T tokens costs more than one step (about 2x for T = 4 on 2 CPU cores),
+        # so drafts grow while they are accepted and stop after repeated misses.
+        draft_length, misses = 3, 0
+        while True:
+            if should_stop():
+                raise Cancelled("completion cancelled")
+            branch = branch_due and not any(row.pending for row in rows)
+            next_ids, logprobs = decoder.pick(logits, rows, query, self.rng, branch)
+            branch_due = branch_due and not branch
+            chosen = next_ids.tolist()
+            for row, token, logprob in zip(rows, chosen, logprobs.tolist()):
+                decoder.take(row, token, logprob, rules, healed, min_logprob)
+            generated += 1
+            if all(row.done for row in rows) or generated >= budget:
+                break
+            draft: list[int] = []
+            if lookup is not None and not rows[0].pending and not rows[0].code_due and misses < DRAFT_MISSES:
+                draft = lookup.propose(chosen[0], min(draft_length, budget - generated))
+            if not draft:
+                logits = self.forward.step(next_ids[:, None], cache)
+                if cache is doc.cache:
+                    doc.ids.append(chosen[0])
+                continue
+            # Feed the chosen token and the draft; keep the draft up to the first token the
+            # model would not have picked itself (so the result is what plain greedy gives).
+            fed = [chosen[0], *draft]
+            start = cache.length
+            all_logits = self.forward.step([fed], cache, all_positions=True)[0]  # (T, V)
+            predicted = all_logits[:-1].argmax(axis=-1).tolist()
+            accepted = 0
+            while accepted < len(draft) and predicted[accepted] == draft[accepted]:
+                accepted += 1
+            if accepted:
+                rows_logprobs = log_softmax(all_logits[:accepted])
+                draft_logprobs = rows_logprobs[np.arange(accepted), draft[:accepted]].tolist()
+                for token, logprob in zip(draft[:accepted], draft_logprobs):
+                    decoder.take(rows[0], token, logprob, rules, healed, min_logprob)
+                    generated += 1
+                    if rows[0].done:
+                        break
+            if accepted == len(draft):
+                draft_length, misses = min(DRAFT_TOKENS, draft_length + 2), 0
+            elif accepted == 0:
+                draft_length, misses = 3, misses + 1
+            stats.drafted += len(draft)
+            stats.accepted += accepted
+            cache.length = start + 1 + accepted  # drop the rejected tail
+            doc.ids.extend(fed[: 1 + accepted])
+            if rows[0].done or generated >= budget:
+                break
+            logits = all_logits[accepted][None]
+        for row in rows:
+            row.truncated = row.truncated or not row.done
+        stats.decoded = generated  # steps: each decodes one token in every row
+        stats.prefill_s = prefilled_at - started
+        stats.decode_s = time.perf_counter() - prefilled_at
+        return Completion(decoder.suggestions(rows, healed, rules, query.mode), stats)
