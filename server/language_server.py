@@ -30,6 +30,7 @@ from . import convert
 from .documents import Document, DocumentStore
 from .hotswap import ModelHost
 from .protocol import BashlspProtocol, FileWriter, MessageFramer, parse_body, read_stream_in_thread
+from .retrieval import Retrieval
 from .settings import Settings, parse_settings
 
 logger = logging.getLogger("bashlsp.server")
@@ -135,6 +136,7 @@ class BashLanguageServer(LanguageServer):
         self.documents = DocumentStore()
         self.requests = RequestTracker()
         self.host = ModelHost(self.notify)
+        self.retrieval = Retrieval(self.notify, lambda: self.host.store.root)  # opens its indexes on first use
         self.tool_pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="bashlsp-tools")
         self._tools: ShellTools | None = None
         self._tools_lock = threading.Lock()
