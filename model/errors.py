@@ -1,8 +1,13 @@
-"""One exception hierarchy for the whole of bashlsp.
+"""One exception hierarchy for the whole of bashlsp: model, server, trainer and benchmarks.
 
-Every error a user can cause (bad input, a bad checkpoint, a busy store) is a
-`BashlspError`; the server turns it into an LSP error in one place and the
-command line prints its message and exits non-zero.
+Every error a user or a client can cause (bad input, a bad checkpoint, a busy store, a cancelled
+request) is a `BashlspError`, whose message is shown as it is. It lives in the bottom layer so
+that every package can raise and catch the same classes. Each reaches the user in one place:
+- the command line (`bashlsp`, `bashlsp-train`) prints `bashlsp: error: <message>` and exits 1;
+- the server answers a request with `server/convert.response_error`: `Cancelled` -> -32800
+  (RequestCancelled), `DocumentError` and `ConfigError` -> -32602 (InvalidParams), any other
+  `BashlspError` -> -32803 (RequestFailed). Anything else is a bug: -32603 (InternalError).
+A `ValueError` or `TypeError` is a programming error inside bashlsp, not a user's.
 """
 
 
@@ -10,8 +15,11 @@ class BashlspError(Exception):
     """Base class: the message is shown to the user as is."""
 
 
+# -- settings and the model (model/) --------------------------------------------------------------
+
+
 class ConfigError(BashlspError):
-    """A model config, a preset name or a setting is invalid."""
+    """A model config, a preset name, a device or a setting is invalid."""
 
 
 class TokenizerError(BashlspError):
@@ -26,17 +34,29 @@ class StoreError(BashlspError):
     """The checkpoint store is unusable (bad pointer, unknown id, nothing to roll back to)."""
 
 
-class StoreLockedError(StoreError):
-    """Another trainer holds the store's lock."""
+class ExampleIndexError(BashlspError):
+    """A command-example index is missing, unreadable, corrupt or of another format."""
+
+
+class Cancelled(BashlspError):
+    """The caller's should_stop() turned true (the editor cancelled, or a newer request for the
+    same document arrived); the work was abandoned between two steps."""
+
+
+# -- serving (server/) ----------------------------------------------------------------------------
 
 
 class DocumentError(BashlspError):
-    """A document cannot be served (not shell, too large, binary, out-of-range position)."""
+    """A document or a request about it cannot be served (not shell, too large, binary, a bad
+    range or command argument)."""
+
+
+# -- training (training/) -------------------------------------------------------------------------
 
 
 class TrainingError(BashlspError):
     """Training cannot start or continue (no data, bad options)."""
 
 
-class Cancelled(BashlspError):
-    """The caller's should_stop() turned true; the request was abandoned between two steps."""
+class StoreLockedError(StoreError):
+    """Another trainer holds the store's lock."""

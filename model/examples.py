@@ -29,7 +29,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import BashlspError
+from .errors import ExampleIndexError
 
 FORMAT = 1
 INDEX_FILE = "examples.sqlite"
@@ -62,10 +62,6 @@ MAX_DESCRIPTION_CHARS = 200
 MAX_COMMAND_LINES = 8
 MAX_LINE_CHARS = 200  # a longer line is cut: an entry stays under ~2 KB
 _DIRECTIVE = re.compile(r"^(shellcheck\b|-\*-|(vim?|ex):|(TODO|FIXME|XXX)\b)", re.IGNORECASE)
-
-
-class ExampleIndexError(BashlspError):
-    """An example index is missing, unreadable, corrupt or of another format."""
 
 
 @dataclass(frozen=True)

@@ -20,10 +20,10 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 
+from ..model.errors import ExampleIndexError
 from ..model.examples import (
     Example,
     ExampleIndex,
-    ExampleIndexError,
     comment_code_pairs,
     personal_index_path,
     search_all,

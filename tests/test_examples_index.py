@@ -6,11 +6,11 @@ import sqlite3
 
 import pytest
 
+from bashlsp.model.errors import ExampleIndexError
 from bashlsp.model.examples import (
     MAX_QUERY_WORDS,
     Example,
     ExampleIndex,
-    ExampleIndexError,
     few_shot_block,
     query_words,
     search_all,
