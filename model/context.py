@@ -104,7 +104,7 @@ def word_hashes(text: str) -> np.ndarray:
     """The hashes of the distinct words of `text`, sorted (int64): how the indexes hold
     `words`, so that many chunks are compared with a query in a few numpy operations. Python's
     string hash differs between processes, so hashes are compared only within one."""
-    return np.unique(np.fromiter((hash(w) for w in words(text)), np.int64))
+    return np.unique(np.fromiter(map(hash, _WORD.findall(text)), np.int64))
 
 
 def query_text(prefix: str) -> str:

