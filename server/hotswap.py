@@ -1,5 +1,9 @@
 """The resident model: loaded once, run on one worker thread, replaced while the server runs.
 
+The server's features reach the model only through `ModelHost.complete(query, should_stop)`,
+which runs the engine on the worker thread and returns its `Completion` (suggestions and what
+they cost); the host keeps the per-kind figures `bashlsp.modelInfo` shows.
+
 Threads:
 - `worker` (one thread): everything that touches the Engine — the first load, every
   completion, and the swap itself. Requests therefore see either the old or the new model,
@@ -21,12 +25,13 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
 from ..model.checkpoint import CheckpointStore, LoadedModel, bundled_checkpoint, load_checkpoint, resolve_checkpoint
 from ..model.device import serving_device
-from ..model.engine import Engine
-from ..model.errors import BashlspError, CheckpointError
+from ..model.engine import Completion, CompletionQuery, Engine
+from ..model.errors import BashlspError, Cancelled, CheckpointError
 from .settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -52,6 +57,37 @@ def _lower_priority() -> None:
         pass
 
 
+@dataclass
+class KindStats:
+    """What the model spent on one kind of request (line, inline, generate; xN: N alternatives)."""
+
+    requests: int = 0
+    model_seconds: float = 0.0
+    tokens: int = 0
+    decode_steps: int = 0  # decode steps (one token per sample each) and their time, prefill excluded
+    decode_seconds: float = 0.0
+
+    def add(self, completion: Completion, seconds: float) -> None:
+        self.requests += 1
+        self.model_seconds += seconds
+        self.tokens += max((s.tokens for s in completion.suggestions), default=0)
+        self.decode_steps += completion.stats.decoded
+        self.decode_seconds += completion.stats.decode_s
+
+    def as_dict(self) -> dict:
+        return {
+            "requests": self.requests,
+            "modelSeconds": round(self.model_seconds, 4),
+            "tokens": self.tokens,
+            "tokensPerSecond": round(self.tokens / self.model_seconds, 1) if self.model_seconds > 0 else None,
+            "decodeSteps": self.decode_steps,
+            "decodeSeconds": round(self.decode_seconds, 4),
+            "decodeStepsPerSecond": round(self.decode_steps / self.decode_seconds, 1)
+            if self.decode_seconds > 0
+            else None,
+        }
+
+
 class ModelHost:
     def __init__(self, notify: Notify) -> None:
         self.notify = notify
@@ -73,6 +109,8 @@ class ModelHost:
         self._first_load: asyncio.Future | None = None
         self._follow_task: asyncio.Task | None = None
         self._follow_again = False
+        self.stats: dict[str, KindStats] = {}  # written on the worker thread only
+        self._failures_logged: set[str] = set()
 
     # -- configuration -------------------------------------------------------------------------------
 
@@ -122,7 +160,45 @@ class ModelHost:
         }
         if engine is not None:
             info.update(engine.info())
+        info["stats"] = {kind: s.as_dict() for kind, s in sorted(self.stats.items())}
         return info
+
+    # -- completing ----------------------------------------------------------------------------------
+
+    async def complete(self, query: CompletionQuery, should_stop: Callable[[], bool]) -> Completion:
+        """Run the model for `query` on the worker thread (the only thread that touches the
+        Engine) and return its suggestions and stats. No model loaded: no suggestions. Raises
+        Cancelled once should_stop() is true (polled before the work starts and between decode
+        steps). A model failure is logged to the editor, once per kind of failure, and answers
+        with no suggestions: it must not fail the editor's request."""
+        kind = query.mode + ("" if query.num_samples == 1 else f"x{query.num_samples}")
+
+        def job() -> Completion:
+            if should_stop():
+                raise Cancelled("request cancelled before it started")
+            engine = self.engine
+            if engine is None:
+                return Completion([])
+            started = time.perf_counter()
+            try:
+                completion = engine.complete(query, should_stop=should_stop)
+            except Cancelled:
+                raise
+            except Exception as exc:
+                self._engine_failed(exc)
+                return Completion([])
+            self.stats.setdefault(kind, KindStats()).add(completion, time.perf_counter() - started)
+            return completion
+
+        return await asyncio.get_running_loop().run_in_executor(self.worker, job)
+
+    def _engine_failed(self, exc: Exception) -> None:
+        """Worker thread: log a model failure to the editor, once per kind of failure."""
+        what = f"{type(exc).__name__}: {exc}"[:300]
+        if what not in self._failures_logged:
+            self._failures_logged.add(what)
+            logger.exception("the model failed")
+            self.notify("error", f"bashlsp: the model failed on a request ({what}); the answer is empty", False)
 
     # -- loading -------------------------------------------------------------------------------------
 
