@@ -314,3 +314,53 @@ def test_repo_context_chooses_neighbours_as_the_server_does(tmp_path):
     # The same choice as the server's plain scan over the same chunks.
     scan = fmt.best_chunks(query, [("usr/lib/app/backup.sh", c) for c in fmt.file_chunks(BACKUP)])
     assert chosen == [(path, text) for path, text, _ in scan]
+
+
+# -- the engine: context ahead of the prompt, pre-fill ahead of time ------------------------------
+
+
+@pytest.fixture(scope="module")
+def engine(tiny_checkpoint):
+    from bashlsp.model.checkpoint import load_checkpoint
+    from bashlsp.model.engine import Engine
+
+    return Engine(load_checkpoint(tiny_checkpoint, backend="numpy"), min_token_prob=0)
+
+
+def test_context_goes_ahead_of_the_prompt_and_the_cache_survives_typing(engine):
+    from bashlsp.model.engine import CompletionQuery
+
+    tok = engine.tokenizer
+    chunks = (("lib/backup.sh", BACKUP), ("deploy.sh", DEPLOY))
+    prefix, suffix = "#!/bin/bash\nrotate_backups() {\n  local keep=", "\n}\n"
+    query = CompletionQuery("file:///w/new.sh", prefix, suffix, "inline", max_tokens=4, context=chunks)
+    doc = engine._document(query.uri)
+    prompt, _ = engine.prompts.build(doc, query, 4)
+    room = engine.context - min(engine.context // 4, 128)
+    ctx = fmt.context_ids(tok, chunks, room // fmt.CONTEXT_SHARE)
+    assert ctx and len(ctx) <= room // fmt.CONTEXT_SHARE and ctx[-1] == tok.eof_id
+    assert tok.decode(ctx).startswith("# file: lib/backup.sh\n#!/bin/bash\n")  # the best chunk, cut to fit
+    assert prompt[0] == tok.eof_id and prompt[1 : 1 + len(ctx)] == ctx
+    assert prompt[1 + len(ctx)] == tok.fim_prefix_id
+    plain, _ = engine.prompts.build(
+        engine._document("file:///w/other.sh"), CompletionQuery("file:///w/other.sh", prefix, "", "inline"), 4
+    )
+    assert tok.fim_prefix_id not in plain and plain[0] == tok.eof_id and len(plain) < len(ctx)
+    first = engine.complete(query)
+    # Typing one more character with the same choice of chunks: only the new tokens are pre-filled.
+    typed = CompletionQuery(query.uri, prefix + '"', suffix, "inline", max_tokens=4, context=chunks)
+    again = engine.complete(typed)
+    assert first.stats.prefilled > len(ctx) and again.stats.prefilled <= 3
+
+
+def test_prefill_ahead_of_time_then_a_request_prefills_little(engine):
+    from bashlsp.model.engine import CompletionQuery
+    from bashlsp.model.errors import Cancelled
+
+    text = "".join(f"echo line {i}\n" for i in range(120))
+    query = CompletionQuery("file:///w/long.sh", text, "", "inline", max_tokens=4)
+    with pytest.raises(Cancelled):
+        engine.prefill(query, should_stop=lambda: True)
+    stats = engine.prefill(query)
+    assert stats.prefilled > 100
+    assert engine.complete(query).stats.prefilled == 1

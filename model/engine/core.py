@@ -37,6 +37,7 @@ DEFAULT_THREADS = 1
 CACHE_START = 256  # positions a new document's KV cache starts with; it doubles as needed
 CACHED_DOCUMENTS = 4  # per-document KV caches kept (least recently used dropped)
 PREFILL_CHUNK = 128  # tokens pre-filled per forward; the stop flag is polled between chunks (64 cost ~20% more)
+BACKGROUND_CHUNK = 32  # the same for `prefill` ahead of time: a request arriving meanwhile waits for one chunk at most
 
 
 def serving_forward(loaded: LoadedModel) -> Forward:
@@ -144,6 +145,23 @@ class Engine:
                 self._complete(query, lambda: False)
             self._docs.pop(uri, None)
 
+    def prefill(self, query: CompletionQuery, should_stop: Callable[[], bool] = lambda: False) -> CompletionStats:
+        """Fill the document's cache with the prompt `query` would have, without decoding, so that
+        the request that follows pre-fills only what changed since (the server calls this when a
+        document opens and when the editor is idle after a change). Raises Cancelled once
+        should_stop() is true, polled between chunks of BACKGROUND_CHUNK tokens."""
+        with self._lock, self.forward.inference_mode():
+            stats = CompletionStats()
+            doc = self._document(query.uri)
+            budget = self._budget(query, StopRules.for_query(query))
+            prompt, _ = self.prompts.build(doc, query, budget)
+            prompt = prompt or [self.tokenizer.eof_id]
+            self._reserve(doc, len(prompt) + budget)
+            started = time.perf_counter()
+            self._prefill(doc, prompt, should_stop, stats, BACKGROUND_CHUNK)
+            stats.prefill_s = time.perf_counter() - started
+            return stats
+
     def complete(self, query: CompletionQuery, should_stop: Callable[[], bool] = lambda: False) -> Completion:
         """Suggestions for `query` and what they cost; raises Cancelled once should_stop() is true
         (polled between pre-fill chunks and before every decode step)."""
@@ -177,8 +195,18 @@ class Engine:
         grown.length = keep
         doc.cache = grown
 
+    def _budget(self, query: CompletionQuery, rules: StopRules) -> int:
+        """Most tokens the request may generate."""
+        line_bound = LINE_MAX_TOKENS if rules.single_line else self.context
+        return max(1, min(query.max_tokens, self.context // 2, line_bound))
+
     def _prefill(
-        self, doc: DocumentState, prompt: list[int], should_stop: Callable[[], bool], stats: CompletionStats
+        self,
+        doc: DocumentState,
+        prompt: list[int],
+        should_stop: Callable[[], bool],
+        stats: CompletionStats,
+        chunk_size: int = PREFILL_CHUNK,
     ) -> np.ndarray:
         """Bring the document's cache to `prompt`, reusing the longest common prefix."""
         keep = min(common_prefix_length(doc.ids, prompt), len(prompt) - 1)  # >= 1 new token for logits
@@ -190,7 +218,7 @@ class Engine:
         while len(doc.ids) < len(prompt):
             if should_stop():
                 raise Cancelled("completion cancelled")
-            chunk = prompt[len(doc.ids) : len(doc.ids) + PREFILL_CHUNK]
+            chunk = prompt[len(doc.ids) : len(doc.ids) + chunk_size]
             logits = self.forward.step([chunk], doc.cache)
             doc.ids.extend(chunk)
         return logits
@@ -199,9 +227,7 @@ class Engine:
         tok = self.tokenizer
         stats = CompletionStats()
         rules = StopRules.for_query(query)
-        budget = max(
-            1, min(query.max_tokens, self.context // 2, LINE_MAX_TOKENS if rules.single_line else self.context)
-        )
+        budget = self._budget(query, rules)
         doc = self._document(query.uri)
         prompt, healed = self.prompts.build(doc, query, budget)
         prompt = prompt or [tok.eof_id]

@@ -18,6 +18,7 @@ import bisect
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from ..context import CONTEXT_SHARE, context_ids
 from ..fim import fim_prompt_ids, fim_prompt_overhead
 from ..tokenizer import BashTokenizer
 from .healing import TokenTable
@@ -51,6 +52,8 @@ class DocumentState:
     prefix_ends: list[int] = field(default_factory=list)  # byte offset after each of prefix_ids
     suffix_text: str = ""
     suffix_ids: list[int] = field(default_factory=list)
+    context: tuple = ()  # the query's context chunks and their ids (see PromptBuilder._context_ids)
+    context_ids: list[int] = field(default_factory=list)
     lookup: PromptLookup | None = None  # drafts from `ids`
 
     def __post_init__(self) -> None:
@@ -144,12 +147,22 @@ class PromptBuilder:
             doc.suffix_text, doc.suffix_ids = text, self.tokenizer.encode(text)
         return doc.suffix_ids
 
+    def _context_ids(self, doc: DocumentState, chunks: tuple, room: int) -> list[int]:
+        """The ids of the context chunks (model/context.py), encoded once per choice."""
+        if chunks != doc.context:
+            doc.context, doc.context_ids = chunks, context_ids(self.tokenizer, chunks, room // CONTEXT_SHARE)
+        return doc.context_ids
+
     def build(self, doc: DocumentState, query: CompletionQuery, budget: int) -> tuple[list[int], bytes]:
         """The prompt ids and the healed bytes the suggestion must start with."""
         tok = self.tokenizer
         # The room must not depend on the request's budget: an editor asks for line and inline
         # completions at the same cursor, and both must see the same prompt to share the cache.
         room = self.context - max(budget, min(self.context // 4, GENERATION_RESERVE))
+        # Chunks of other files come first (after the <|eof|> that starts every prompt with them),
+        # in the repo-level format the model is trained on: model/context.py.
+        context = self._context_ids(doc, query.context, room) if query.context else []
+        room -= len(context)
         suffix_ids: list[int] = []
         if query.suffix and not query.suffix.isspace():  # (isspace stops at the first character that is not)
             share = room // SUFFIX_SHARE
@@ -160,5 +173,5 @@ class PromptBuilder:
         # In the training stream every document, plain or fill-in-the-middle example, follows
         # the <|eof|> of the one before it (training/loop.py).
         if suffix_ids:
-            return [tok.eof_id, *fim_prompt_ids(tok, kept, suffix_ids)], healed
-        return ([tok.eof_id] if doc.window_start == 0 else []) + kept, healed
+            return [tok.eof_id, *context, *fim_prompt_ids(tok, kept, suffix_ids)], healed
+        return ([tok.eof_id] if doc.window_start == 0 or context else []) + context + kept, healed

@@ -18,6 +18,9 @@ class CompletionQuery:
     top_p: float = 0.95
     num_samples: int = 1  # alternatives: sampled at `temperature`; at 0, the likeliest next tokens continued greedily
     multiline: bool = True  # inline mode only: may the ghost text span lines
+    # Chunks of other files put ahead of the prompt, (path, text), most similar first (model/context.py).
+    # Keep the same tuple while the choice holds: the prompt, and so the KV cache, then stay the same.
+    context: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass
