@@ -1,7 +1,7 @@
 """Request tracking: the newest request per (document, kind) wins; cancellations reach the model.
 
-A feature runs its model work inside `RequestTracker.track(uri, kind, msg_id)`, which begins
-and ends the request in one place. The ticket's stop flag is what the engine polls between
+A feature runs its model work inside `RequestTracker.track(uri, kind)`, which begins and ends
+the request in one place. The ticket's stop flag is what the engine polls between
 decode steps (`ModelHost.complete(query, ticket.stop.is_set)`); it is set when
 - a newer request of the same kind arrives for the same document (the older one is stopped),
 - the editor sends $/cancelRequest for the message (`cancel_message`),
@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -36,19 +36,21 @@ class Ticket:
 
 
 class RequestTracker:
-    """The requests that run or wait for the model. Event loop thread only."""
+    """The requests that run or wait for the model. Event loop thread only. `message_id` gives the
+    JSON-RPC id of the request being handled (pygls keeps it per task), for $/cancelRequest."""
 
-    def __init__(self) -> None:
+    def __init__(self, message_id: Callable[[], Any] = lambda: None) -> None:
+        self._message_id = message_id
         self._latest: dict[tuple[str, str], Ticket] = {}
         self._by_message: dict[Any, Ticket] = {}
         self._active: set[Ticket] = set()
 
     @contextmanager
-    def track(self, uri: str, kind: str, msg_id: Any = None, supersede: bool = True) -> Iterator[Ticket]:
+    def track(self, uri: str, kind: str, supersede: bool = True) -> Iterator[Ticket]:
         """A ticket for the request while the block runs. `supersede`: stop the running request of
         the same kind for `uri` (newest wins). A cancelled task sets the ticket's stop flag, so
         the model worker stops within one decode step instead of finishing work nobody awaits."""
-        ticket = self._begin(uri, kind, msg_id, supersede)
+        ticket = self._begin(uri, kind, self._message_id(), supersede)
         try:
             yield ticket
         except asyncio.CancelledError:

@@ -15,11 +15,14 @@ from bashlsp.server.settings import Settings
 
 
 async def test_newest_request_per_document_and_kind_wins():
-    tracker = RequestTracker()
-    with tracker.track("file:///a.sh", "inline", msg_id=1) as first:
-        with tracker.track("file:///a.sh", "inline", msg_id=2) as second:
+    message = {"id": 1}
+    tracker = RequestTracker(lambda: message["id"])
+    with tracker.track("file:///a.sh", "inline") as first:
+        message["id"] = 2
+        with tracker.track("file:///a.sh", "inline") as second:
             assert first.stop.is_set() and not second.stop.is_set()
-            with tracker.track("file:///a.sh", "completion", msg_id=3) as other_kind:
+            message["id"] = 3
+            with tracker.track("file:///a.sh", "completion") as other_kind:
                 assert not second.stop.is_set() and len(tracker) == 3
             tracker.cancel_message(2)
             assert second.stop.is_set() and not other_kind.stop.is_set()
