@@ -26,7 +26,7 @@ PACKAGE_JSON = json.loads((EXTENSION / "package.json").read_text())
 PROPERTIES = PACKAGE_JSON["contributes"]["configuration"]["properties"]
 
 # Settings the extension reads itself (how to start the server, LSP tracing); never sent to the server.
-CLIENT_ONLY = {"bashlsp.path", "bashlsp.trace.server"}
+CLIENT_ONLY = {"bashlsp.path", "bashlsp.trace.server", "bashlsp.install.requirement", "bashlsp.install.python"}
 SERVER_COMMANDS = {"bashlsp.generateFromComment", "bashlsp.reloadModel", "bashlsp.modelInfo"}
 JSON_TYPES = {bool: "boolean", int: "integer", float: "number", str: "string"}
 
@@ -285,3 +285,40 @@ def test_protocol_completion_inline_completion_and_code_action(compiled_extensio
     # didChangeConfiguration, as the extension sends it, turns ghost text off.
     assert items_of(result["inlineAfterDisable"]) == []
     assert result["exit"]["code"] == 0, log
+
+
+# --- finding the server: the setting, PATH, the private venv, or a clear "none" ------------------
+
+FIND_SERVER_JS = """
+const { findServer } = require(process.argv[1]);
+const [configured, pathVariable, venv] = JSON.parse(process.argv[2]);
+process.stdout.write(JSON.stringify(findServer(configured, pathVariable, venv) ?? null));
+"""
+
+
+@needs_node
+def test_the_extension_finds_its_server_or_says_there_is_none(compiled_extension, tmp_path):
+    def find(configured, path_variable, venv):
+        args = json.dumps([configured, path_variable, str(venv)])
+        proc = check(run(["node", "-e", FIND_SERVER_JS, str(compiled_extension / "server.js"), args]))
+        return json.loads(proc.stdout)
+
+    def executable(path: Path) -> Path:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("#!/bin/sh\n")
+        path.chmod(0o755)
+        return path
+
+    on_path = executable(tmp_path / "bin" / "bashlsp")
+    private = executable(tmp_path / "venv" / "bin" / "bashlsp")
+    custom = executable(tmp_path / "elsewhere" / "my-bashlsp")
+    empty_venv = tmp_path / "no-venv"
+    (tmp_path / "plain").write_text("not executable")
+
+    assert find("bashlsp", str(on_path.parent), tmp_path / "venv") == {"command": str(on_path), "source": "PATH"}
+    assert find("", "/nonexistent", tmp_path / "venv") == {"command": str(private), "source": "private venv"}
+    assert find("bashlsp", "/nonexistent", empty_venv) is None  # nothing to start: the extension says so
+    assert find(str(custom), "/nonexistent", empty_venv) == {"command": str(custom), "source": "setting"}
+    # A path the user set wins, and a wrong one is reported, never silently replaced.
+    assert find(str(tmp_path / "plain"), str(on_path.parent), tmp_path / "venv") is None
+    assert find("my-bashlsp", str(custom.parent), empty_venv) == {"command": str(custom), "source": "setting"}

@@ -4,10 +4,10 @@
  *
  * Completion and inline completion need no code here: vscode-languageclient 11 registers both
  * features (inline completion is stable in LSP 3.18). This file adds the settings plumbing,
- * the three commands and the status bar item.
+ * the commands, finding (or installing) the server, and the status bar item.
  */
 
-import * as os from 'os';
+import * as path from 'path';
 import * as vscode from 'vscode';
 import {
   DidChangeConfigurationNotification,
@@ -17,6 +17,7 @@ import {
   ServerOptions,
 } from 'vscode-languageclient/node';
 import { modelDetails, modelStatus } from './modelInfo';
+import { DEFAULT_COMMAND, findServer, installServer } from './server';
 import { nestSettings, serverSettingKeys } from './settings';
 
 // Commands the server implements (workspace/executeCommand).
@@ -29,9 +30,22 @@ let statusItem: vscode.StatusBarItem;
 let output: vscode.LogOutputChannel;
 let settingKeys: string[] = [];
 let statusTimer: NodeJS.Timeout | undefined;
+let privateVenv = '';
+
+// Starts, stops and restarts run one at a time, in order. Without this a settings change that
+// arrived while the first start was still spawning (VS Code can deliver the user's settings to
+// the extension host after activation) stopped a half-started client, which threw, so the
+// restart with the new bashlsp.path never ran and the first start failed: `spawn bashlsp ENOENT`.
+let lifecycle: Promise<void> = Promise.resolve();
+
+function serially(operation: () => Promise<void>): Promise<void> {
+  lifecycle = lifecycle.then(operation).catch((error) => output.error(`bashlsp: ${errorText(error)}`));
+  return lifecycle;
+}
 
 export async function activate(context: vscode.ExtensionContext): Promise<void> {
   settingKeys = serverSettingKeys(context.extension.packageJSON);
+  privateVenv = path.join(context.globalStorageUri.fsPath, 'venv');
   output = vscode.window.createOutputChannel('bashlsp', { log: true });
   statusItem = vscode.window.createStatusBarItem(vscode.StatusBarAlignment.Right, 100);
   statusItem.command = 'bashlsp.showModelInfo';
@@ -41,16 +55,17 @@ export async function activate(context: vscode.ExtensionContext): Promise<void> 
     vscode.commands.registerCommand('bashlsp.generateScript', generateScript),
     vscode.commands.registerCommand('bashlsp.reload', reloadModel),
     vscode.commands.registerCommand('bashlsp.showModelInfo', showModelInfo),
+    vscode.commands.registerCommand('bashlsp.installServer', installInPrivateVenv),
     vscode.workspace.onDidChangeConfiguration(onConfigurationChanged),
     // The trainer may have published a new model since we last looked.
     vscode.window.onDidChangeWindowState((state) => state.focused && void refreshStatus()),
   );
-  await startClient();
+  await serially(startClient);
 }
 
 export async function deactivate(): Promise<void> {
   clearTimeout(statusTimer);
-  await stopClient();
+  await serially(stopClient);
 }
 
 /** The server settings as the server wants them (nested), from the user's VS Code settings. */
@@ -59,13 +74,40 @@ function currentServerSettings(): Record<string, unknown> {
   return nestSettings(settingKeys, (key) => config.get(key));
 }
 
-function serverCommand(): string {
-  const configured = vscode.workspace.getConfiguration('bashlsp').get<string>('path') || 'bashlsp';
-  return configured.startsWith('~/') ? os.homedir() + configured.slice(1) : configured;
+type State = 'starting' | 'loading' | 'ready' | 'warning' | 'error';
+const ICONS: Record<State, string> = {
+  starting: '$(loading~spin)',
+  loading: '$(loading~spin)',
+  ready: '$(hubot)',
+  warning: '$(warning)',
+  error: '$(error)',
+};
+
+/** The status bar: starting / loading model / the model in use / an error, with details on hover. */
+function setStatus(state: State, text: string, tooltip: string): void {
+  statusItem.text = `${ICONS[state]} ${text}`;
+  statusItem.tooltip = tooltip;
+  statusItem.show();
 }
 
 async function startClient(): Promise<void> {
-  const command = serverCommand();
+  const pathSetting = vscode.workspace.getConfiguration('bashlsp').inspect<string>('path');
+  const configured = vscode.workspace.getConfiguration('bashlsp').get<string>('path');
+  const found = findServer(configured, process.env.PATH, privateVenv);
+  output.info(
+    `bashlsp.path: ${JSON.stringify(configured)} (user ${JSON.stringify(pathSetting?.globalValue)}, ` +
+      `workspace ${JSON.stringify(pathSetting?.workspaceValue)}); server: ${found ? `${found.command} (${found.source})` : 'none'}`,
+  );
+  if (!found) {
+    const custom = configured && configured.trim() !== DEFAULT_COMMAND;
+    const problem = custom
+      ? `"${configured}" (the bashlsp.path setting) is not an executable`
+      : 'no "bashlsp" command on PATH';
+    setStatus('error', 'bashlsp: no server', `bashlsp: ${problem}`);
+    void offerInstall(problem);
+    return;
+  }
+  const command = found.command;
   const serverOptions: ServerOptions = { command, args: ['serve', '--stdio'] };
   const clientOptions: LanguageClientOptions = {
     documentSelector: [
@@ -83,26 +125,58 @@ async function startClient(): Promise<void> {
     },
   };
   client = new LanguageClient('bashlsp', 'bashlsp', serverOptions, clientOptions);
-  statusItem.text = '$(loading~spin) bashlsp';
-  statusItem.tooltip = 'bashlsp: starting the language server';
-  statusItem.show();
+  setStatus('starting', 'bashlsp: starting', `bashlsp: starting ${command} serve --stdio`);
   try {
     await client.start();
   } catch (error) {
     client = undefined;
-    statusItem.text = '$(error) bashlsp';
-    statusItem.tooltip = `bashlsp could not start: ${errorText(error)}`;
-    const choice = await vscode.window.showErrorMessage(
-      `bashlsp: could not start "${command} serve --stdio" (${errorText(error)}). ` +
-        'Install it with `pip install bashlsp` or set "bashlsp.path".',
-      'Open settings',
-    );
-    if (choice) {
-      await vscode.commands.executeCommand('workbench.action.openSettings', 'bashlsp.path');
-    }
+    const problem = `could not start "${command} serve --stdio" (${errorText(error)})`;
+    setStatus('error', 'bashlsp: error', `bashlsp ${problem}`);
+    void offerInstall(problem);
     return;
   }
   await refreshStatus();
+}
+
+/** Say what is wrong, with a button that installs the server (or opens the setting). Not awaited
+ * by the caller: a notification left open must not hold up later starts. */
+async function offerInstall(problem: string): Promise<void> {
+  const install = 'Install bashlsp';
+  const settings = 'Open settings';
+  const choice = await vscode.window.showErrorMessage(
+    `bashlsp: ${problem}. Install the server into a private environment of this extension, ` +
+      'or set "bashlsp.path" to your bashlsp command (e.g. ~/.venv/bin/bashlsp).',
+    install,
+    settings,
+  );
+  if (choice === install) {
+    await installInPrivateVenv();
+  } else if (choice === settings) {
+    await vscode.commands.executeCommand('workbench.action.openSettings', 'bashlsp.path');
+  }
+}
+
+/** python3 -m venv + pip install into the extension's storage, then start the server from there. */
+async function installInPrivateVenv(): Promise<void> {
+  const config = vscode.workspace.getConfiguration('bashlsp');
+  const python = config.get<string>('install.python') || 'python3';
+  const requirement = config.get<string>('install.requirement') || 'bashlsp';
+  output.show(true);
+  try {
+    await vscode.window.withProgress(
+      { location: vscode.ProgressLocation.Notification, title: `bashlsp: installing ${requirement}` },
+      () => installServer(python, privateVenv, requirement, (line) => output.info(line)),
+    );
+  } catch (error) {
+    setStatus('error', 'bashlsp: install failed', `bashlsp: ${errorText(error)}`);
+    void vscode.window.showErrorMessage(`bashlsp: ${errorText(error)}`);
+    return;
+  }
+  output.info(`installed ${requirement} into ${privateVenv}`);
+  await serially(async () => {
+    await stopClient();
+    await startClient();
+  });
 }
 
 async function stopClient(): Promise<void> {
@@ -117,15 +191,17 @@ async function onConfigurationChanged(event: vscode.ConfigurationChangeEvent): P
   if (!event.affectsConfiguration('bashlsp')) {
     return;
   }
-  if (event.affectsConfiguration('bashlsp.path') || !client) {
-    await stopClient();
-    await startClient();
-    return;
-  }
-  await client.sendNotification(DidChangeConfigurationNotification.type, {
-    settings: { bashlsp: currentServerSettings() },
+  await serially(async () => {
+    if (event.affectsConfiguration('bashlsp.path') || !client) {
+      await stopClient();
+      await startClient();
+      return;
+    }
+    await client.sendNotification(DidChangeConfigurationNotification.type, {
+      settings: { bashlsp: currentServerSettings() },
+    });
+    await refreshStatus();
   });
-  await refreshStatus();
 }
 
 async function executeServerCommand(command: string, args: unknown[] = []): Promise<unknown> {
@@ -144,18 +220,15 @@ async function refreshStatus(): Promise<void> {
   try {
     const info = await executeServerCommand(SERVER_MODEL_INFO);
     const status = modelStatus(info);
-    const icon = status.loading ? '$(loading~spin)' : status.problem ? '$(warning)' : '$(hubot)';
-    statusItem.text = `${icon} ${status.text}`;
-    statusItem.tooltip = `${modelDetails(info)}\n\nClick for details`;
+    const state = status.loading ? 'loading' : status.problem ? 'warning' : 'ready';
+    setStatus(state, status.text, `${modelDetails(info)}\n\nClick for details`);
     if (status.loading) {
       // The server loads its model in the background after it starts: look again shortly.
       statusTimer = setTimeout(() => void refreshStatus(), 1000);
     }
   } catch (error) {
-    statusItem.text = '$(warning) bashlsp';
-    statusItem.tooltip = `bashlsp: no model info (${errorText(error)})`;
+    setStatus('warning', 'bashlsp', `bashlsp: no model info (${errorText(error)})`);
   }
-  statusItem.show();
 }
 
 async function generateScript(): Promise<void> {

@@ -9,8 +9,8 @@
 
 const PREFIX = 'bashlsp.';
 
-/** Settings only the extension reads (how to start the server, tracing); never sent to it. */
-export const CLIENT_ONLY_SETTINGS: ReadonlySet<string> = new Set(['path', 'trace.server']);
+/** Settings only the extension reads (how to start or install the server, tracing); never sent to it. */
+export const CLIENT_ONLY_SETTINGS: ReadonlySet<string> = new Set(['path', 'trace.server', 'install.requirement', 'install.python']);
 
 interface PackageJson {
   contributes?: { configuration?: { properties?: Record<string, { default?: unknown }> } };
