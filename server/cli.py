@@ -107,7 +107,7 @@ def _run_generate(args) -> int:
 
     if not torch_installed():
         raise torch_missing("bashlsp generate", "train")
-    from ..model.sampling import SamplingOptions, generate
+    from ..model.engine import CompletionQuery, Engine
 
     if args.max_tokens < 1 or args.num_samples < 1:
         raise BashlspError("--max-tokens and --num-samples must be at least 1")
@@ -115,16 +115,25 @@ def _run_generate(args) -> int:
         raise BashlspError("--top-p must be in (0, 1] and --temperature at least 0")
     prompt = sys.stdin.read() if args.prompt == "-" else args.prompt
     loaded = load_checkpoint(resolve_checkpoint(args.checkpoint, _store(args)), device=resolve_device(args.device))
-    options = SamplingOptions(
-        max_new_tokens=args.max_tokens, temperature=args.temperature, top_p=args.top_p, seed=args.seed
+    # The server's decoder in its free-text mode: no stop rule but <|eof|> and the token budget.
+    engine = Engine(loaded, min_token_prob=0.0, seed=args.seed)
+    query = CompletionQuery(
+        uri="bashlsp-generate",
+        prefix=prompt,
+        suffix="",
+        mode="text",
+        max_tokens=args.max_tokens,
+        temperature=args.temperature,
+        top_p=args.top_p,
+        num_samples=args.num_samples,
     )
-    samples = generate(
-        loaded.model, loaded.tokenizer, loaded.tokenizer.encode(prompt), options, num_samples=args.num_samples
-    )
+    samples = engine.complete(query).suggestions  # distinct texts, likeliest first
     for i, sample in enumerate(samples):
         if args.num_samples > 1:
-            print(f"--- sample {i + 1} ({sample.finish_reason}) ---")
+            print(f"--- sample {i + 1} ({sample.tokens} tokens, mean log-probability {sample.score:.2f}) ---")
         print(prompt + sample.text)
+    if not samples:
+        print(prompt)
     return 0
 
 

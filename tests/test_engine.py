@@ -583,3 +583,55 @@ def test_a_row_with_no_allowed_token_gets_minus_infinity(engine, monkeypatch, te
     picked, logprobs = engine.decoder.pick(logits, rows, query("x", temperature=temperature), engine.rng)
     assert logprobs[0] == -np.inf
     assert np.isfinite(logprobs[1]) and 0 <= picked[1] < vocab
+
+
+# -- text mode: bashlsp generate, eval's raw samples --------------------------------------------
+
+
+def test_text_mode_below_a_comment_starts_with_code(loaded):
+    """With code_first, no sample begins (past indentation) with a blank line or a comment;
+    without it (same seed, a hot temperature) some do, so the check can tell the two apart."""
+
+    def samples(code_first: bool) -> list[str]:
+        engine = make_engine(loaded, seed=7)
+        q = query("#!/bin/bash\n# Print the date\n", mode="text", max_tokens=3, temperature=3.0, num_samples=64)
+        q.code_first = code_first
+        return [s.text for s in suggest(engine, q)]
+
+    def starts_without_code(text: str) -> bool:
+        return text.lstrip(" \t")[:1] in ("\n", "\r", "#")
+
+    with_rule = samples(code_first=True)
+    assert with_rule and not any(starts_without_code(text) for text in with_rule)
+    assert any(starts_without_code(text) for text in samples(code_first=False))
+
+
+def test_text_mode_ends_only_at_a_stop_string_or_the_budget(engine):
+    q = query(SCRIPT[:200], mode="text", max_tokens=40)
+    free = suggest(engine, q)[0]
+    assert free.tokens == 40  # no line or block rule: the whole budget (the tiny model rarely ends a file)
+    q.stop = ("\n",)
+    stopped = suggest(engine, q)[0]
+    assert "\n" not in stopped.text and free.text.startswith(stopped.text)
+    assert free.text[len(stopped.text) :].startswith("\n")
+
+
+def test_sampling_draws_from_the_top_k_then_the_nucleus(engine):
+    """Decoder.sample: the nucleus of the TOP_K likeliest tokens, renormalised."""
+    from bashlsp.model.engine.decode import TOP_K
+
+    rng = np.random.default_rng(0)
+    logits = np.full((2, 1000), -20.0, dtype=np.float32)
+    logits[:, 5], logits[:, 7], logits[:, 9] = 2.0, 1.0, -1.0  # p ~ 0.705, 0.259, 0.035
+    logprobs = logits - np.log(np.exp(logits).sum(axis=-1, keepdims=True))
+    greedy, _ = engine.decoder.pick(logits, [Row(pending=b""), Row(pending=b"")], query("x"))
+    assert greedy.tolist() == [5, 5]
+    nucleus = np.concatenate([engine.decoder.sample(logprobs, 1.0, 0.9, rng) for _ in range(400)])
+    assert set(nucleus.tolist()) == {5, 7}  # 0.9 of the mass needs exactly these two
+    assert 0.65 < (nucleus == 5).mean() < 0.81  # 0.705 / 0.964 renormalised
+    everything = np.concatenate([engine.decoder.sample(logprobs, 1.0, 1.0, rng) for _ in range(400)])
+    assert 9 in everything.tolist()
+    flat = np.full((1, 1000), -np.log(1000.0), dtype=np.float32)
+    flat[0, :TOP_K] = 0.0  # the likeliest TOP_K; nothing past them is drawn
+    drawn = np.concatenate([engine.decoder.sample(flat, 5.0, 1.0, rng) for _ in range(200)])
+    assert drawn.max() < TOP_K and len(set(drawn.tolist())) > TOP_K // 2

@@ -120,21 +120,3 @@ def test_config_from_dict_rejects_unknown_and_missing_keys():
         GPTConfig.from_dict({k: v for k, v in good.items() if k != "n_layer"})
     with pytest.raises(ConfigError, match="unknown model size"):
         preset_config("huge", 100)
-
-
-def test_pick_next_greedy_topk_and_nucleus():
-    from bashlsp.model.sampling import TOP_K, pick_next
-
-    logits = torch.full((2, 1000), -20.0)
-    logits[:, 5], logits[:, 7], logits[:, 9] = 2.0, 1.0, -1.0  # p ~ 0.705, 0.259, 0.035
-    assert pick_next(logits, 0.0, 1.0, None).tolist() == [5, 5]
-    generator = torch.Generator().manual_seed(0)
-    nucleus = torch.cat([pick_next(logits, 1.0, 0.9, generator) for _ in range(400)])
-    assert set(nucleus.tolist()) == {5, 7}  # 0.9 of the mass needs exactly these two
-    assert 0.65 < (nucleus == 5).float().mean().item() < 0.81  # 0.705 / 0.964 renormalised
-    everything = torch.cat([pick_next(logits, 1.0, 1.0, generator) for _ in range(400)])
-    assert 9 in everything.tolist()
-    flat = torch.zeros(1, 1000)
-    flat[0, :TOP_K] = 1.0  # the likeliest TOP_K; nothing past them is drawn
-    drawn = torch.cat([pick_next(flat, 5.0, 1.0, generator) for _ in range(200)])
-    assert drawn.max().item() < TOP_K and len(set(drawn.tolist())) > TOP_K // 2

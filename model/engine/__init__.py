@@ -1,6 +1,6 @@
 """The inference engine: prompts, a per-document KV cache, token healing, stop rules, decoding.
 
-The one decoder of bashlsp: the language server, `bashlsp generate` (`model/sampling.py`) and
+The one decoder of bashlsp: the language server, `bashlsp generate` (the free "text" mode) and
 `bashlsp eval` all complete through `Engine.complete`. One module per concern:
 
 - query.py        `CompletionQuery` in; `Completion` (suggestions and `CompletionStats`) out

@@ -249,8 +249,9 @@ class Engine:
             cache.length = len(prompt)
             logits = np.broadcast_to(logits, (n, logits.shape[-1]))
         budget = min(budget, cache.max_len - cache.length)
-        rows = [Row(pending=healed, code_due=query.mode == "generate") for _ in range(n)]
-        stop_at_guess = query.mode != "generate" and self.min_token_prob > 0  # sampled alternatives too
+        code_first = query.mode == "generate" or (query.mode == "text" and query.code_first)
+        rows = [Row(pending=healed, code_due=code_first) for _ in range(n)]
+        stop_at_guess = query.mode in ("line", "inline") and self.min_token_prob > 0  # sampled alternatives too
         min_logprob = math.log(self.min_token_prob) if stop_at_guess else None
         # Greedy single stream: draft tokens by prompt lookup and verify them in one forward.
         lookup = doc.lookup if n == 1 and query.temperature <= 0 and self.speculate else None

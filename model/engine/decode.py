@@ -107,14 +107,15 @@ class Decoder:
             if row.pending:
                 return
         row.line_tokens = 0 if b"\n" in data else row.line_tokens + 1
-        if row.line_tokens >= LINE_MAX_TOKENS and rules.mode != "generate":
+        if row.line_tokens >= LINE_MAX_TOKENS and rules.mode in ("line", "inline"):
             # A line as long as a whole line suggestion may be: the same bound in every mode.
             # The slowest ghost texts in `bench serve` were a model repeating itself for 48
             # tokens ("%M:%M:%M:..."). As at the token limit, a cut-off line after the first is
             # not offered.
             row.done = row.truncated = True
             return
-        if b"\n" in data or b"#" in data or starts_line:  # the stop rules only change their answer at these
+        # The stop rules only change their answer at these (stop strings: at any token).
+        if b"\n" in data or b"#" in data or starts_line or rules.stop:
             cut = rules.cut(utf8_text(bytes(row.data[len(healed) :])), final=False)
             if cut is not None:
                 row.done, row.cut = True, cut

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-MODES = ("line", "inline", "generate")
+MODES = ("line", "inline", "generate", "text")
 
 
 @dataclass
@@ -12,7 +12,7 @@ class CompletionQuery:
     uri: str  # document key, for the per-document prefix cache
     prefix: str  # document text before the cursor
     suffix: str  # document text after the cursor ("" if none)
-    mode: str  # "line" | "inline" | "generate" (see stops.StopRules)
+    mode: str  # "line" | "inline" | "generate" | "text" (see stops.StopRules)
     max_tokens: int = 48
     temperature: float = 0.0
     top_p: float = 0.95
@@ -21,6 +21,8 @@ class CompletionQuery:
     # Chunks of other files put ahead of the prompt, (path, text), most similar first (model/context.py).
     # Keep the same tuple while the choice holds: the prompt, and so the KV cache, then stay the same.
     context: tuple[tuple[str, str], ...] = ()
+    stop: tuple[str, ...] = ()  # text mode only: the continuation ends before the first of these
+    code_first: bool = False  # text mode: past indentation the continuation begins code (generate mode always does)
 
 
 @dataclass

@@ -59,6 +59,8 @@ class StopRules:
              the cursor line's level when the cursor line had code; after the closer of a block
              the suggestion opened.
     generate a script body: stop before a blank line that is followed by a comment in column 0.
+    text     a free continuation (`bashlsp generate`, eval's raw samples): it ends only at
+             <|eof|>, at the token budget, or before the first of the query's `stop` strings.
     All modes: never repeat what follows the cursor: the suggestion ends before a line equal to
     the first non-blank line after the cursor line, and (single line) loses a tail equal to the
     rest of the cursor line. Multi-line: a line equal to the line before it ends the suggestion
@@ -70,6 +72,7 @@ class StopRules:
     line_before: str  # the cursor line up to the cursor
     line_after: str  # the cursor line after the cursor
     next_line: str | None  # the first non-blank line below the cursor line
+    stop: tuple[str, ...] = ()  # text mode: stop strings
 
     @classmethod
     def for_query(cls, query: CompletionQuery) -> StopRules:
@@ -77,7 +80,7 @@ class StopRules:
         newline = query.suffix.find("\n")
         line_after = query.suffix if newline < 0 else query.suffix[:newline]
         next_line = None if newline < 0 else _first_nonblank_line(query.suffix, newline + 1)
-        return cls(query.mode, query.multiline, line_before, line_after, next_line)
+        return cls(query.mode, query.multiline, line_before, line_after, next_line, tuple(s for s in query.stop if s))
 
     @property
     def single_line(self) -> bool:
@@ -86,6 +89,9 @@ class StopRules:
     def cut(self, text: str, final: bool, truncated: bool = False) -> int | None:
         """Where the suggestion `text` ends, or None while it may still grow. `final`: nothing
         more will come; `truncated`: it stopped at the token limit (drop a partial last line)."""
+        if self.mode == "text":
+            cuts = [i for i in (text.find(s) for s in self.stop) if i >= 0]
+            return min(cuts) if cuts else (len(text) if final else None)
         if self.single_line:
             return self._cut_single(text, final)
         if self.mode == "generate":
