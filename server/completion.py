@@ -84,15 +84,17 @@ async def completion(
     if ls.host.may_serve:
         ticket = ls.begin(doc.uri, "completion")
         try:
+            prefix = cursor.prefix()
             query = CompletionQuery(
                 uri=doc.uri,
-                prefix=cursor.prefix(),
+                prefix=prefix,
                 suffix=cursor.suffix(),
                 mode="line",
                 max_tokens=settings.maxTokens,
                 temperature=settings.temperature,
                 top_p=settings.topP,
                 num_samples=alternatives,
+                context=ls.context.for_cursor(doc.uri, prefix),  # the same chunks as ghost text: one cache
             )
             suggestions = await ls.complete(ticket, query)
         finally:
@@ -124,6 +126,10 @@ async def inline_completion(
             raise DocumentError("selectedCompletionInfo.range ends before it starts")
         typed = selected.text
     prefix, suffix = start.prefix() + clean_text(typed), end.suffix()
+    if selected is None and (rest := ls.shown.reuse(doc.uri, "inline", prefix, suffix)) is not None:
+        # The user typed what the ghost text starts with: its rest, without the model (issue 14).
+        ls.requests.end(ls.begin(doc.uri, "inline"))  # newest wins: an older request for it stops
+        return convert.inline_completion_list([doc.native(rest)], types.Range(start=start.position, end=end.position))
     ticket = ls.begin(doc.uri, "inline")
     try:
         query = CompletionQuery(
@@ -136,9 +142,10 @@ async def inline_completion(
             top_p=settings.topP,
             num_samples=1,
             multiline=settings.inlineCompletion.multiline,
+            context=ls.context.for_cursor(doc.uri, prefix),
         )
         suggestions = await ls.complete(ticket, query)
-        texts = []
+        texts, shown = [], []  # as the editor shows them, and as the model wrote them
         for suggestion in suggestions:
             text = suggestion.text
             if "\n" in text.strip("\n"):
@@ -147,6 +154,9 @@ async def inline_completion(
                     ls.notify("log", f"inline suggestion dropped: bash -n rejects it ({len(text.splitlines())} lines)")
                     continue
             texts.append(typed + doc.native(text))
+            shown.append(text)
     finally:
         ls.requests.end(ticket)
+    if selected is None:
+        ls.shown.remember(doc.uri, "inline", prefix, suffix, shown[0] if shown else None)
     return convert.inline_completion_list(texts[:1], types.Range(start=start.position, end=end.position))

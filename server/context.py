@@ -69,10 +69,13 @@ class RecentChunks:
 class ProjectContext:
     """What the server keeps for project context: the index, the ring, each document's choice."""
 
-    def __init__(self, notify: Callable[[str, str, bool], None]) -> None:
+    def __init__(self, notify: Callable[[str, str, bool], None], enabled: Callable[[], bool] = lambda: True) -> None:
+        """`enabled`: the setting (context.enable), read at each use: when it is off nothing is
+        chosen, and the workspace is not read until it is on."""
         self.index = WorkspaceIndex(notify)
         self.recent = RecentChunks()
-        self.enabled = True
+        self.enabled = enabled
+        self._folders: list[str] = []
         self._choices: dict[str, tuple[str, list[tuple[float, ContextChunk]]]] = {}  # uri -> (query, choice)
         self._edits: dict[str, tuple[object, int]] = {}  # uri -> (document, line of its last edit), not in the ring yet
         self._origins: dict[str, str] = {}
@@ -80,7 +83,10 @@ class ProjectContext:
     # -- what the editor does
 
     def start(self, folders: Sequence[str]) -> None:
-        self.index.start(folders)
+        """Index the workspace folders in the background (when the setting allows it)."""
+        self._folders = list(folders)
+        if self.enabled():
+            self.index.start(self._folders)
 
     def close(self) -> None:
         self.index.close()
@@ -125,12 +131,23 @@ class ProjectContext:
                 return origin[len(root.rstrip("/")) + 1 :]
         return os.path.basename(uri_path(uri)) or uri
 
+    def info(self) -> dict:
+        summary = self.index.snapshot.summary
+        return {
+            "enabled": self.enabled(),
+            "workspaceScripts": summary.get("scripts", 0),
+            "workspaceChunks": summary.get("chunks", 0),
+            "recentChunks": len(self.recent.chunks),
+        }
+
     # -- the choice for a completion
 
     def for_cursor(self, uri: str, prefix: str) -> Chunks:
         """The chunks to put ahead of the prompt for a cursor after `prefix` in `uri`."""
-        if not self.enabled:
+        if not self.enabled():
             return ()
+        if self._folders and self.index.building is None:  # the setting was turned on since `start`
+            self.index.start(self._folders)
         for other in [u for u in self._edits if u != uri]:  # the user moved to another document
             doc, line = self._edits.pop(other)
             self._add(doc, line)

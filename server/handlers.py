@@ -17,6 +17,8 @@ from pygls.exceptions import JsonRpcException
 from ..model.errors import Cancelled
 from . import completion, convert, generate, retrieval
 from .language_server import BashLanguageServer
+from .prefill import cursor_after
+from .workspace import folders_from_initialize
 
 COMPLETION_TRIGGERS = ["$", "{"]
 
@@ -30,6 +32,7 @@ def initialize(ls: BashLanguageServer, params: types.InitializeParams) -> None:
     ls.host.configure(ls.settings)
     ls.host.start()  # on the model worker: the first requests wait for it
     ls.tool_pool.submit(lambda: ls.tools)  # find bash and shellcheck off the event loop
+    ls.context.start(folders_from_initialize(params.workspace_folders, params.root_uri, params.root_path))
 
 
 def initialized(ls: BashLanguageServer, params: types.InitializedParams) -> None:
@@ -89,14 +92,32 @@ def text_document_did_open(ls: BashLanguageServer, params: types.DidOpenTextDocu
     doc = ls.documents.open(item.uri, item.language_id, item.version, item.text)
     if doc.declined is not None:
         ls.served_document(doc.uri)  # logs why it is declined, once
+        return
+    ls.context.opened(doc)
+    ls.ahead.schedule(doc.uri, None)  # the cursor is not known yet: the end, where a script grows
 
 
 def text_document_did_change(ls: BashLanguageServer, params: types.DidChangeTextDocumentParams) -> None:
-    ls.documents.change(params.text_document.uri, params.text_document.version, params.content_changes)
+    doc = ls.documents.change(params.text_document.uri, params.text_document.version, params.content_changes)
+    if doc is None or doc.declined is not None or not params.content_changes:
+        return
+    cursor = cursor_after(doc, params.content_changes[-1])
+    if cursor is not None:
+        ls.context.changed(doc, cursor.line)
+    ls.ahead.schedule(doc.uri, cursor)
+
+
+def text_document_did_save(ls: BashLanguageServer, params: types.DidSaveTextDocumentParams) -> None:
+    doc = ls.documents.get(params.text_document.uri)
+    if doc is not None:
+        ls.context.saved(doc)
 
 
 def text_document_did_close(ls: BashLanguageServer, params: types.DidCloseTextDocumentParams) -> None:
     ls.forget_document(params.text_document.uri)
+    ls.context.closed(params.text_document.uri)
+    ls.shown.forget(params.text_document.uri)
+    ls.ahead.cancel(params.text_document.uri)
 
 
 # -- completion ------------------------------------------------------------------------------------
@@ -149,6 +170,8 @@ async def text_document_code_action(
     ls: BashLanguageServer, params: types.CodeActionParams
 ) -> list[types.CodeAction] | None:
     doc = ls.served_document(params.text_document.uri)
+    if doc is not None and params.range.start == params.range.end:  # editors ask as the cursor moves
+        ls.ahead.schedule(doc.uri, params.range.start)
     if doc is None or not ls.settings.generate.enable or not ls.host.may_serve:
         return None
     if not _kind_requested(params.context.only):
@@ -249,6 +272,7 @@ def register(ls: BashLanguageServer) -> None:
     feature(types.TEXT_DOCUMENT_DID_OPEN)(text_document_did_open)
     feature(types.TEXT_DOCUMENT_DID_CHANGE)(text_document_did_change)
     feature(types.TEXT_DOCUMENT_DID_CLOSE)(text_document_did_close)
+    feature(types.TEXT_DOCUMENT_DID_SAVE)(text_document_did_save)
     feature(types.TEXT_DOCUMENT_COMPLETION, types.CompletionOptions(trigger_characters=COMPLETION_TRIGGERS))(
         text_document_completion
     )

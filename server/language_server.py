@@ -27,10 +27,13 @@ from ..model.engine import CompletionQuery, Suggestion
 from ..model.errors import Cancelled
 from ..model.shell_check import ShellTools
 from . import convert
+from .context import ProjectContext
 from .documents import Document, DocumentStore
 from .hotswap import ModelHost
+from .prefill import AheadOfTime
 from .protocol import BashlspProtocol, FileWriter, MessageFramer, parse_body, read_stream_in_thread
 from .retrieval import Retrieval
+from .reuse import ShownSuggestions
 from .settings import Settings, parse_settings
 
 logger = logging.getLogger("bashlsp.server")
@@ -137,6 +140,9 @@ class BashLanguageServer(LanguageServer):
         self.requests = RequestTracker()
         self.host = ModelHost(self.notify)
         self.retrieval = Retrieval(self.notify, lambda: self.host.store.root)  # opens its indexes on first use
+        self.context = ProjectContext(self.notify, lambda: self.settings.context.enable)  # other files' chunks
+        self.shown = ShownSuggestions()  # the suggestion on screen, reused while the user types it
+        self.ahead = AheadOfTime(self)  # pre-fills the model's cache while the editor is idle
         self.tool_pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="bashlsp-tools")
         self._tools: ShellTools | None = None
         self._tools_lock = threading.Lock()
@@ -227,6 +233,8 @@ class BashLanguageServer(LanguageServer):
         kind = f"{query.mode}" + ("" if query.num_samples == 1 else f"x{query.num_samples}")
         stats = self.stats.setdefault(kind, KindStats())
 
+        self.ahead.yield_to_request()  # a pre-fill queued or running on the worker stops for this
+
         def job() -> list[Suggestion]:
             if ticket.stop.is_set():
                 raise Cancelled("request cancelled before it started")
@@ -269,6 +277,7 @@ class BashLanguageServer(LanguageServer):
         info["documents"] = len(self.documents)
         info["inFlight"] = len(self.protocol._request_futures)  # handlers not yet finished (this one included)
         info["pid"] = os.getpid()
+        info["context"] = {"reusedAnswers": self.shown.hits, "prefills": self.ahead.done, **self.context.info()}
         return info
 
     # -- running -----------------------------------------------------------------------------------
@@ -341,6 +350,8 @@ class BashLanguageServer(LanguageServer):
 
     def close(self) -> None:
         self.requests.stop_all()
+        self.ahead.close()
+        self.context.close()
         self.host.close()
         self.tool_pool.shutdown(wait=False, cancel_futures=True)
 

@@ -26,6 +26,7 @@ class ShownSuggestions:
 
     def __init__(self) -> None:
         self._shown: dict[tuple[str, str], _Shown] = {}
+        self.hits = 0  # answers reused
 
     def remember(self, uri: str, kind: str, prefix: str, suffix: str, text: str | None) -> None:
         """The suggestion shown for a cursor between `prefix` and `suffix` (None: nothing shown)."""
@@ -45,7 +46,10 @@ class ShownSuggestions:
         if not shown.text.startswith(typed):
             return None
         rest = shown.text[len(typed) :]
-        return rest if rest.strip() else None
+        if not rest.strip():
+            return None
+        self.hits += 1
+        return rest
 
     def forget(self, uri: str) -> None:
         for key in [k for k in self._shown if k[0] == uri]:

@@ -14,7 +14,8 @@ A bad value is reported and replaced by its default; it never stops the server.
       "completion": {"enable": true, "alternatives": 3},  // model items in the popup (1-5)
       "inlineCompletion": {"enable": true, "multiline": true},
       "generate": {"enable": true, "maxTokens": 128, "samples": 4},
-      "shellcheck": {"enable": true}
+      "shellcheck": {"enable": true},
+      "context": {"enable": true}  // chunks of the workspace's other scripts and recent edits in the prompt
     }
 """
 
@@ -56,6 +57,13 @@ class ShellcheckSettings:
 
 
 @dataclass
+class ContextSettings:
+    # Completions read the project: chunks of the workspace's other shell scripts and of recently
+    # edited documents go ahead of the prompt (server/context.py). Off: only the document itself.
+    enable: bool = True
+
+
+@dataclass
 class Settings:
     device: str = "auto"
     store: str = ""
@@ -67,6 +75,7 @@ class Settings:
     inlineCompletion: InlineCompletionSettings = field(default_factory=InlineCompletionSettings)
     generate: GenerateSettings = field(default_factory=GenerateSettings)
     shellcheck: ShellcheckSettings = field(default_factory=ShellcheckSettings)
+    context: ContextSettings = field(default_factory=ContextSettings)
 
 
 # Checks beyond the type: (predicate, what a valid value looks like).

@@ -163,20 +163,22 @@ def _may_be_shell(name: str) -> bool:
 
 
 def _read_script(path: str, name: str, size: int, walk: _Walk) -> str | None:
+    """The text of the file if it is a shell script within the bounds (its head decides first)."""
     if size > MAX_FILE_BYTES:
         walk.too_large += 1
         return None
     try:
         with open(path, "rb") as f:
-            data = f.read(MAX_FILE_BYTES + 1)
+            head = f.read(HEAD_BYTES)
+            if shell_reason(PurePath(name), head) is None:
+                walk.binary_or_not_shell += 1
+                return None
+            data = head + f.read(MAX_FILE_BYTES + 1 - len(head))
     except OSError:
         walk.unreadable += 1
         return None
-    if len(data) > MAX_FILE_BYTES:
+    if len(data) > MAX_FILE_BYTES:  # it grew since we looked
         walk.too_large += 1
-        return None
-    if shell_reason(PurePath(name), data[:HEAD_BYTES]) is None:
-        walk.binary_or_not_shell += 1
         return None
     return data.decode("utf-8", errors="replace")
 

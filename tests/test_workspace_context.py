@@ -268,7 +268,7 @@ def test_choice_is_stable_while_typing_and_never_the_own_file(tmp_path):
     assert ctx.for_cursor(new.uri, prefix + "make_b") == chosen  # same line: same choice
     # One more line that keeps the topic keeps the choice (hysteresis).
     assert ctx.for_cursor(new.uri, prefix + "make_backup() {\n") == chosen
-    ctx.enabled = False
+    ctx.enabled = lambda: False
     assert ctx.for_cursor(new.uri, prefix) == ()
 
 
