@@ -8,8 +8,10 @@ user's own comment -> code blocks). One schema, written and read here:
 - ``meta(key, value)``: ``format`` (FORMAT), ``kind`` ("commands" or "personal"), ``sources``
   (JSON: source -> {licence, credit, entries}), ``entries``, ``created``;
 - ``examples(id, description, command, source, page, licence)``;
-- ``examples_fts``: an external-content FTS5 table over description, command and page,
-  tokenised with Porter stemming (``files`` finds ``file``), ranked with bm25.
+- ``pages(source, page, summary)``: what a page's program is for (tldr summary, man NAME line);
+- ``examples_fts``: an external-content FTS5 table (content: the view ``examples_text``) over
+  description, command, page and the page's summary, tokenised with Porter stemming (``files``
+  finds ``file``), ranked with bm25.
 
 The index is opened read-only (``mode=ro``) and validated before use (schema, format, a probe
 query); any problem is an `ExampleIndexError` naming the file, and callers keep working without
@@ -42,9 +44,11 @@ INDEX_ENV = "BASHLSP_EXAMPLE_INDEX"
 # query: bm25 over a few dozen terms already picks the neighbours).
 MAX_QUERY_WORDS = 32
 MAX_QUERY_CHARS = 4_000
-# bm25 column weights: description, command, page. Words of a comment mostly match a
-# description; the page (utility name) is a strong hint when the comment names it.
-BM25_WEIGHTS = (1.0, 0.4, 2.0)
+# bm25 column weights: description, command, page, page summary. Words of a comment mostly match
+# a description; the page (utility name) is a strong hint when the comment names it; the summary
+# says what a program is for when the description does not name it (measured on the held-out
+# set: see README).
+BM25_WEIGHTS = (1.0, 0.4, 2.0, 1.0)
 
 # Words that carry no meaning for picking a command: leaving them out keeps the OR query short.
 STOPWORDS = frozenset(
@@ -172,14 +176,28 @@ CREATE TABLE meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE examples(
     id INTEGER PRIMARY KEY, description TEXT NOT NULL, command TEXT NOT NULL,
     source TEXT NOT NULL, page TEXT NOT NULL, licence TEXT NOT NULL);
+CREATE TABLE pages(source TEXT NOT NULL, page TEXT NOT NULL, summary TEXT NOT NULL, PRIMARY KEY (source, page));
+CREATE VIEW examples_text AS
+    SELECT e.id AS id, e.description, e.command, e.page, coalesce(p.summary, '') AS summary
+    FROM examples e LEFT JOIN pages p ON p.source = e.source AND p.page = e.page;
 CREATE VIRTUAL TABLE examples_fts USING fts5(
-    description, command, page, content='examples', content_rowid='id',
+    description, command, page, summary, content='examples_text', content_rowid='id',
     tokenize='porter unicode61');
 """
 
 
-def _fill(connection: sqlite3.Connection, entries: Iterable[Example], sources: dict[str, dict], kind: str) -> int:
+def _fill(
+    connection: sqlite3.Connection,
+    entries: Iterable[Example],
+    sources: dict[str, dict],
+    kind: str,
+    summaries: dict[tuple[str, str], str] | None = None,
+) -> int:
     connection.executescript(_SCHEMA)
+    connection.executemany(
+        "INSERT INTO pages(source, page, summary) VALUES (?, ?, ?)",
+        [(source, page, summary) for (source, page), summary in sorted((summaries or {}).items()) if summary],
+    )
     counts: dict[str, int] = {}
     rows = []
     for entry in entries:
@@ -203,10 +221,18 @@ def _fill(connection: sqlite3.Connection, entries: Iterable[Example], sources: d
     return len(rows)
 
 
-def write_index(path: Path, entries: Iterable[Example], sources: dict[str, dict], kind: str = "commands") -> int:
+def write_index(
+    path: Path,
+    entries: Iterable[Example],
+    sources: dict[str, dict],
+    kind: str = "commands",
+    summaries: dict[tuple[str, str], str] | None = None,
+) -> int:
     """Write a new index at `path` atomically (a temporary file beside it, fsynced, then
     os.replace), so a reader never opens half an index. `sources`: source -> {licence, credit};
-    entry counts are added. Returns the number of entries written."""
+    entry counts are added. `summaries`: (source, page) -> what the page's program is for (a
+    tldr page's summary, a man page's NAME line), searched with each of the page's examples.
+    Returns the number of entries written."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
@@ -214,7 +240,7 @@ def write_index(path: Path, entries: Iterable[Example], sources: dict[str, dict]
     try:
         connection = sqlite3.connect(tmp)
         try:
-            written = _fill(connection, entries, sources, kind)
+            written = _fill(connection, entries, sources, kind, summaries)
             connection.execute("VACUUM")
         finally:
             connection.close()
@@ -277,7 +303,7 @@ class ExampleIndex:
         if not words or limit < 1:
             return []
         sql = (
-            "SELECT e.description, e.command, e.source, e.page, e.licence, bm25(examples_fts, ?, ?, ?) AS rank"
+            "SELECT e.description, e.command, e.source, e.page, e.licence, bm25(examples_fts, ?, ?, ?, ?) AS rank"
             " FROM examples_fts JOIN examples e ON e.id = examples_fts.rowid"
             " WHERE examples_fts MATCH ? ORDER BY rank LIMIT ?"
         )

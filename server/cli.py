@@ -27,6 +27,7 @@ _BENCHMARKS = {
     "serve": ("bashlsp.bench.serve", "drive the real server like an editor; print latency, tokens/s, memory"),
     "train": ("bashlsp.bench.train", "training throughput and time to first personal checkpoint"),
     "stress": ("bashlsp.bench.stress", "load and soak test of the server on loopback"),
+    "examples": ("bashlsp.bench.examples", "Generate script from comment with retrieved examples, end to end"),
 }
 
 
@@ -57,7 +58,13 @@ def build_parser() -> argparse.ArgumentParser:
     gen = sub.add_parser(
         "generate", help="sample text from a checkpoint", description="Sample continuations of PROMPT."
     )
-    gen.add_argument("prompt", help="text to continue (use '-' to read standard input)")
+    gen.add_argument("prompt", nargs="?", help="text to continue (use '-' to read standard input)")
+    gen.add_argument(
+        "--from-comment",
+        metavar="TEXT",
+        help="write a script for this comment as the editor's action does (retrieved examples ahead of it, "
+        "bash -n checked) and list the best retrieved commands",
+    )
     gen.add_argument(
         "--checkpoint",
         help="checkpoint directory, store id, or 'default' (default: the store's current, else the bundled model)",
@@ -102,6 +109,8 @@ def _store(args):
 
 
 def _run_generate(args) -> int:
+    if args.from_comment is not None:  # the server's engine: numpy, no torch needed
+        return _run_from_comment(args)
     from ..model.checkpoint import load_checkpoint, resolve_checkpoint
     from ..model.device import resolve_device
 
@@ -109,6 +118,8 @@ def _run_generate(args) -> int:
         raise torch_missing("bashlsp generate", "train")
     from ..model.engine import CompletionQuery, Engine
 
+    if args.prompt is None:
+        raise BashlspError("bashlsp generate needs a PROMPT or --from-comment TEXT")
     if args.max_tokens < 1 or args.num_samples < 1:
         raise BashlspError("--max-tokens and --num-samples must be at least 1")
     if not 0 < args.top_p <= 1 or args.temperature < 0:
@@ -135,6 +146,23 @@ def _run_generate(args) -> int:
     if not samples:
         print(prompt)
     return 0
+
+
+def _run_from_comment(args) -> int:
+    """The comment's script (stdout) and the retrieved examples (as comments after it)."""
+    from ..model.checkpoint import load_checkpoint, resolve_checkpoint
+    from .retrieval import example_title, script_for_comment
+
+    if not args.from_comment.strip():
+        raise BashlspError("--from-comment needs a comment with words in it")
+    store = _store(args)
+    loaded = load_checkpoint(resolve_checkpoint(args.checkpoint, store), backend="numpy")
+    generated, examples = script_for_comment(args.from_comment, loaded, store.root, seed=args.seed or 0)
+    print(f"#!/bin/bash\n# {' '.join(args.from_comment.split())[:200]}")
+    print(generated.script.rstrip("\n") if generated.script else f"# bashlsp: {generated.problem}")
+    for example in examples:
+        print(f"# {example_title(example)}")
+    return 0 if generated.script or examples else 1
 
 
 def _run_models_list(args) -> int:

@@ -151,3 +151,23 @@ def test_exact_match_and_first_command():
     assert exact_match("tar  xzf a.tgz", "tar xzf a.tgz") and not exact_match("", "")
     assert first_command("# note\n\nfind . \\\n  -type f\necho done\n") == "find . \\\n-type f"
     assert first_command(None) == ""
+
+
+def test_a_page_summary_finds_its_examples(tmp_path):
+    entries = [Example("Start a session", "pomo start", "tldr", "pomo", "CC-BY-4.0")] + [
+        Example(d, c, s, p, "MIT") for d, c, s, p in PAIRS
+    ]
+    path = tmp_path / "examples.sqlite"
+    write_index(path, entries, {}, summaries={("tldr", "pomo"): "A Pomodoro timer for the terminal"})
+    assert ExampleIndex(path).search("start a pomodoro timer", 1)[0].command == "pomo start"
+
+
+def test_few_shot_prompt_keeps_the_examples_and_the_end_of_a_long_document():
+    from bashlsp.model.examples import FEW_SHOT_DOCUMENT_CHARS, few_shot_prompt
+
+    example = Example("List files", "ls -l", "tldr", "ls", "x")
+    document = "#!/bin/bash\n" + "".join(f"echo line {i}\n" for i in range(2000)) + "# list the files\n"
+    prompt = few_shot_prompt([example], document)
+    assert prompt.startswith("# List files\nls -l\n\n") and prompt.endswith("echo line 1999\n# list the files\n")
+    assert len(prompt) <= FEW_SHOT_DOCUMENT_CHARS + 40
+    assert few_shot_prompt([], document) == document

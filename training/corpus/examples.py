@@ -129,10 +129,21 @@ def normalised(command: str) -> str:
 # -- tldr --------------------------------------------------------------------------------------------
 
 
-def tldr_entries(archive: Path, jobs: int = 2) -> list[Example]:
+_NOT_A_SUMMARY = ("More information", "See also", "Some subcommands", "This command is an alias", "Note:")
+
+
+def tldr_summary(page: tldr.TldrPage) -> str:
+    """What the page's program is for: its summary lines without links, cross-references and notes."""
+    lines = [line for line in page.summary if not line.startswith(_NOT_A_SUMMARY) and "tldr " not in line]
+    return clean_description(" ".join(lines))
+
+
+def tldr_entries(archive: Path, summaries: dict[tuple[str, str], str], jobs: int = 2) -> list[Example]:
     pages = [(stem, tldr.parse_page(markdown)) for _, stem, markdown in tldr.read_archive_pages(archive)]
     with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
         results = list(pool.map(lambda item: tldr.page_pairs(item[1]), pages))
+    for stem, page in pages:
+        summaries.setdefault(("tldr", stem), tldr_summary(page))  # common/ comes before linux/
     licence = SOURCES["tldr"]["licence"]
     return [
         Example(description, command, "tldr", stem, licence)
@@ -258,15 +269,21 @@ def render_man(source: bytes) -> str:
     return result.stdout.decode("utf-8", errors="replace")
 
 
-def examples_section(rendered: str) -> list[str]:
+def man_section(rendered: str, names: tuple[str, ...] = ("EXAMPLES", "EXAMPLE")) -> list[str]:
     lines, inside = [], False
     for line in rendered.splitlines():
         if _SECTION_HEADING.match(line):
-            inside = line.strip() in ("EXAMPLES", "EXAMPLE")
+            inside = line.strip() in names
             continue
         if inside:
             lines.append(line.rstrip())
     return lines
+
+
+def man_summary(rendered: str) -> str:
+    """The NAME line's description: 'find - search for files' -> 'search for files'."""
+    name = " ".join(" ".join(man_section(rendered, ("NAME",))).split())
+    return clean_description(re.split(r"\s[-‐—]\s", name, maxsplit=1)[-1]) if name else ""
 
 
 def _indent(line: str) -> int:
@@ -279,7 +296,7 @@ def parse_man_examples(rendered: str, program: str) -> list[tuple[str, str]]:
     commands when it has any. A command must name `program`; `bash -n` is checked later."""
     blocks: list[list[str]] = []
     current: list[str] = []
-    for line in examples_section(rendered):
+    for line in man_section(rendered):
         if line.strip():
             current.append(line)
         elif current:
@@ -339,7 +356,9 @@ def deb_licence(root: Path, package: str) -> str:
     return pointer
 
 
-def man_entries(workdir: Path, packages: list[str], skipped: Counter) -> tuple[list[Example], dict[str, str]]:
+def man_entries(
+    workdir: Path, packages: list[str], skipped: Counter, summaries: dict[tuple[str, str], str]
+) -> tuple[list[Example], dict[str, str]]:
     """Entries from the man pages of `packages` and the version of each package read."""
     entries, versions = [], {}
     for package in packages:
@@ -371,7 +390,11 @@ def man_entries(workdir: Path, packages: list[str], skipped: Counter) -> tuple[l
                         continue
                     if b"EXAMPLE" not in data:
                         continue
-                    for description, command in parse_man_examples(render_man(data), program):
+                    rendered = render_man(data)
+                    pairs = parse_man_examples(rendered, program)
+                    if pairs:
+                        summaries[("man", name)] = man_summary(rendered)
+                    for description, command in pairs:
                         entries.append(Example(description, command, "man", name, licence))
     return entries, versions
 
@@ -408,10 +431,11 @@ def build_examples(
     """Build the index and the held-out set into `out`; return counts by source and split."""
     workdir.mkdir(parents=True, exist_ok=True)
     skipped: Counter = Counter()
-    entries = tldr_entries(archive, jobs)
+    summaries: dict[tuple[str, str], str] = {}
+    entries = tldr_entries(archive, summaries, jobs)
     entries += cheat_entries(cheat or fetch_sdist(CHEAT_SDIST, workdir))
     entries += eg_entries(eg or fetch_sdist(EG_SDIST, workdir))
-    man, versions = man_entries(workdir, packages, skipped)
+    man, versions = man_entries(workdir, packages, skipped, summaries)
     entries += man
     entries = [entry for entry in entries if usable_pair(entry.description, entry.command)]
     entries = check_syntax(entries, skipped, jobs)
@@ -425,7 +449,7 @@ def build_examples(
     index_entries = [entry for entry in kept if normalised(entry.command) not in held_commands]
     skipped["same command as a held-out pair"] += len(kept) - len(index_entries)
     out.mkdir(parents=True, exist_ok=True)
-    written = write_index(out / INDEX_FILE, index_entries, SOURCES)
+    written = write_index(out / INDEX_FILE, index_entries, SOURCES, summaries=summaries)
     with (out / HOLDOUT_FILE).open("w", encoding="utf-8") as handle:
         for entry in holdout:
             record = {
