@@ -364,3 +364,37 @@ def test_prefill_ahead_of_time_then_a_request_prefills_little(engine):
     stats = engine.prefill(query)
     assert stats.prefilled > 100
     assert engine.complete(query).stats.prefilled == 1
+
+
+# -- the line rule at line starts (model/engine/decode.py, stops.LINE_CONFIDENCE) -------------------
+
+
+def _decode_line(tok, pieces, prefix, line_confidence=0.5):
+    """Feed (text, probability) pieces to a Decoder as if the model had chosen them."""
+    import math
+
+    from bashlsp.model.engine import CompletionQuery, StopRules, token_table
+    from bashlsp.model.engine.decode import Decoder, Row
+
+    decoder = Decoder(tok, token_table(tok), line_confidence)
+    query = CompletionQuery("u", prefix, "", "inline", multiline=False)
+    rules, row = StopRules.for_query(query), Row(pending=b"")
+    for text, prob in pieces:
+        for i, token in enumerate(tok.encode(text)):
+            decoder.take(row, token, math.log(prob if i == 0 else 0.99), rules, b"", math.log(0.2))
+    row.truncated = not row.done
+    return [s.text for s in decoder.suggestions([row], b"", rules, "inline")]
+
+
+def test_line_start_offers_the_whole_line_when_confident(tiny_checkpoint):
+    from bashlsp.model.tokenizer import BashTokenizer
+
+    tok = BashTokenizer.from_file(tiny_checkpoint / "tokenizer.json")
+    confident = [("echo", 0.9), (" done", 0.1), ("\n", 0.9)]  # one guess, the line sure otherwise
+    unsure = [("echo", 0.9), (" done", 0.05), (" now", 0.05), ("\n", 0.3)]
+    assert _decode_line(tok, confident, "x=1\n") == ["echo done"]
+    assert _decode_line(tok, unsure, "x=1\n") == ["echo"]  # ends before its first guess
+    assert _decode_line(tok, confident, "x=1\n", line_confidence=0) == ["echo"]  # the rule off
+    assert _decode_line(tok, confident, "x=1\nfoo ") == ["echo"]  # not at a line start: a guess ends it
+    assert _decode_line(tok, [("#", 0.9), ("\n", 0.9)], "x=1\n") == []  # a lone comment marker
+    assert _decode_line(tok, [("  ", 0.9), ("\n", 0.9)], "x=1\n") == []  # only blanks

@@ -11,6 +11,7 @@ forward pass produced the logits.
 from __future__ import annotations
 
 import bisect
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -18,7 +19,7 @@ import numpy as np
 from ..tokenizer import BashTokenizer
 from .healing import TokenTable
 from .query import CompletionQuery, Suggestion
-from .stops import LINE_MAX_TOKENS, StopRules
+from .stops import LINE_CONFIDENCE, LINE_MAX_TOKENS, StopRules
 
 TOP_K = 64  # sampling draws from the 64 likeliest tokens, then the nucleus among them (see Decoder.sample)
 
@@ -72,14 +73,29 @@ class Row:
     cut: int | None = None  # character offset in the text where the suggestion ends
     truncated: bool = False
     line_tokens: int = 0  # tokens since the last generated newline
+    guess_at: int | None = None  # at a line start: the byte offset of the first guess on the first line
+    judged: bool = False  # the first line was judged confident enough to be offered whole
 
 
 class Decoder:
     """Token choice for one tokenizer (its special tokens and token table)."""
 
-    def __init__(self, tokenizer: BashTokenizer, table: TokenTable) -> None:
+    def __init__(self, tokenizer: BashTokenizer, table: TokenTable, line_confidence: float = LINE_CONFIDENCE) -> None:
         self.tokenizer = tokenizer
         self.table = table
+        self.line_confidence = line_confidence  # see stops.LINE_CONFIDENCE (0: a guess always ends a suggestion)
+
+    def _judge_line(self, row: Row, healed: bytes) -> int | None:
+        """At a line start, once the first line is decoded (or the row ended): None to offer the line
+        whole, which it is when its mean token probability (geometric) reaches line_confidence;
+        else the character offset of its first guess, where the suggestion then ends."""
+        newline = row.data.find(b"\n", len(healed))
+        end = len(row.data) if newline < 0 else newline + 1
+        tokens = max(1, bisect.bisect_left(row.ends, end) + 1)
+        mean = sum(row.logprobs[:tokens]) / min(tokens, len(row.logprobs))
+        if mean >= math.log(self.line_confidence):
+            return None
+        return len(utf8_text(bytes(row.data[len(healed) : row.guess_at])))
 
     def take(
         self, row: Row, token: int, logprob: float, rules: StopRules, healed: bytes, min_logprob: float | None = None
@@ -93,8 +109,11 @@ class Decoder:
             row.done = True
             return
         if min_logprob is not None and logprob < min_logprob and not row.pending:
-            row.done = True  # a guess: the suggestion ends before it (see MIN_TOKEN_PROB)
-            return
+            if not (self.line_confidence > 0 and rules.at_line_start and b"\n" not in row.data[len(healed) :]):
+                row.done = True  # a guess: the suggestion ends before it (see MIN_TOKEN_PROB)
+                return
+            if row.guess_at is None:  # at a line start the first line is decoded on and judged whole
+                row.guess_at = len(row.data)
         data = self.table.token_bytes[token]
         newline = row.data.rfind(b"\n")
         starts_line = newline >= len(healed) and not row.data[newline + 1 :].strip()  # a new line's first code may come
@@ -107,6 +126,12 @@ class Decoder:
             if row.pending:
                 return
         row.line_tokens = 0 if b"\n" in data else row.line_tokens + 1
+        if row.guess_at is not None and not row.judged and b"\n" in data:
+            cut = self._judge_line(row, healed)
+            if cut is not None:
+                row.done, row.cut = True, cut
+                return
+            row.judged = True
         if row.line_tokens >= LINE_MAX_TOKENS and rules.mode in ("line", "inline"):
             # A line as long as a whole line suggestion may be: the same bound in every mode.
             # The slowest ghost texts in `bench serve` were a model repeating itself for 48
@@ -188,11 +213,14 @@ class Decoder:
                 continue  # stopped before spelling the healed bytes again: nothing at the cursor
             text = utf8_text(bytes(row.data[len(healed) :]))
             cut = row.cut if row.cut is not None else rules.cut(text, final=True, truncated=row.truncated)
+            if row.guess_at is not None and not row.judged and row.cut is None:  # ended before its first newline
+                guess = self._judge_line(row, healed)
+                cut = cut if guess is None else min(cut, guess)
             text = text[:cut]
             if mode == "generate":
                 text = text.rstrip()
-            if not text.strip():
-                continue
+            if not text.strip() or (mode in ("line", "inline") and not text.strip().lstrip("#").strip()):
+                continue  # nothing, or a lone comment marker: not worth showing
             end_byte = len(healed) + len(text.encode("utf-8"))
             tokens = bisect.bisect_left(row.ends, end_byte) + 1
             tokens = min(tokens, len(row.ends))

@@ -16,6 +16,12 @@ MIN_TOKEN_PROB = 0.2
 # Bounds a rest-of-line suggestion, and every line of a multi-line one; 32 measured the same
 # keystroke savings and exact match as 20.
 LINE_MAX_TOKENS = 20
+# At the start of a line (only indentation before the cursor) a guess does not end the suggestion
+# at once: the first line is decoded to its end and offered whole when its mean token probability
+# (geometric) is at least this, else it ends before its first guess. Next-line prediction then
+# gets whole lines the model is fairly sure of instead of a token or two (`NVM_SOURCE_URL="https://`).
+# 0 turns the rule off. Chosen by exact match and keystroke savings: docs/benchmarks.md.
+LINE_CONFIDENCE = 0.5
 
 
 _OPENER = re.compile(r"(?:^|[;&|\s])(?:then|do)$|\{$|^case\s.*\sin$")
@@ -81,6 +87,11 @@ class StopRules:
         line_after = query.suffix if newline < 0 else query.suffix[:newline]
         next_line = None if newline < 0 else _first_nonblank_line(query.suffix, newline + 1)
         return cls(query.mode, query.multiline, line_before, line_after, next_line, tuple(s for s in query.stop if s))
+
+    @property
+    def at_line_start(self) -> bool:
+        """A line or inline suggestion with nothing but indentation before the cursor."""
+        return self.mode in ("line", "inline") and not self.line_before.strip()
 
     @property
     def single_line(self) -> bool:
