@@ -13,6 +13,7 @@ last ``Files:`` paragraph whose patterns match a file's path gives its licence, 
 from __future__ import annotations
 
 import fnmatch
+import functools
 import os
 import re
 import tarfile
@@ -129,6 +130,14 @@ def download_source(source: str, workdir: Path, environment: dict[str, str], run
         raise TrainingError(f"several source versions of {source} in {directory}; pin one with --source-lock")
     target = source if version is None else f"{source}={version}"
     result = run(["apt-get", "source", "--download-only", target], cwd=directory, env=environment, text=True)
+    if result.returncode != 0 and version is None:
+        # The newest version (often a security update) can be missing from a mirror while the
+        # release's own version is there: try the other versions the index lists, newest first.
+        for other in source_versions(source, environment, run):
+            target = f"{source}={other}"
+            result = run(["apt-get", "source", "--download-only", target], cwd=directory, env=environment, text=True)
+            if result.returncode == 0:
+                return download_source(source, workdir, environment, run, other)
     if result.returncode != 0:
         errors = [line for line in result.stderr.splitlines() if line.startswith("E:")] or [result.stderr.strip()]
         raise TrainingError(f"apt-get source --download-only {target} failed: {' '.join(errors)[-500:]}")
@@ -136,6 +145,17 @@ def download_source(source: str, workdir: Path, environment: dict[str, str], run
     if not fetched:
         raise TrainingError(f"apt-get source {target} left no complete .dsc in {directory}")
     return download_source(source, workdir, environment, run, version)
+
+
+def source_versions(source: str, environment: dict[str, str], run) -> list[str]:
+    """The versions of `source` the deb-src index lists, newest first (as apt would choose)."""
+    result = run(["apt-cache", "showsrc", "--only-source", source], env=environment, text=True)
+    versions = [line.split(":", 1)[1].strip() for line in result.stdout.splitlines() if line.startswith("Version:")]
+
+    def newer_first(a: str, b: str) -> int:
+        return -1 if run(["dpkg", "--compare-versions", a, "gt", b]).returncode == 0 else 1
+
+    return sorted(dict.fromkeys(versions), key=functools.cmp_to_key(newer_first))
 
 
 def tree_path(tarball_name: str, member_name: str) -> str:
