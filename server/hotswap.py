@@ -1,8 +1,9 @@
 """The resident model: loaded once, run on one worker thread, replaced while the server runs.
 
-The server's features reach the model only through `ModelHost.complete(query, should_stop)`,
-which runs the engine on the worker thread and returns its `Completion` (suggestions and what
-they cost); the host keeps the per-kind figures `bashlsp.modelInfo` shows.
+The server reaches the model only through the host: `complete(query, should_stop)` runs the
+engine on the worker thread and returns its `Completion` (suggestions and what they cost; the
+host keeps the per-kind figures `bashlsp.modelInfo` shows), and `prefill(query)` fills a
+document's cache there while nothing else runs (every request stops it first).
 
 Threads:
 - `worker` (one thread): everything that touches the Engine — the first load, every
@@ -110,6 +111,8 @@ class ModelHost:
         self._follow_task: asyncio.Task | None = None
         self._follow_again = False
         self.stats: dict[str, KindStats] = {}  # written on the worker thread only
+        self.prefills = 0  # pre-fills that ran to the end
+        self._prefill_stop = threading.Event()  # of the pre-fill queued or running
         self._failures_logged: set[str] = set()
 
     # -- configuration -------------------------------------------------------------------------------
@@ -172,6 +175,7 @@ class ModelHost:
         steps). A model failure is logged to the editor, once per kind of failure, and answers
         with no suggestions: it must not fail the editor's request."""
         kind = query.mode + ("" if query.num_samples == 1 else f"x{query.num_samples}")
+        self._prefill_stop.set()  # a pre-fill queued or running gives way (within one chunk)
 
         def job() -> Completion:
             if should_stop():
@@ -191,6 +195,28 @@ class ModelHost:
             return completion
 
         return await asyncio.get_running_loop().run_in_executor(self.worker, job)
+
+    def prefill(self, query: CompletionQuery) -> None:
+        """Fill the document's KV cache with the prompt `query` would have, on the worker while
+        nothing else runs, so the request that follows pre-fills a token or two. Lowest priority:
+        a newer pre-fill replaces one not yet done, and every request stops it between chunks. A
+        failure costs the next request time, nothing else: it is logged once like any other."""
+        self._prefill_stop.set()
+        stop = self._prefill_stop = threading.Event()
+
+        def job() -> None:
+            engine = self.engine
+            if engine is None or stop.is_set():
+                return
+            try:
+                engine.prefill(query, stop.is_set)
+                self.prefills += 1
+            except Cancelled:
+                pass
+            except Exception as exc:
+                self._engine_failed(exc)
+
+        self.worker.submit(job)
 
     def _engine_failed(self, exc: Exception) -> None:
         """Worker thread: log a model failure to the editor, once per kind of failure."""

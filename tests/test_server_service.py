@@ -92,3 +92,20 @@ async def test_a_model_failure_answers_empty_and_is_reported_once(tiny_checkpoin
         assert len(failures) == 1, messages
     finally:
         host.close()
+
+
+async def test_prefill_fills_the_cache_the_next_request_reuses(tiny_checkpoint):
+    host = _host(tiny_checkpoint, [])
+    host.start()
+    try:
+        text = '#!/bin/sh\nfor f in *; do\n  echo "$f"\ndone\n' * 3
+        await host.complete(CompletionQuery("file:///warm.sh", "echo ", "", "inline", max_tokens=2), lambda: False)
+        host.prefill(CompletionQuery("file:///b.sh", text, "", "inline", max_tokens=8))
+        await asyncio.get_running_loop().run_in_executor(host.worker, lambda: None)  # the queue has run
+        assert host.prefills == 1
+        typed = await host.complete(
+            CompletionQuery("file:///b.sh", text + "e", "", "inline", max_tokens=8), lambda: False
+        )
+        assert typed.stats.prefilled <= 2 < typed.stats.prompt
+    finally:
+        host.close()
