@@ -28,6 +28,7 @@ _BENCHMARKS = {
     "train": ("bashlsp.bench.train", "training throughput and time to first personal checkpoint"),
     "stress": ("bashlsp.bench.stress", "load and soak test of the server on loopback"),
     "examples": ("bashlsp.bench.examples", "Generate script from comment with retrieved examples, end to end"),
+    "context": ("bashlsp.bench.context", "completions with and without the workspace; the workspace index"),
 }
 
 

@@ -398,3 +398,28 @@ def test_line_start_offers_the_whole_line_when_confident(tiny_checkpoint):
     assert _decode_line(tok, confident, "x=1\nfoo ") == ["echo"]  # not at a line start: a guess ends it
     assert _decode_line(tok, [("#", 0.9), ("\n", 0.9)], "x=1\n") == []  # a lone comment marker
     assert _decode_line(tok, [("  ", 0.9), ("\n", 0.9)], "x=1\n") == []  # only blanks
+
+
+def test_training_stream_carries_neighbour_chunks(tiny_checkpoint):
+    from bashlsp.model.tokenizer import BashTokenizer
+    from bashlsp.training.corpus.dataset import CorpusDoc, RepoContext
+    from bashlsp.training.loop import TokenWindows
+
+    tok = BashTokenizer.from_file(tiny_checkpoint / "tokenizer.json")
+    docs = [
+        CorpusDoc(BACKUP, "debian", "app", "train", "/usr/lib/app/backup.sh"),
+        CorpusDoc(BACKUP.replace("BACKUP_DIR", "ARCHIVE_DIR"), "debian", "app", "train", "/usr/lib/app/archive.sh"),
+        CorpusDoc(DEPLOY, "debian", "web", "train", "/usr/bin/deploy"),
+    ]
+    texts = [d.text for d in docs]
+    context = RepoContext.for_corpus(docs)
+    plain = TokenWindows(texts, tok, 64, fim_rate=0.5, seed=3)
+    off = TokenWindows(texts, tok, 64, fim_rate=0.5, seed=3, context=context, context_rate=0.0)
+    assert plain.stream.tolist() == off.stream.tolist()  # no context: the stream of old
+    on = TokenWindows(texts, tok, 256, fim_rate=0.0, seed=3, context=context, context_rate=1.0)
+    text = tok.decode(on.stream.tolist())
+    # The app scripts carry each other's chunk, cut to a third of a sequence (the stream's random
+    # start may cut the first one off); deploy has no neighbour.
+    assert text.count("# file: usr/lib/app/") >= 1 and "# file: usr/bin/deploy" not in text
+    full = tok.decode(plain.stream.tolist())
+    assert len(on.stream) > len(plain.stream) and "# file:" not in full

@@ -26,6 +26,7 @@ import torch.distributed as dist
 from torch.utils.data import Dataset, DistributedSampler, RandomSampler
 
 from ..model.checkpoint import LoadedModel, fsync_dir, write_file_synced
+from ..model.context import CONTEXT_SHARE, QUERY_LINES, context_ids, query_text
 from ..model.device import autocast_dtype
 from ..model.errors import TrainingError
 from ..model.fim import fim_training_ids
@@ -47,6 +48,7 @@ class TrainConfig:
     beta2: float = 0.95
     grad_clip: float = 1.0
     fim_rate: float = 0.5  # share of documents turned into fill-in-the-middle examples
+    context_rate: float = 0.0  # share of documents with neighbours that get them ahead (repo-level, model/context.py)
     eval_every: int = 0  # steps between holdout evaluations (0: only at the end)
     save_every: int = 0  # steps between resumable state saves (0: only at the end)
     log_every: int = 10
@@ -62,6 +64,8 @@ class TrainConfig:
             raise TrainingError(f"learning rate {self.lr} is out of range (0, 1)")
         if not 0 <= self.fim_rate <= 1:
             raise TrainingError("fim_rate must be between 0 and 1")
+        if not 0 <= self.context_rate <= 1:
+            raise TrainingError("context_rate must be between 0 and 1")
 
 
 def lr_at(step: int, config: TrainConfig) -> float:
@@ -80,10 +84,23 @@ class TokenWindows(Dataset):
     """Windows of seq_len + 1 tokens over one epoch's stream; `set_epoch` rebuilds the stream.
 
     Plain documents are tokenized once; FIM examples are drawn anew each epoch (split points
-    at random characters, the three pieces tokenized separately, as the server does)."""
+    at random characters, the three pieces tokenized separately, as the server does).
+
+    Repo-level examples: with `context` (training/corpus/dataset.RepoContext: `has_neighbours(i)`,
+    `choose(i, query)`), a share `context_rate` of the documents that have neighbours get the
+    chunks of other files chosen for them ahead, in the format the server writes into its prompts
+    (model/context.py), within 1/CONTEXT_SHARE of a sequence: a FIM example's are chosen by the
+    lines before its middle (the server's cursor), a plain document's by its first lines."""
 
     def __init__(
-        self, texts: Sequence[str], tokenizer: BashTokenizer, seq_len: int, fim_rate: float, seed: int
+        self,
+        texts: Sequence[str],
+        tokenizer: BashTokenizer,
+        seq_len: int,
+        fim_rate: float,
+        seed: int,
+        context=None,
+        context_rate: float = 0.0,
     ) -> None:
         if not texts:
             raise TrainingError("no training documents")
@@ -92,6 +109,7 @@ class TokenWindows(Dataset):
         self.seq_len = seq_len
         self.fim_rate = fim_rate
         self.seed = seed
+        self.context, self.context_rate = context, context_rate if context is not None else 0.0
         self.plain_ids = [
             np.asarray(ids + [tokenizer.eof_id], dtype=np.int32) for ids in tokenizer.encode_batch(self.texts)
         ]
@@ -103,9 +121,9 @@ class TokenWindows(Dataset):
         self.epoch = -1
         self.set_epoch(0)
 
-    def _fim_pieces(self, text: str, rng: np.random.Generator) -> tuple[str, str, str]:
-        # A window of text short enough that the example fits in a sequence (~3 chars a token).
-        max_chars = self.seq_len * 3
+    def _fim_pieces(self, text: str, rng: np.random.Generator, room: int | None = None) -> tuple[str, str, str]:
+        # A window of text short enough that the example fits in `room` tokens (~3 chars a token).
+        max_chars = (room or self.seq_len) * 3
         if len(text) > max_chars:
             start = int(rng.integers(0, len(text) - max_chars + 1))
             text = text[start : start + max_chars]
@@ -119,13 +137,30 @@ class TokenWindows(Dataset):
         order = rng.permutation(len(self.texts))
         use_fim = rng.random(len(self.texts)) < self.fim_rate
         fim_docs = [i for i in order if use_fim[i] and len(self.texts[i]) >= 16]
-        pieces = [self._fim_pieces(self.texts[i], rng) for i in fim_docs]
+        # (drawn only with a context, so runs without one keep their streams)
+        with_context = set()
+        if self.context_rate > 0:
+            drawn = rng.random(len(self.texts)) < self.context_rate
+            with_context = {i for i in range(len(self.texts)) if drawn[i] and self.context.has_neighbours(i)}
+        budget = self.seq_len // CONTEXT_SHARE
+        pieces = [
+            self._fim_pieces(self.texts[i], rng, self.seq_len - budget if i in with_context else None) for i in fim_docs
+        ]
         flat = self.tokenizer.encode_batch([p for triple in pieces for p in triple])
         fim_ids = {}
         for n, i in enumerate(fim_docs):
             prefix, middle, suffix = flat[3 * n : 3 * n + 3]
             fim_ids[i] = np.asarray(fim_training_ids(self.tokenizer, prefix, middle, suffix), dtype=np.int32)
-        stream = np.concatenate([fim_ids.get(i, self.plain_ids[i]) for i in order])
+        fim_prefix = {i: pieces[n][0] for n, i in enumerate(fim_docs)}
+        examples = []
+        for i in order:
+            ids = fim_ids.get(i, self.plain_ids[i])
+            if i in with_context:
+                query = query_text(fim_prefix[i]) if i in fim_ids else _head(self.texts[i], QUERY_LINES)
+                chunks = context_ids(self.tokenizer, self.context.choose(i, query), budget)
+                ids = np.concatenate([np.asarray(chunks, dtype=np.int32), ids]) if chunks else ids
+            examples.append(ids)
+        stream = np.concatenate(examples)
         offset = int(rng.integers(0, self.seq_len))  # windows start at a different place each epoch
         self.stream = torch.from_numpy(stream[offset:].astype(np.int64))
         self.epoch = epoch
@@ -139,6 +174,16 @@ class TokenWindows(Dataset):
         if len(chunk) < self.seq_len + 1:  # a short stream: wrap around
             chunk = torch.cat([chunk, self.stream[: self.seq_len + 1 - len(chunk)]])
         return chunk[:-1], chunk[1:]
+
+
+def _head(text: str, lines: int) -> str:
+    """The first `lines` lines of `text` (with their line breaks)."""
+    end = -1
+    for _ in range(lines):
+        end = text.find("\n", end + 1)
+        if end < 0:
+            return text
+    return text[: end + 1]
 
 
 # -- state on disk (no pickle) -------------------------------------------------------------------
@@ -196,7 +241,9 @@ class Trainer:
         state_dir: Path | None = None,
         holdout_texts: Sequence[str] = (),
         on_eval: Callable[[int, dict], None] | None = None,
+        context=None,
     ) -> None:
+        """context: neighbour chunks for repo-level examples (see TokenWindows; config.context_rate)."""
         config.validate()
         if config.seq_len > model.config.block_size:
             raise TrainingError(f"seq_len {config.seq_len} exceeds the model's block_size {model.config.block_size}")
@@ -205,7 +252,9 @@ class Trainer:
         self.state_dir = Path(state_dir) if state_dir else None
         self.holdout_texts = list(holdout_texts)
         self.on_eval = on_eval
-        self.data = TokenWindows(train_texts, tokenizer, config.seq_len, config.fim_rate, config.seed)
+        self.data = TokenWindows(
+            train_texts, tokenizer, config.seq_len, config.fim_rate, config.seed, context, config.context_rate
+        )
         self.distributed = dist.is_initialized()
         self.ddp_model = model
         if self.distributed:

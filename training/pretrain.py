@@ -73,6 +73,17 @@ def load_documents(corpus: Path) -> tuple[list[str], list[str], dict]:
     )
 
 
+def repo_context(corpus: Path, train: list[str]):
+    """Neighbour chunks for the train documents of a built corpus (the same order as
+    load_documents'), grouped by package: training/corpus/dataset.RepoContext."""
+    from .corpus import load_corpus
+    from .corpus.dataset import RepoContext
+
+    if not (Path(corpus) / "manifest.jsonl").is_file():
+        raise TrainingError("--context-rate needs a built corpus (its manifest groups scripts by package)")
+    return RepoContext.for_corpus(load_corpus(corpus, "train"), texts=train)
+
+
 def setup_distributed(device_name: str) -> torch.device:
     """Join the process group when started by torchrun; pick this process's device."""
     if "RANK" not in os.environ:
@@ -112,6 +123,12 @@ def build_parser(prog: str = "bashlsp-train --pretrain") -> argparse.ArgumentPar
     p.add_argument("--lr", type=float, default=2e-3, help="peak learning rate (pre-training; fine-tuning uses less)")
     p.add_argument("--warmup", type=int, default=100)
     p.add_argument("--fim-rate", type=float, default=0.5)
+    p.add_argument(
+        "--context-rate",
+        type=float,
+        default=0.0,
+        help="share of a corpus's package scripts trained with chunks of the package's other files ahead (repo-level)",
+    )
     p.add_argument("--eval-every", type=int, default=500)
     p.add_argument("--save-every", type=int, default=100)
     p.add_argument("--max-eval-docs", type=int, default=64, help="holdout documents scored at each evaluation")
@@ -162,6 +179,7 @@ def run_pretraining(args) -> Path:
         lr=args.lr,
         warmup_steps=args.warmup,
         fim_rate=args.fim_rate,
+        context_rate=args.context_rate,
         eval_every=args.eval_every,
         save_every=args.save_every,
         seed=args.seed,
@@ -177,6 +195,7 @@ def run_pretraining(args) -> Path:
         state_dir=out,
         holdout_texts=eval_docs,
         on_eval=lambda step, r: print(f"step {step}: holdout bpb {r['bpb']:.4f}", flush=True),
+        context=repo_context(args.corpus, train) if args.context_rate > 0 else None,
     )
     if trainer.load_state() and is_main_process():
         print(f"resumed at step {trainer.step} from {out / 'state'}", flush=True)
@@ -203,6 +222,7 @@ def run_pretraining(args) -> Path:
                 "grad_accum": args.grad_accum,
                 "lr": args.lr,
                 "fim_rate": args.fim_rate,
+                "context_rate": args.context_rate,
                 "skipped_nonfinite": result.skipped_nonfinite,
                 "world_size": dist.get_world_size() if dist.is_initialized() else 1,
                 "seconds_this_run": round(time.time() - started, 1),

@@ -188,10 +188,11 @@ class RepoContext:
             self.group_of[docs] = len(self._groups) - 1
 
     @classmethod
-    def for_corpus(cls, docs: Sequence[CorpusDoc]) -> RepoContext:
-        """Debian scripts grouped by package; tldr pages get no neighbours."""
+    def for_corpus(cls, docs: Sequence[CorpusDoc], texts: Sequence[str] | None = None) -> RepoContext:
+        """Debian scripts grouped by package; tldr pages get no neighbours. `texts`: the documents'
+        texts if the caller holds them already (the same order), else the docs' own."""
         groups = [d.name if d.source == "debian" else None for d in docs]
-        return cls([d.text for d in docs], groups, [d.path.lstrip("/") for d in docs])
+        return cls(texts if texts is not None else [d.text for d in docs], groups, [d.path.lstrip("/") for d in docs])
 
     def has_neighbours(self, i: int) -> bool:
         return self.group_of[i] >= 0

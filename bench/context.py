@@ -1,0 +1,185 @@
+"""Project context, measured (issue 14): completions with and without the workspace, and the
+workspace index itself.
+
+    bashlsp bench context repo DIR [DIR ...] [--checkpoint default] [--line-confidence 0.5 ...]
+    bashlsp bench context index DIR
+
+`repo`: every DIR is one project (a held-out source package): each of its shell scripts in turn
+is the document, and the project's other scripts are the workspace (the document's own file is
+left out of the index, as the server leaves it out). Next-line exact match and edit similarity
+at line starts (the first line of the ghost text, as an editor shows it) and keystroke savings of
+simulated typing (training/evaluate's tasks), through the server's engine with the server's
+choice of chunks (server/context.py), each with the workspace and without. `--line-confidence`
+runs the line rule at line starts with each value (0: off). Figures: docs/benchmarks.md.
+
+`index`: build the index of DIR as the server does (a child process at nice 19) and print its
+size, time, memory and the time of a query.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import sys
+import time
+from pathlib import Path
+
+from ..model.checkpoint import load_checkpoint, resolve_checkpoint
+from ..model.context import words
+from ..model.engine import CompletionQuery, Engine
+from ..model.engine.stops import LINE_CONFIDENCE
+from ..server.context import ProjectContext
+from ..server.workspace import WorkspaceIndex, build_index
+from ..training.evaluate.metrics import edit_similarity, exact_match
+from ..training.evaluate.tasks import sample_line_positions, simulate_typing, typed_span
+
+
+def _project_files(root: str, max_files: int) -> tuple[list[str], object]:
+    snapshot = build_index([root])
+    files = sorted(snapshot.files)[:max_files]
+    return files, snapshot
+
+
+def _completer(engine: Engine, picker: ProjectContext | None, uri: str):
+    def complete(prefix: str, following: str | None = None) -> str:
+        context = picker.for_cursor(uri, prefix) if picker is not None else ()
+        query = CompletionQuery(uri=uri, prefix=prefix, suffix="", mode="inline", max_tokens=48, context=context)
+        suggestions = engine.complete(query).suggestions
+        return suggestions[0].text if suggestions else ""
+
+    return complete
+
+
+def evaluate_project(engine: Engine, root: str, args, with_context: bool) -> dict:
+    files, snapshot = _project_files(root, args.max_files)
+    totals = {"lines": 0, "exact": 0, "similarity": 0.0, "keystrokes": 0, "characters": 0, "files": len(files)}
+    with_chunks = 0
+    for path in files:
+        text = Path(path).read_text(encoding="utf-8", errors="replace")
+        picker = None
+        if with_context:
+            picker = ProjectContext(lambda *a: None)
+            picker.index.snapshot, picker.index.roots = snapshot, [root]
+        # A cache per configuration (the fragment); the document's origin is still its file.
+        uri = Path(path).as_uri() + ("#with" if with_context else "#without")
+        complete = _completer(engine, picker, uri)
+        for offset, truth in sample_line_positions(text, args.lines_per_file, f"0:{path}"):
+            prediction = complete(text[:offset]).split("\n", 1)[0]
+            totals["lines"] += 1
+            totals["exact"] += exact_match(prediction, truth)
+            totals["similarity"] += edit_similarity(prediction.strip(), truth.strip())
+            if picker is not None and picker.for_cursor(uri, text[:offset]):
+                with_chunks += 1
+        span = typed_span(text, args.ksr_chars)
+        if span:
+            pressed, typed = simulate_typing(span, complete)
+            totals["keystrokes"] += pressed
+            totals["characters"] += typed
+    totals["lines_with_chunks"] = with_chunks
+    return totals
+
+
+def _summary(totals: list[dict]) -> dict:
+    lines = sum(t["lines"] for t in totals)
+    characters = sum(t["characters"] for t in totals)
+    return {
+        "files": sum(t["files"] for t in totals),
+        "lines": lines,
+        "exact_match": sum(t["exact"] for t in totals) / lines if lines else float("nan"),
+        "edit_similarity": sum(t["similarity"] for t in totals) / lines if lines else float("nan"),
+        "ksr": 1 - sum(t["keystrokes"] for t in totals) / characters if characters else float("nan"),
+        "characters": characters,
+        "lines_with_chunks": sum(t.get("lines_with_chunks", 0) for t in totals),
+    }
+
+
+def run_repo(args) -> dict:
+    loaded = load_checkpoint(resolve_checkpoint(args.checkpoint), backend="numpy")
+    roots = [os.path.realpath(d) for d in args.dirs]
+    results = {"checkpoint": loaded.id, "projects": roots, "runs": []}
+    for confidence in args.line_confidence:
+        engine = Engine(loaded, line_confidence=confidence)
+        for with_context in (False, True):
+            started = time.perf_counter()
+            totals = [evaluate_project(engine, root, args, with_context) for root in roots]
+            summary = _summary(totals) | {
+                "line_confidence": confidence,
+                "workspace": with_context,
+                "seconds": round(time.perf_counter() - started, 1),
+            }
+            results["runs"].append(summary)
+            print(
+                f"line confidence {confidence:g}, {'with' if with_context else 'without'} workspace: "
+                f"{summary['files']} files, next line EM {100 * summary['exact_match']:.1f}% "
+                f"ES {100 * summary['edit_similarity']:.1f} over {summary['lines']} lines "
+                f"({summary['lines_with_chunks']} with chunks), keystroke savings {100 * summary['ksr']:.1f}% "
+                f"over {summary['characters']} characters ({summary['seconds']} s)",
+                flush=True,
+            )
+    return results
+
+
+def _rss_mb() -> float:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def run_index(args) -> dict:
+    logs: list[str] = []
+    index = WorkspaceIndex(lambda level, message, show: logs.append(message))
+    before = _rss_mb()
+    started = time.perf_counter()
+    index.start([os.path.realpath(args.dirs[0])]).result()
+    wall = time.perf_counter() - started
+    snapshot = index.snapshot
+    sample = Path(snapshot.files[len(snapshot.files) // 2]).read_text(errors="replace") if snapshot.files else ""
+    query = words(sample[:600])
+    started = time.perf_counter()
+    for _ in range(50):
+        snapshot.scores(query, 8)
+    query_ms = 1000 * (time.perf_counter() - started) / 50
+    index.close()
+    print(logs[0] if logs else "no index")
+    figures = {
+        "wall_s": round(wall, 2),
+        "index_mb": round(snapshot.nbytes() / 1e6, 1),
+        "rss_growth_mb": round(_rss_mb() - before, 1),
+        "query_ms": round(query_ms, 2),
+        **snapshot.summary,
+    }
+    print(
+        f"built in {figures['wall_s']} s from the request (the child's walk: {snapshot.summary.get('seconds')} s); "
+        f"the index holds {figures['index_mb']} MB, the server's memory grew {figures['rss_growth_mb']} MB; "
+        f"a query (top 8 of {snapshot.num_chunks} chunks): {figures['query_ms']} ms"
+    )
+    return figures
+
+
+def main(argv: list[str] | None = None, prog: str = "bashlsp bench context") -> int:
+    parser = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n\n")[0])
+    parser.add_argument("what", choices=("repo", "index"))
+    parser.add_argument("dirs", nargs="+", help="project folders (repo: one per project; index: one)")
+    parser.add_argument("--checkpoint", default="default", help="checkpoint (default: the bundled model)")
+    parser.add_argument("--line-confidence", type=float, nargs="+", default=[LINE_CONFIDENCE])
+    parser.add_argument("--lines-per-file", type=int, default=20, help="line starts per file for next-line figures")
+    parser.add_argument("--ksr-chars", type=int, default=200, help="characters typed per file for keystroke savings")
+    parser.add_argument("--max-files", type=int, default=8, help="scripts per project")
+    parser.add_argument("--json", help="also write the figures to this file")
+    args = parser.parse_args(argv)
+    for directory in args.dirs:
+        if not Path(directory).is_dir():
+            parser.error(f"{directory} is not a folder")
+    sys.stdout.reconfigure(line_buffering=True)
+    figures = run_repo(args) if args.what == "repo" else run_index(args)
+    if args.json:
+        Path(args.json).write_text(json.dumps(figures, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
