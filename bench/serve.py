@@ -10,7 +10,12 @@ Phases, all against one `bashlsp serve --stdio` process:
 3. generate-from-comment on the script's comment lines (workspace/executeCommand, apply=false);
 4. hot-swap under typing: typing goes on while a new checkpoint is published into the store the
    server follows; every request must succeed, and the latency while the new model loads is
-   compared with the steady state.
+   compared with the steady state;
+5. first answer after opening a ~20 KB script (fresh documents): asked at once, after 1 s idle
+   at the end of the document, and after 1 s idle at a cursor a code-action request named (the
+   server pre-fills its cache meanwhile, server/prefill.py).
+In the typing phase, a keystroke that types the first character of the ghost text on screen is
+answered from it without the model (server/reuse.py): "inline, typed through" times those.
 Latency is measured in the client, from writing the request to reading its answer.
 """
 
@@ -209,6 +214,7 @@ class Sample:
     ok: bool
     empty: bool = False
     lines: str | None = None  # inline answers: "one line" or "several lines" of ghost text
+    typed_through: bool = False  # the keystroke typed the first character of the ghost text shown
 
 
 @dataclass
@@ -216,7 +222,7 @@ class Recorder:
     samples: list[Sample] = field(default_factory=list)
     failures: list[str] = field(default_factory=list)
 
-    def add(self, kind: str, answer: dict, seconds: float, sent_at: float) -> dict | None:
+    def add(self, kind: str, answer: dict, seconds: float, sent_at: float, typed_through: bool = False) -> dict | None:
         ok = "error" not in answer
         result = answer.get("result") if ok else None
         answered = kind in ("completion", "inline")
@@ -225,7 +231,7 @@ class Recorder:
         lines = None
         if kind == "inline" and items:  # the targets are for one-line ghost text
             lines = "several lines" if "\n" in str(items[0].get("insertText", "")).strip("\n") else "one line"
-        self.samples.append(Sample(kind, seconds, sent_at, ok, empty, lines))
+        self.samples.append(Sample(kind, seconds, sent_at, ok, empty, lines, typed_through))
         if not ok:
             self.failures.append(f"{kind}: {answer['error'].get('code')} {answer['error'].get('message', '')[:200]}")
         return result
@@ -308,6 +314,7 @@ async def type_text(client: LspClient, doc: TypedDocument, text: str, recorder: 
     words and after `$`, with the trigger kinds an editor sends: a trigger character, the
     first letter of a word (invoked), then refinements of the open, incomplete list."""
     in_word = False
+    ghost = ""  # the ghost text on screen
     for char in text:
         doc.type(char)
         ident = {"uri": doc.uri}
@@ -316,7 +323,9 @@ async def type_text(client: LspClient, doc: TypedDocument, text: str, recorder: 
             "textDocument/inlineCompletion",
             {"textDocument": ident, "position": doc.position, "context": {"triggerKind": 2}},
         )
-        recorder.add("inline", answer, seconds, sent)
+        result = recorder.add("inline", answer, seconds, sent, typed_through=len(ghost) > 1 and ghost[0] == char)
+        items = (result or {}).get("items") or []
+        ghost = str(items[0].get("insertText", "")) if items else ""
         if char.isalnum() or char in "_$":
             trigger = 2 if char == "$" else 3 if in_word else 1
             context = {"triggerKind": trigger, **({"triggerCharacter": char} if trigger == 2 else {})}
@@ -473,6 +482,13 @@ async def run_bench(args: argparse.Namespace) -> dict:
     }
     for lines in ("one line", "several lines"):  # inline latency by what was offered
         report["latency"][f"inline, {lines}"] = percentiles([s.seconds for s in steady.samples if s.lines == lines])
+    report["latency"]["inline, typed through"] = percentiles([s.seconds for s in steady.samples if s.typed_through])
+    report["latency"]["inline, model"] = percentiles(
+        [s.seconds for s in steady.samples if s.kind == "inline" and not s.typed_through]
+    )
+    report["first_answer"] = await first_answers(client, script, args.first_samples)
+    info, _ = await client.request("workspace/executeCommand", {"command": "bashlsp.modelInfo"})
+    report["context"] = (info.get("result") or {}).get("context", {})
     # Time outside the model per request (JSON, pipes, event loop, thread hand-off, bash -n):
     # client-side latency minus the server's own model time for that kind.
     report["outside_model_ms"] = {}
@@ -491,6 +507,44 @@ async def run_bench(args: argparse.Namespace) -> dict:
     report["exit_code"] = await client.close()
     shutil.rmtree(work, ignore_errors=True)
     return report
+
+
+async def first_answers(client: LspClient, script: str, samples: int, idle_s: float = 1.0) -> dict:
+    """Latency of the first ghost text in freshly opened ~20 KB documents: asked at once; after
+    `idle_s` at the end of the document; after `idle_s` at a cursor in the middle that a
+    code-action request named (editors send one as the cursor moves)."""
+    text = script * max(1, -(-20_000 // max(1, len(script))))
+    lines = text.split("\n")
+    end = {"line": len(lines) - 1, "character": utf16_len(lines[-1])}
+    middle = {"line": len(lines) // 2, "character": 0}
+    times: dict[str, list[float]] = {"at once, end": [], "after 1 s idle, end": [], "after 1 s idle, cursor": []}
+    for n in range(samples):
+        for label in times:
+            uri = f"file:///bench/first-{n}-{label.replace(' ', '').replace(',', '-')}.sh"
+            client.notify(
+                "textDocument/didOpen",
+                {"textDocument": {"uri": uri, "languageId": "shellscript", "version": 1, "text": text}},
+            )
+            position = middle if label.endswith("cursor") else end
+            if label.startswith("after"):
+                await asyncio.sleep(idle_s)
+            if label.endswith("cursor"):
+                await client.request(
+                    "textDocument/codeAction",
+                    {
+                        "textDocument": {"uri": uri},
+                        "range": {"start": position, "end": position},
+                        "context": {"diagnostics": []},
+                    },
+                )
+                await asyncio.sleep(idle_s)
+            answer, seconds = await client.request(
+                "textDocument/inlineCompletion",
+                {"textDocument": {"uri": uri}, "position": position, "context": {"triggerKind": 2}},
+            )
+            times[label].append(seconds)
+            client.notify("textDocument/didClose", {"textDocument": {"uri": uri}})
+    return {"chars": len(text), **{label: percentiles(values) for label, values in times.items()}}
 
 
 def print_report(report: dict) -> None:
@@ -544,6 +598,15 @@ def print_report(report: dict) -> None:
                 f"({during['p99'] / before['p99']:.2f}x the p99 before; steady-phase inline p99 {ms(p99).strip()} ms)"
             )
         print(f"  whole phase: p50 {ms(overall['p50']).strip()} ms, p99 {ms(overall['p99']).strip()} ms")
+    first = report.get("first_answer") or {}
+    for label, p in first.items():
+        if isinstance(p, dict) and p.get("n"):
+            print(
+                f"first ghost text in a fresh {first['chars'] / 1000:.0f} KB document, {label}: "
+                f"n={p['n']} p50 {ms(p['p50']).strip()} ms, p95 {ms(p['p95']).strip()} ms"
+            )
+    if report.get("context"):
+        print(f"project context: {report['context']}")
     print(f"failed requests: {report['failed_requests']}" + (f" ({report['failures']})" if report["failures"] else ""))
 
 
@@ -562,6 +625,9 @@ def main(argv: list[str] | None = None, prog: str = "bashlsp bench serve") -> in
     )
     parser.add_argument("--device", help="auto|cpu|cuda|mps (default: the server's default)")
     parser.add_argument("--no-swap", dest="swap", action="store_false", help="skip the hot-swap phase")
+    parser.add_argument(
+        "--first-samples", type=int, default=8, help="fresh ~20 KB documents per first-answer case (default 8)"
+    )
     parser.add_argument("--json", help="also write the figures to this file")
     args = parser.parse_args(argv)
     try:

@@ -19,6 +19,8 @@ def test_bench_serve_types_generates_swaps_and_reports(tiny_checkpoint, tmp_path
         "60",
         "--generate",
         "1",
+        "--first-samples",
+        "1",
         "--json",
         str(out),
         timeout=300,
@@ -36,3 +38,6 @@ def test_bench_serve_types_generates_swaps_and_reports(tiny_checkpoint, tmp_path
     assert report["model"]["backend"] == "numpy"  # on a CPU the server runs without torch
     assert "cold start to first completion" in result.stdout and "hot-swap under typing" in result.stdout
     assert "decode, one stream" in result.stdout
+    first = report["first_answer"]  # fresh ~20 KB documents, with and without idle time to pre-fill
+    assert first["chars"] >= 20_000 and all(first[k]["n"] == 1 for k in first if k != "chars")
+    assert "first ghost text in a fresh" in result.stdout and report["context"]["prefills"] >= 1
