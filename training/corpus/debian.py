@@ -393,6 +393,8 @@ class CorpusWriter:
         self.files_dir.mkdir(parents=True)
         self.manifest_path = self.out / "manifest.jsonl"
         self._manifest = self.manifest_path.open("w", encoding="utf-8")
+        # Which file each corpus-wide copy was dropped for, to audit the thresholds.
+        self._copies = (self.out / "duplicates.jsonl").open("w", encoding="utf-8")
         self._duplicates = NearDuplicates()
         self.packages: list[PackageRecord] = []
         self.dropped: Counter = Counter()
@@ -419,7 +421,10 @@ class CorpusWriter:
             digest = sha256_hex(data)
             copy = self._duplicates.check(digest, shell_file.text)
             if copy is not None:
-                self.dropped[copy] += 1
+                reason, kept = copy
+                self.dropped[reason] += 1
+                dropped = {"package": scripts.package, "path": shell_file.path, "reason": reason, "kept": kept}
+                self._copies.write(json.dumps(dropped, ensure_ascii=False) + "\n")
                 continue
             relative = f"files/{digest[:2]}/{digest}.sh"
             target = self.out / relative
@@ -446,6 +451,7 @@ class CorpusWriter:
 
     def close(self) -> None:
         self._manifest.close()
+        self._copies.close()
         write_lock(self.out / "packages.lock", [record for record in self.packages if record.origin == "deb"])
         sources = [record for record in self.packages if record.origin == "dsc"]
         if sources:

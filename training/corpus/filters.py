@@ -161,8 +161,9 @@ def _sha1_32(data: bytes) -> int:
 class NearDuplicates:
     """Exact, whitespace-only and MinHash near-duplicates across the corpus, first come first kept.
 
-    `check(key, text)` answers None for a new file (and remembers it) or the reason it is a copy
-    of an earlier one: 'duplicate', 'near duplicate (whitespace)' or 'near duplicate (minhash)'.
+    `check(key, text)` answers None for a new file (and remembers it under `key`), or for a copy
+    of an earlier file the reason ('duplicate', 'near duplicate (whitespace)' or 'near
+    duplicate (minhash)') and the earlier file's key.
     """
 
     def __init__(self, threshold: float = NEAR_DUPLICATE_THRESHOLD, num_perm: int = NUM_PERM):
@@ -176,24 +177,25 @@ class NearDuplicates:
         self.num_perm = num_perm
         self.threshold = threshold
         self.lsh = MinHashLSH(threshold=threshold, num_perm=num_perm)
-        self._exact: set[str] = set()
-        self._spaces: set[str] = set()
+        self._exact: dict[str, str] = {}  # sha256 of the text -> key
+        self._spaces: dict[str, str] = {}  # sha256 of the whitespace-normalised text -> key
         self._signatures: dict = {}
 
-    def check(self, key: str, text: str) -> str | None:
+    def check(self, key: str, text: str) -> tuple[str, str] | None:
         digest = hashlib.sha256(text.encode("utf-8")).hexdigest()
         if digest in self._exact:
-            return "duplicate"
+            return "duplicate", self._exact[digest]
         spaces = hashlib.sha256(normalise_whitespace(text).encode("utf-8")).hexdigest()
         if spaces in self._spaces:
-            return "near duplicate (whitespace)"
+            return "near duplicate (whitespace)", self._spaces[spaces]
         signature = self._minhash(num_perm=self.num_perm, hashfunc=_sha1_32, seed=1)
         signature.update_batch(sorted(shingles(text)))
         # LSH only proposes candidates; the estimated Jaccard similarity decides.
-        if any(signature.jaccard(self._signatures[other]) >= self.threshold for other in self.lsh.query(signature)):
-            return "near duplicate (minhash)"
-        self._exact.add(digest)
-        self._spaces.add(spaces)
+        for other in sorted(self.lsh.query(signature)):
+            if signature.jaccard(self._signatures[other]) >= self.threshold:
+                return "near duplicate (minhash)", other
+        self._exact[digest] = key
+        self._spaces[spaces] = key
         self._signatures[key] = signature
         self.lsh.insert(key, signature)
         return None
