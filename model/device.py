@@ -46,7 +46,8 @@ def torch_missing(what: str, extra: str) -> ConfigError:
 
 def may_have_gpu() -> bool:
     """False where this machine surely has no GPU torch could use: not Apple silicon and no
-    NVIDIA driver. Cheap, and torch is not imported to find out (2-3 s on a small machine)."""
+    NVIDIA driver. Cheap: torch is not imported to find out (that alone takes seconds on a
+    small machine; docs/benchmarks.md)."""
     if sys.platform == "darwin":
         return platform.machine() == "arm64"
     return (
@@ -87,8 +88,9 @@ def resolve_device(name: str = "auto") -> torch.device:
 
 def cpu_has_fast_bf16() -> bool:
     """True where the CPU has bf16 matrix instructions (AVX512-BF16 or AMX). Without them
-    PyTorch's CPU bf16 matmul is emulated: measured here (AVX2 EPYC) at ~0.6 GFLOP/s
-    against ~34 GFLOP/s in fp32, so autocast would make training 50x slower."""
+    PyTorch's CPU bf16 matmul is emulated, two orders of magnitude slower than fp32 on the
+    development machine (`bashlsp bench train` measures both; docs/benchmarks.md), so autocast
+    would slow training down instead of speeding it up."""
     import torch
 
     cpu = getattr(torch._C, "_cpu", None)
