@@ -314,6 +314,12 @@ class ExampleIndex:
             raise ExampleIndexError(f"search in example index {self.path} failed: {exc}") from exc
         return [Example(*row) for row in rows]
 
+    def all_examples(self) -> list[Example]:
+        """Every entry, in the order written (for building training documents from the index)."""
+        sql = "SELECT description, command, source, page, licence FROM examples ORDER BY id"
+        with self._lock:
+            return [Example(*row) for row in self._connection.execute(sql)]
+
     def close(self) -> None:
         with self._lock:
             self._connection.close()

@@ -171,3 +171,22 @@ def test_few_shot_prompt_keeps_the_examples_and_the_end_of_a_long_document():
     assert prompt.startswith("# List files\nls -l\n\n") and prompt.endswith("echo line 1999\n# list the files\n")
     assert len(prompt) <= FEW_SHOT_DOCUMENT_CHARS + 40
     assert few_shot_prompt([], document) == document
+
+
+def test_few_shot_training_documents_never_show_the_example_itself(tmp_path):
+    import json
+
+    from bashlsp.training.corpus.examples import few_shot_documents
+
+    make_index(tmp_path / "examples.sqlite").close()
+    counts = few_shot_documents(tmp_path / "examples.sqlite", tmp_path / "docs", max_documents=100)
+    records = [json.loads(line) for line in (tmp_path / "docs" / "tldr.jsonl").read_text().splitlines()]
+    trained = [(d, c) for d, c, s, p in PAIRS if split_of(s, p) == "train"]
+    assert sum(counts.values()) == len(records) == len(trained)
+    with_neighbours = 0
+    for record, (description, command) in zip(records, trained):
+        few_shot, _, script = record["text"].rpartition("#!/bin/bash\n")
+        assert script == f"# {description}\n{command}\n"
+        assert command not in few_shot  # neighbours, never itself
+        with_neighbours += bool(few_shot)
+    assert with_neighbours >= 2  # the find pairs have each other

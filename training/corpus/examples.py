@@ -39,7 +39,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path, PurePosixPath
 
 from ...model.errors import BashlspError, TrainingError
-from ...model.examples import INDEX_FILE, Example, write_index
+from ...model.examples import INDEX_FILE, Example, ExampleIndex, few_shot_prompt, write_index
 from ...model.shell import bash_accepts
 from . import tldr
 from .debian import deb_field, download_deb
@@ -472,6 +472,35 @@ def build_examples(
     }
 
 
+def few_shot_documents(index_path: Path, out: Path, max_documents: int, few_shot: int = 3) -> dict:
+    """Training documents in the prompt format of the server's action, written as `out/tldr.jsonl`
+    (the corpus format `bashlsp-train --pretrain` reads): for an index entry, its `few_shot`
+    best neighbours in the index that are not the entry itself (nor the same command), ahead of
+    a script that is the shebang, the entry's description as a comment and its command.
+
+    Entries of held-out pages are left out, so the model never sees a page the evaluation asks
+    about. About 2 % of the documents (by a hash) are the run's holdout. Entries are taken
+    evenly spaced, at most `max_documents`."""
+    index = ExampleIndex(index_path)
+    entries = [entry for entry in index.all_examples() if split_of(entry.source, entry.page) == "train"]
+    step = max(1, len(entries) // max(1, max_documents))
+    chosen = entries[::step][:max_documents]
+    out.mkdir(parents=True, exist_ok=True)
+    counts = Counter()
+    with (out / "tldr.jsonl").open("w", encoding="utf-8") as handle:
+        for entry in chosen:
+            own = normalised(entry.command)
+            found = index.search(entry.description, few_shot + 3)
+            neighbours = [e for e in found if normalised(e.command) != own][:few_shot]
+            text = few_shot_prompt(neighbours, f"#!/bin/bash\n# {entry.description}\n") + entry.command + "\n"
+            digest = hashlib.sha256(text.encode()).digest()
+            split = "holdout" if digest[0] < 5 else "train"
+            counts[split] += 1
+            record = {"page": entry.page, "platform": f"fewshot-{entry.source}", "text": text, "split": split}
+            handle.write(json.dumps(record, ensure_ascii=False) + "\n")
+    return dict(counts)
+
+
 def write_attribution(path: Path, counts: Counter, versions: dict[str, str]) -> None:
     lines = [
         "# Command examples: sources and licences",
@@ -506,7 +535,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--eg", type=Path, help="eg-1.2.3.tar.gz (default: pip download into --workdir)")
     parser.add_argument("--packages", nargs="*", help="Debian packages for man pages (default: MAN_PACKAGES)")
     parser.add_argument("--jobs", type=int, default=2)
+    parser.add_argument(
+        "--training-docs",
+        type=Path,
+        metavar="DIR",
+        help="instead of building: write few-shot training documents from the index in --out into DIR",
+    )
+    parser.add_argument("--max-docs", type=int, default=12_000, help="with --training-docs: at most this many")
     arguments = parser.parse_args(argv)
+    if arguments.training_docs is not None:
+        try:
+            counts = few_shot_documents(arguments.out / INDEX_FILE, arguments.training_docs, arguments.max_docs)
+        except BashlspError as error:
+            print(f"error: {error}", file=sys.stderr)
+            return 2
+        print(f"few-shot documents in {arguments.training_docs / 'tldr.jsonl'}: {counts}")
+        return 0
     try:
         counts = build_examples(
             arguments.out,
