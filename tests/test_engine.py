@@ -94,6 +94,9 @@ def test_serving_forward_matches_model_forward(loaded_torch, weights, path):
     else:
         serving = FastForward(model)
     new_cache = serving.new_cache
+    for method in ("step", "new_cache", "num_params", "set_num_threads", "inference_mode"):  # forward.Forward
+        assert callable(getattr(serving, method)), method
+    assert serving.config == model.config and serving.num_params() == model.num_params()
     ids = torch.randint(0, model.config.vocab_size, (1, 90))
     with torch.inference_mode():
         slow_cache, fast_cache = reference.new_cache(1, 128), new_cache(1, 128)

@@ -20,22 +20,13 @@ from dataclasses import dataclass, field
 
 from ..context import CONTEXT_SHARE, context_ids
 from ..fim import fim_prompt_ids, fim_prompt_overhead
-from ..tokenizer import BashTokenizer
+from ..tokenizer import BashTokenizer, clean_text
 from .healing import TokenTable
 from .query import CompletionQuery
 from .speculation import PromptLookup
 
 GENERATION_RESERVE = 128  # positions kept free for the completion, whatever its budget (see PromptBuilder.build)
 SUFFIX_SHARE = 4  # the suffix gets at most 1/SUFFIX_SHARE of the prompt room
-
-
-def clean(text: str) -> str:
-    """Text the tokenizer accepts: lone surrogates (from a broken file) become U+FFFD."""
-    try:
-        text.encode("utf-8")
-        return text
-    except UnicodeEncodeError:
-        return text.encode("utf-8", errors="replace").decode("utf-8")
 
 
 @dataclass
@@ -107,11 +98,11 @@ class PromptBuilder:
         max_chars = room * 16
         start = doc.window_start
         if start <= len(prefix) and len(prefix) - start <= 2 * max_chars:
-            ids = self._encode_prefix(doc, clean(prefix[start:]))
+            ids = self._encode_prefix(doc, clean_text(prefix[start:]))
             if len(ids) <= room:
                 return ids, start
         tail_start = max(0, len(prefix) - max_chars)
-        tail = clean(prefix[tail_start:])
+        tail = clean_text(prefix[tail_start:])
         ids = encode(tail)
         if len(ids) <= room:
             return ids, tail_start
@@ -120,7 +111,7 @@ class PromptBuilder:
         char_cut = len(tail.encode("utf-8")[:dropped_bytes].decode("utf-8", errors="ignore"))
         newline = tail.find("\n", char_cut)
         start = tail_start + (newline + 1 if newline >= 0 else char_cut)
-        ids = encode(clean(prefix[start:]))[-room:]
+        ids = encode(clean_text(prefix[start:]))[-room:]
         return ids, start
 
     def _encode_prefix(self, doc: DocumentState, text: str) -> list[int]:
@@ -166,7 +157,7 @@ class PromptBuilder:
         suffix_ids: list[int] = []
         if query.suffix and not query.suffix.isspace():  # (isspace stops at the first character that is not)
             share = room // SUFFIX_SHARE
-            suffix_ids = self._encode_suffix(doc, clean(query.suffix[: share * 8]))[:share]
+            suffix_ids = self._encode_suffix(doc, clean_text(query.suffix[: share * 8]))[:share]
         overhead = 1 + fim_prompt_overhead() if suffix_ids else 1
         prefix_ids, doc.window_start = self._prefix_window(doc, query.prefix, room - overhead - len(suffix_ids))
         kept, healed = self.table.heal(prefix_ids)
