@@ -8,8 +8,8 @@ knows the user's commands before any fine-tuning. Only redacted text reaches the
 
 Bounds: at most MAX_SCRIPTS scripts (the first by name), MAX_PAIRS_PER_SCRIPT pairs a script and
 MAX_PAIRS pairs in all; an entry holds at most 200 characters of description and 8 lines of 200
-characters, so the index stays under about 200 MB even at the bounds (typical scripts: about
-150 bytes an entry). Timing at the bound is in the README.
+characters, so the index stays under about 40 MB even at the bounds (typical scripts: about
+250 bytes an entry). Time and size at the bound are in docs/benchmarks.md.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from ..model.examples import Example, comment_code_pairs, personal_index_path, w
 from .collect import Script
 
 MAX_SCRIPTS = 50_000
-MAX_PAIRS = 100_000
+MAX_PAIRS = 20_000  # a search that matches every entry scores them all: about 0.25 s at this bound (docs/benchmarks.md)
 SOURCE = {"licence": "the user's own", "credit": "comment -> code blocks of the user's scripts (redacted)"}
 
 
