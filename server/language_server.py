@@ -277,7 +277,7 @@ class BashLanguageServer(LanguageServer):
         info["documents"] = len(self.documents)
         info["inFlight"] = len(self.protocol._request_futures)  # handlers not yet finished (this one included)
         info["pid"] = os.getpid()
-        info["context"] = {"reusedAnswers": self.shown.hits, "prefills": self.ahead.done, **self.context.info()}
+        info["projectContext"] = {"reusedAnswers": self.shown.hits, "prefills": self.ahead.done, **self.context.info()}
         return info
 
     # -- running -----------------------------------------------------------------------------------

@@ -40,4 +40,4 @@ def test_bench_serve_types_generates_swaps_and_reports(tiny_checkpoint, tmp_path
     assert "decode, one stream" in result.stdout
     first = report["first_answer"]  # fresh ~20 KB documents, with and without idle time to pre-fill
     assert first["chars"] >= 20_000 and all(first[k]["n"] == 1 for k in first if k != "chars")
-    assert "first ghost text in a fresh" in result.stdout and report["context"]["prefills"] >= 1
+    assert "first ghost text in a fresh" in result.stdout and report["project_context"]["prefills"] >= 1

@@ -84,7 +84,7 @@ def test_completions_work_with_context_ring_prefill_and_reuse(session):
     text = "".join(lines[: len(lines) // 2])
     server.open(uri, text)
     info = server.model_info()
-    assert info["context"]["workspaceScripts"] >= 1 and info["context"]["recentChunks"] >= 1
+    assert info["projectContext"]["workspaceScripts"] >= 1 and info["projectContext"]["recentChunks"] >= 1
     # Ghost text at successive cursors of a typed line until the model offers some, then type
     # its first character: the answer is the rest, without the model.
     line = len(text.splitlines())
@@ -132,19 +132,19 @@ def test_completions_work_with_context_ring_prefill_and_reuse(session):
     answer = inline(server, uri, line, len(typed) + 1)
     assert answer["result"]["items"][0]["insertText"] == ghost[1:]
     after = server.model_info()
-    assert after["context"]["reusedAnswers"] == before["context"]["reusedAnswers"] + 1
+    assert after["projectContext"]["reusedAnswers"] == before["projectContext"]["reusedAnswers"] + 1
     assert after["stats"]["inline"]["requests"] == before["stats"]["inline"]["requests"]  # no model run
 
 
 def test_prefill_after_open_fills_the_cache(session):
     server, root = session
     uri = (root / "other.sh").as_uri()
-    done = server.model_info()["context"]["prefills"]
+    done = server.model_info()["projectContext"]["prefills"]
     server.open(uri, SCRIPT * 3)
     # The pre-fill runs IDLE_S after the open, on the model worker; ask until it has run.
     deadline = time.monotonic() + 60
-    while server.model_info()["context"]["prefills"] == done and time.monotonic() < deadline:
+    while server.model_info()["projectContext"]["prefills"] == done and time.monotonic() < deadline:
         pass
-    assert server.model_info()["context"]["prefills"] == done + 1
+    assert server.model_info()["projectContext"]["prefills"] == done + 1
     answer = inline(server, uri, len((SCRIPT * 3).splitlines()), 0)
     assert "result" in answer
