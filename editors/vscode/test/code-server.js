@@ -78,6 +78,33 @@ async function ghostText(page) {
   return parts.join('').replace(/\u00a0/g, ' '); // the editor renders spaces as no-break spaces
 }
 
+// No server anywhere: the status bar says so, the notification's Install button makes the private
+// venv from scenario.requirement (bashlsp.install.requirement), and the server starts from there.
+async function installFlow(page) {
+  step('open a script with no server installed: the extension says so');
+  await openFile(page, scenario.typedFile);
+  seen.status = await waitForStatus(page, 'bashlsp: no server');
+  const install = page.locator('.notification-list-item .monaco-button', { hasText: 'Install bashlsp' }).first();
+  await install.waitFor({ state: 'visible', timeout });
+  seen.notifications = await page.locator('.notification-list-item-message').allInnerTexts();
+  await shot(page, 'no-server');
+  step('Install bashlsp: python -m venv + pip install, then the server starts with the bundled model');
+  await install.click();
+  await page.waitForFunction(
+    () => [...document.querySelectorAll('.statusbar-item')].some((el) => /bashlsp: .+ \(cpu\)/.test(el.innerText)),
+    null,
+    { timeout: scenario.installTimeoutMs },
+  );
+  seen.statusAfterInstall = await statusText(page);
+  await shot(page, 'installed');
+  step('ghost text from the installed server');
+  await page.locator('.monaco-editor .view-lines').first().click();
+  await goToLineEnd(page, scenario.typedLine);
+  await page.keyboard.press('Alt+Backslash');
+  seen.ghostText = await ghostText(page);
+  await shot(page, 'installed-ghost-text');
+}
+
 async function main() {
   const browser = await chromium.launch({
     executablePath: scenario.chromium,
@@ -94,6 +121,9 @@ async function main() {
     await page.goto(scenario.url, { timeout });
     await page.locator('.monaco-workbench').waitFor({ timeout });
 
+    if (scenario.mode === 'install') {
+      return await installFlow(page);
+    }
     step('open the typed script; the extension activates and the status bar shows the model');
     await openFile(page, scenario.typedFile);
     seen.statusAtStart = await statusText(page);
