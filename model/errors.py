@@ -46,6 +46,11 @@ class Cancelled(BashlspError):
 # -- serving (server/) ----------------------------------------------------------------------------
 
 
+class RequestTimeout(BashlspError):
+    """A request ran past its bound (server/watchdog.py) and was stopped; the message names the
+    feature."""
+
+
 class DocumentError(BashlspError):
     """A document or a request about it cannot be served (not shell, too large, binary, a bad
     range or command argument)."""

@@ -105,24 +105,67 @@ def _value(quoted: str, bare: str) -> str:
     return rf"""(?P<q>["'])?(?P<value>(?(q){quoted}|{bare}))(?(q)(?P=q))"""
 
 
-_VALUE = _value(r"[^\"'\n]*", r"[^\s\"';|&)<>`]+")
 _NAME = r"(?P<name>[A-Za-z_][A-Za-z0-9_.-]*)"
+_OPEN_QUOTE = r"""(?P<q>["'])?"""
 
-# (kind, pattern with groups `name` and `value`); the value is removed when the name is secret.
-# The value sits in a lookahead so that a match does not swallow the next option (`-list -storepass x`).
+# (kind, pattern with the group `name`, ending where the value starts, with its opening quote
+# `q` if any); the value is removed when the name is secret. The value is found by `_Values`,
+# not by the pattern: it must not be consumed, so that a match does not swallow the next option
+# (`-list -storepass x`) or a secret assignment inside another value (`OPTS=DB_PASSWORD=x`), and
+# a lookahead would rescan it from every start inside it (quadratic on `a=a=a=...`, issue 19).
 NAMED_PATTERNS: list[tuple[str, re.Pattern]] = [
     # shell assignment, export/local/readonly/declare, env prefix: DB_PASSWORD='x' ./run
-    ("password/secret assignment", re.compile(rf"(?<![\w${{.-]){_NAME}\+?=(?={_VALUE})")),
+    ("password/secret assignment", re.compile(rf"(?<![\w${{.-]){_NAME}\+?={_OPEN_QUOTE}")),
     # JSON / YAML / ini inside heredocs: "password": "x", token: x, secret = x
     (
         "password/secret in config",
-        re.compile(rf"(?<![\w${{.-])[\"']?{_NAME}[\"']?[ \t]*(?::|[ \t]=)[ \t]*(?={_VALUE})"),
+        re.compile(rf"(?<![\w${{.-])[\"']?{_NAME}[\"']?[ \t]*(?::|[ \t]=)[ \t]*{_OPEN_QUOTE}"),
     ),
     # long options: --password X, --password=X, --api-key 'x'
-    ("password/secret option", re.compile(rf"(?<![\w-])--{_NAME}(?:=|[ \t]+)(?={_VALUE})")),
+    ("password/secret option", re.compile(rf"(?<![\w-])--{_NAME}(?:=|[ \t]+){_OPEN_QUOTE}")),
     # single-dash words: keytool -storepass x, -keypass x
-    ("password/secret option", re.compile(rf"(?<![\w-])-(?P<name>[a-z]+)[ \t]+(?={_VALUE})")),
+    ("password/secret option", re.compile(rf"(?<![\w-])-(?P<name>[a-z]+)[ \t]+{_OPEN_QUOTE}")),
 ]
+_BARE_RUN = re.compile(r"[^\s\"';|&)<>`]*")  # a bare shell word
+_QUOTED_RUN = re.compile(r"[^\"'\n]*")  # the inside of a quoted string
+
+
+class _Runs:
+    """Where the run of `pattern`'s characters that covers a position ends. Every position inside
+    one run shares its end, so each run is scanned once however many matches start inside it."""
+
+    def __init__(self, text: str, pattern: re.Pattern) -> None:
+        self.text, self.pattern, self.start, self.end = text, pattern, -1, -1
+
+    def end_from(self, pos: int) -> int:
+        if not self.start <= pos <= self.end:
+            self.start, self.end = pos, self.pattern.match(self.text, pos).end()
+        return self.end
+
+
+def _named_values(pattern: re.Pattern, text: str):
+    """(match, value start, value) for each place `pattern` finds a named value in `text`: a bare
+    word, or the inside of a quoted string closed by the same quote. The search goes on where
+    finditer over `NAME=(?=VALUE)` would, so the same values are found."""
+    bare, quoted = _Runs(text, _BARE_RUN), _Runs(text, _QUOTED_RUN)
+    pos = 0
+    while (m := pattern.search(text, pos)) is not None:
+        quote = m.group("q")
+        start = m.end()
+        if quote:
+            end = quoted.end_from(start)
+            found = text.startswith(quote, end)
+            resume = start - 1  # where the value's lookahead began: before the quote
+        else:
+            end = bare.end_from(start)
+            found = end > start
+            resume = start
+        if found:
+            yield m, start, text[start:end]
+            pos = resume
+        else:
+            pos = m.start() + 1
+
 
 # Secrets that hang on a command's own option syntax: (kind, command, option pattern with `value`).
 _GLUED = _value(r"[^\"'\n]+", r"[^\s\"';|&)<>`]+")
@@ -148,7 +191,7 @@ COMMAND_PATTERNS: list[tuple[str, re.Pattern, re.Pattern]] = [
 
 # Patterns whose `value` group is the secret whatever the surroundings.
 VALUE_PATTERNS: list[tuple[str, re.Pattern]] = [
-    ("password in url", re.compile(r"\b[a-zA-Z][a-zA-Z0-9+.-]*://[^\s/:@\"']+:(?P<value>[^\s/@\"']+)@")),
+    ("password in url", re.compile(r"\b[a-zA-Z][a-zA-Z0-9+.-]{0,63}://[^\s/:@\"']+:(?P<value>[^\s/@\"']+)@")),
     (
         "authorization header",
         re.compile(
@@ -224,12 +267,11 @@ def _line_spans(text: str) -> list[tuple[int, int, str]]:
     for kind, pattern in TOKEN_PATTERNS:
         spans.extend((m.start(), m.end(), kind) for m in pattern.finditer(text))
     for kind, pattern in NAMED_PATTERNS:
-        for m in pattern.finditer(text):
-            value = m.group("value")
+        for m, start, value in _named_values(pattern, text):
             if not m.group("q") and value.startswith("-"):
                 continue  # the next option, not a value: pg_dump --no-password -h host
             if is_secret_name(m.group("name")) and _is_literal(value, m.group("q")):
-                spans.append((m.start("value"), m.end("value"), kind))
+                spans.append((start, start + len(value), kind))
     for kind, command, option in COMMAND_PATTERNS:
         for line in command.finditer(text):
             for m in option.finditer(line.group()):
@@ -260,8 +302,10 @@ def redact(text: str) -> tuple[str, list[Redaction]]:
     if not spans:
         return text, []
     pieces, redactions, cursor = [], [], 0
+    line, counted = 1, 0  # line numbers counted on from the last span: linear in the text
     for start, end, kind in spans:
-        line = text.count("\n", 0, start) + 1
+        line += text.count("\n", counted, start)
+        counted = start
         column = start - (text.rfind("\n", 0, start) + 1) + 1
         redactions.append(Redaction(kind=kind, line=line, column=column, length=end - start))
         pieces.append(text[cursor:start])

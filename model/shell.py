@@ -83,8 +83,10 @@ _SUSPICIOUS_BYTES = bytes(b for b in range(0x20) if b not in _TEXT_CONTROL_BYTES
 # Lines that, taken together, only shell code has. Each pattern counts once per line.
 _FUNCTION_DEFINITION = re.compile(r"^\s*(function\s+[\w:.@+-]+\s*(\(\s*\))?|[\w:.@+-]+\s*\(\s*\))\s*\{?\s*(#.*)?$")
 _BLOCK_CLOSER = re.compile(r"^\s*(fi|done|esac)\b\s*(;.*|[|&<>].*|#.*)?$")
+# `(?=(\s*))\1` takes the indentation atomically: a plain `\s*` gave back one space at a time and
+# retried every branch (`.*;;` scans the line), quadratic on a long run of spaces.
 _SHELL_SIGNAL = re.compile(
-    r"""^\s*(
+    r"""^(?=(\s*))\1(
         (el)?if\s+.*;\s*then\b | (el)?if\s+\[\[?\s | then\b | else\b | do\b
       | for\s+\w+(\s+in\b|\s*$) | while\s+.*(;\s*do\b|$) | case\s+.+\s+in\s*$
       | [^\s()]+\)\s*$ | .*;;\s*(\#.*)?$

@@ -30,6 +30,12 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
     )
     parser.add_argument("--store", help="checkpoint store directory (default: $BASHLSP_STORE or the platform data dir)")
     parser.add_argument("--device", choices=DEVICE_CHOICES, help="where the model runs (default auto)")
+    parser.add_argument(
+        "--request-timeout",
+        type=float,
+        metavar="SECONDS",
+        help="answer any request still running after SECONDS with an error (default: a bound per feature)",
+    )
     parser.add_argument("--log-file", help="write the server's log here (default: stderr)")
     parser.add_argument("--log-level", default="warning", choices=["debug", "info", "warning", "error"])
     return parser
@@ -57,12 +63,12 @@ def setup_logging(log_file: str | None, level: str) -> None:
     logging.getLogger("pygls").setLevel(max(logging.WARNING, root.level))
 
 
-def create_server(settings: dict):
+def create_server(settings: dict, request_timeout: float | None = None):
     from . import handlers
     from .cli import package_version
     from .language_server import BashLanguageServer
 
-    server = BashLanguageServer(settings, version=package_version())
+    server = BashLanguageServer(settings, version=package_version(), request_timeout=request_timeout)
     handlers.register(server)
     return server
 
@@ -70,7 +76,10 @@ def create_server(settings: dict):
 def main(argv: list[str] | None = None, prog: str = "bashlsp serve") -> int:
     args = build_parser(prog).parse_args(argv)
     setup_logging(args.log_file, args.log_level)
-    server = create_server(settings_from_args(args))
+    if args.request_timeout is not None and not args.request_timeout > 0:
+        print("bashlsp serve: error: --request-timeout must be a positive number of seconds", file=sys.stderr)
+        return 2
+    server = create_server(settings_from_args(args), args.request_timeout)
     if args.tcp:
         server.start_tcp(args.host, args.port)
     else:

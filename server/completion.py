@@ -12,7 +12,7 @@ from ..model.shell_check import introduces_syntax_error
 from ..model.tokenizer import clean_text
 from . import convert
 from .documents import Document
-from .symbols import COMMAND_CONTEXT, VARIABLE_CONTEXT, document_symbols
+from .symbols import COMMAND_CONTEXT, VARIABLE_CONTEXT, cursor_context, document_symbols
 
 # How much text around the cursor goes to the engine (it cuts further to its context size).
 PREFIX_CHARS = 16_000
@@ -46,22 +46,24 @@ class Cursor:
         return self.doc.position(self.line, max(0, self.column - chars))
 
 
-def symbol_items(cursor: Cursor) -> list[types.CompletionItem]:
-    """Variables after `$`/`${`, functions where a command starts: certain, from the file."""
-    match = VARIABLE_CONTEXT.search(cursor.line_before)
+async def symbol_items(cursor: Cursor, run) -> list[types.CompletionItem]:
+    """Variables after `$`/`${`, functions where a command starts: certain, from the file. The
+    document is scanned off the event loop by `run` (a worker-thread runner)."""
+    context = cursor_context(cursor.line_before)
+    match = VARIABLE_CONTEXT.search(context)
     if match is not None:
         brace, partial = match.group(1), match.group(2)
-        symbols = document_symbols(cursor.doc, cursor.line)
+        symbols = await document_symbols(cursor.doc, cursor.line, run)
         close = "}" if brace and not cursor.line_after.startswith("}") else ""
         start = cursor.back(len(partial))
         return [
             convert.symbol_completion_item(name, "variable", start, cursor.position, name + close, rank)
             for rank, name in enumerate(symbols.variables[:MAX_SYMBOL_ITEMS])
         ]
-    match = COMMAND_CONTEXT.search(cursor.line_before)
+    match = COMMAND_CONTEXT.search(context)
     if match is not None:
         partial = match.group(1)
-        symbols = document_symbols(cursor.doc, cursor.line)
+        symbols = await document_symbols(cursor.doc, cursor.line, run)
         start = cursor.back(len(partial))
         return [
             convert.symbol_completion_item(name, "function", start, cursor.position, name, rank)
@@ -75,7 +77,7 @@ async def completion(
     ls, doc: Document, position: types.Position, trigger: types.CompletionTriggerKind | None = None
 ) -> types.CompletionList:
     cursor = Cursor.at(doc, position)
-    items = symbol_items(cursor)
+    items = await symbol_items(cursor, ls.run_tool)
     settings = ls.settings
     # Alternatives when the popup opens; while the user types on (the list is incomplete, so the
     # editor asks again at each keystroke) only the best line, which is about twice as fast.

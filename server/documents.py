@@ -105,8 +105,8 @@ class Document:
     chars: int = 0  # total length, kept up to date by edits
     declined: str | None = None  # why the server does not serve it (not shell, too large, binary)
     shell: str | None = None  # why it is a shell script
-    _symbols_cache: tuple = field(default=(None, None), repr=False)  # (key, Symbols) of the last scan
-    _symbol_chunks: dict = field(default_factory=dict, repr=False)  # lines of a chunk -> its Symbols
+    symbols_cache: tuple = field(default=(None, None), repr=False)  # (key, Symbols) of the last scan (symbols.py)
+    symbol_chunks: dict = field(default_factory=dict, repr=False)  # lines of a chunk -> its Symbols
 
     # -- whole-document state
 
@@ -250,7 +250,6 @@ class DocumentStore:
         for change in changes:
             doc.apply_change(change)
         doc.version = version
-        doc._symbols_cache = (None, None)
         return doc
 
     def close(self, uri: str) -> None:

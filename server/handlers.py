@@ -18,6 +18,7 @@ from ..model.errors import Cancelled
 from . import completion, convert, generate, retrieval
 from .language_server import BashLanguageServer
 from .prefill import cursor_after
+from .watchdog import bounded
 from .workspace import folders_from_initialize
 
 COMPLETION_TRIGGERS = ["$", "{"]
@@ -273,14 +274,18 @@ def register(ls: BashLanguageServer) -> None:
     feature(types.TEXT_DOCUMENT_DID_CHANGE)(text_document_did_change)
     feature(types.TEXT_DOCUMENT_DID_CLOSE)(text_document_did_close)
     feature(types.TEXT_DOCUMENT_DID_SAVE)(text_document_did_save)
+    # Every request handler is bounded (server/watchdog.py): past its bound it is answered with an error.
     feature(types.TEXT_DOCUMENT_COMPLETION, types.CompletionOptions(trigger_characters=COMPLETION_TRIGGERS))(
-        text_document_completion
+        bounded("completion", text_document_completion)
     )
-    feature(types.TEXT_DOCUMENT_INLINE_COMPLETION, types.InlineCompletionOptions())(text_document_inline_completion)
+    feature(types.TEXT_DOCUMENT_INLINE_COMPLETION, types.InlineCompletionOptions())(
+        bounded("inline completion", text_document_inline_completion)
+    )
     feature(
         types.TEXT_DOCUMENT_CODE_ACTION,
         types.CodeActionOptions(code_action_kinds=[convert.GENERATE_KIND], resolve_provider=True),
-    )(text_document_code_action)
-    feature(types.CODE_ACTION_RESOLVE)(code_action_resolve)
+    )(bounded("code actions", text_document_code_action))
+    feature(types.CODE_ACTION_RESOLVE)(bounded("Generate script from comment", code_action_resolve))
     for name, handler in COMMANDS.items():
-        ls.command(name)(handler)
+        feature_name = "Generate script from comment" if name == "bashlsp.generateFromComment" else f"command {name}"
+        ls.command(name)(bounded(feature_name, handler) if asyncio.iscoroutinefunction(handler) else handler)

@@ -35,6 +35,7 @@ from .protocol import BashlspProtocol, FileWriter, MessageFramer, parse_body, re
 from .retrieval import Retrieval
 from .reuse import ShownSuggestions
 from .settings import Settings, parse_settings
+from .watchdog import LoopMonitor, Watchdog
 
 logger = logging.getLogger("bashlsp.server")
 
@@ -126,7 +127,9 @@ def _deep_merge(base: dict, update: dict) -> dict:
 
 
 class BashLanguageServer(LanguageServer):
-    def __init__(self, base_settings: dict | None = None, version: str = "0") -> None:
+    def __init__(
+        self, base_settings: dict | None = None, version: str = "0", request_timeout: float | None = None
+    ) -> None:
         super().__init__(
             "bashlsp",
             version,
@@ -139,6 +142,8 @@ class BashLanguageServer(LanguageServer):
         self.documents = DocumentStore()
         self.requests = RequestTracker()
         self.host = ModelHost(self.notify)
+        self.watchdog = Watchdog(self.notify, request_timeout)  # every request answered in bounded time
+        self.loop_monitor: LoopMonitor | None = None
         self.retrieval = Retrieval(self.notify, lambda: self.host.store.root)  # opens its indexes on first use
         self.context = ProjectContext(self.notify, lambda: self.settings.context.enable)  # other files' chunks
         self.shown = ShownSuggestions()  # the suggestion on screen, reused while the user types it
@@ -299,6 +304,8 @@ class BashLanguageServer(LanguageServer):
     async def _serve(self, start) -> None:
         self.loop = asyncio.get_running_loop()
         self._loop_thread = threading.get_ident()
+        self.loop_monitor = LoopMonitor(self.loop, self._loop_thread)
+        self.loop_monitor.start()
         self._stopped = self.loop.create_future()
         await start()
         await self._stopped
@@ -350,6 +357,8 @@ class BashLanguageServer(LanguageServer):
 
     def close(self) -> None:
         self.requests.stop_all()
+        if self.loop_monitor is not None:
+            self.loop_monitor.stop()
         self.ahead.close()
         self.context.close()
         self.host.close()

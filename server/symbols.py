@@ -13,10 +13,17 @@ import shlex
 from dataclasses import dataclass
 
 _NAME = r"[A-Za-z_][A-Za-z0-9_]*"
+# Every pattern here runs over the user's lines: each must take time linear in the line (no nested
+# quantifiers over overlapping classes; no unbounded scan that every start position repeats).
+# tests/test_regex_linear.py holds them to it. The subscript of `arr[...]=` is bounded for that reason.
 _ASSIGN = re.compile(
-    rf"(?:^|[;&|({{]\s*|\b(?:export|local|declare|typeset|readonly)\s+(?:-[A-Za-z]+\s+)*)({_NAME})(?:\[[^\]]*\])?\+?="
+    rf"(?:^|[;&|({{]\s*|\b(?:export|local|declare|typeset|readonly)\s+(?:-[A-Za-z]+\s+)*)({_NAME})(?:\[[^\]]{{0,200}}\])?\+?="
 )
-_DECLARE_ONLY = re.compile(rf"^\s*(?:export|local|declare|typeset|readonly)\s+(?:-[A-Za-z]+\s+)*((?:{_NAME}\s*)+)$")
+# Names separated by whitespace, one way only: `(NAME\s*)+` split one long name into names in
+# exponentially many ways before failing at `=""` (issue 19: `export RBENV_THEME_PROMPT_PREFIX=""`).
+_DECLARE_ONLY = re.compile(
+    rf"^\s*(?:export|local|declare|typeset|readonly)\s+(?:-[A-Za-z]+\s+)*({_NAME}(?:\s+{_NAME})*)\s*$"
+)
 _FOR = re.compile(rf"\b(?:for|select)\s+({_NAME})\s+in\b")
 _READ = re.compile(r"\bread\s+([^;&|]*)")
 _FUNCTION = re.compile(
@@ -56,12 +63,17 @@ def _read_names(args: str) -> list[str]:
     return names
 
 
+# Definitions sit at a line's start or after a separator near it; longer lines (minified code,
+# data blobs) are scanned up to here, so one line costs bounded time whatever its length.
+MAX_SCAN_LINE_CHARS = 4096
+
+
 def scan(lines) -> Symbols:
     """Variables and functions defined in `lines`, in order of first definition."""
     variables: dict[str, None] = {}
     functions: dict[str, None] = {}
     for raw in lines:
-        line = raw.rstrip("\r\n")
+        line = raw[:MAX_SCAN_LINE_CHARS].rstrip("\r\n")
         code = line.lstrip()
         if not code or code.startswith("#"):
             continue
@@ -81,30 +93,46 @@ def scan(lines) -> Symbols:
 
 
 CHUNK_LINES = 256
+# The cursor's context is read from the end of its line: a partial name longer than this is not
+# worth completing, and a 1 MB line must not be searched at every keystroke.
+CONTEXT_CHARS = 512
 
 
-def document_symbols(doc, line: int, before: int = 20000, after: int = 1000) -> Symbols:
-    """Symbols of a document (a window of lines around `line` for huge ones).
+def cursor_context(line_before: str) -> str:
+    """The end of the line before the cursor that the context patterns look at. A cut line starts
+    with a NUL so that `^` cannot take the cut for a line start."""
+    return line_before if len(line_before) <= CONTEXT_CHARS else "\x00" + line_before[-CONTEXT_CHARS:]
 
-    Scanned in chunks of lines, each cached by its lines: an edit touches one chunk, so typing
-    in a 5 MB document rescans 256 lines, not 21,000 (a new line shifts the chunks after it:
-    those are few)."""
-    start = max(0, line - before) // CHUNK_LINES * CHUNK_LINES
-    end = min(len(doc.lines), line + after)
-    key = (doc.version, start, end)
-    if doc._symbols_cache[0] == key:
-        return doc._symbols_cache[1]
-    previous = doc._symbol_chunks
+
+def scan_window(lines: list[str], previous: dict) -> tuple[Symbols, dict]:
+    """Symbols of `lines` (document lines from a multiple of CHUNK_LINES), scanned in chunks
+    of CHUNK_LINES, each reused from `previous` when its lines are the same; returns the symbols and
+    the chunks for the next call. Pure: runs on any thread."""
     chunks: dict[tuple[str, ...], Symbols] = {}
     variables: dict[str, None] = {}
     functions: dict[str, None] = {}
-    for chunk_start in range(start, end, CHUNK_LINES):
-        lines = tuple(doc.lines[chunk_start : min(end, chunk_start + CHUNK_LINES)])
-        found = chunks.get(lines) or previous.get(lines) or scan(lines)
-        chunks[lines] = found
+    for offset in range(0, len(lines), CHUNK_LINES):
+        chunk = tuple(lines[offset : offset + CHUNK_LINES])
+        found = chunks.get(chunk) or previous.get(chunk) or scan(chunk)
+        chunks[chunk] = found
         variables.update(dict.fromkeys(found.variables))
         functions.update(dict.fromkeys(found.functions))
-    symbols = Symbols(variables=tuple(variables), functions=tuple(functions))
-    doc._symbol_chunks = chunks
-    doc._symbols_cache = (key, symbols)
+    return Symbols(variables=tuple(variables), functions=tuple(functions)), chunks
+
+
+async def document_symbols(doc, line: int, run, before: int = 20000, after: int = 1000) -> Symbols:
+    """Symbols of a document (a window of lines around `line` for huge ones), scanned by `run`
+    (an awaitable runner on a worker thread): the event loop only copies the window's line list.
+
+    Chunks are cached by their lines: an edit touches one chunk, so typing in a 5 MB document
+    rescans 256 lines, not 21,000 (a new line shifts the chunks after it: those are few)."""
+    start = max(0, line - before) // CHUNK_LINES * CHUNK_LINES
+    end = min(len(doc.lines), line + after)
+    key = (doc.version, start, end)
+    if doc.symbols_cache[0] == key:
+        return doc.symbols_cache[1]
+    symbols, chunks = await run(scan_window, doc.lines[start:end], doc.symbol_chunks)
+    if doc.version == key[0]:  # an edit while scanning: the next request scans its version
+        doc.symbol_chunks = chunks
+        doc.symbols_cache = (key, symbols)
     return symbols

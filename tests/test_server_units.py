@@ -244,12 +244,17 @@ def test_model_text_gets_the_documents_line_breaks():
     assert doc_of("echo a\necho b").native("x\ny") == "x\ny"
 
 
-def test_symbols_follow_edits_in_a_long_document():
+async def test_symbols_follow_edits_in_a_long_document():
+    import asyncio
+
     from bashlsp.server.symbols import document_symbols
+
+    async def symbols(line):
+        return await document_symbols(doc, line, lambda fn, *args: asyncio.to_thread(fn, *args))
 
     store = DocumentStore()
     doc = store.open("file:///t/long.sh", "shellscript", 1, "".join(f"echo {i}\n" for i in range(2000)) + "A=1\n")
-    assert document_symbols(doc, 1500).variables == ("A",)
+    assert (await symbols(1500)).variables == ("A",)
 
     def replace_line(line: int, text: str, version: int) -> None:
         store.change(
@@ -266,6 +271,6 @@ def test_symbols_follow_edits_in_a_long_document():
         )
 
     replace_line(700, "NEW=1\n", 2)
-    assert document_symbols(doc, 1500).variables == ("NEW", "A")
+    assert (await symbols(1500)).variables == ("NEW", "A")
     replace_line(700, "echo gone\n", 3)
-    assert document_symbols(doc, 1500).variables == ("A",)
+    assert (await symbols(1500)).variables == ("A",)
