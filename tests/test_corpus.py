@@ -212,6 +212,9 @@ def test_writer_dedupes_across_and_writes_manifest_and_lock(tmp_path):
     # the second add also drops its three scripts as exact duplicates of the first's.
     assert writer.dropped["near duplicate (whitespace)"] == 2
     assert writer.dropped["duplicate"] == 2 + 3
+    copies = [json.loads(line) for line in (out / "duplicates.jsonl").read_text().splitlines()]
+    assert len(copies) == 2 + 3  # the corpus-wide ones, each naming the kept file's sha256
+    assert {copy["reason"] for copy in copies} == {"duplicate", "near duplicate (whitespace)"}
 
     manifest = [json.loads(line) for line in (out / "manifest.jsonl").read_text().splitlines()]
     assert len(manifest) == 3
@@ -272,14 +275,19 @@ def test_package_list_and_holdout_choice():
     assert len(chosen) >= 5
     assert not {"neofetch", "screenfetch", "libtool", "abs-guide"} & set(chosen)
     # Binary packages built from one source share a split.
+    all_names = names | {spec.name for spec in debian.read_package_list(debian.PACKAGES_V2_TSV)}
     for _package, source in debian.SOURCE_OF.items():
-        siblings = [name for name in names if debian.source_of(name) == source]
+        siblings = [name for name in all_names if debian.source_of(name) == source]
         assert len({debian.split_of(name) for name in siblings}) == 1, source
 
 
 def test_committed_lock_covers_the_package_list():
     versions = debian.read_lock_versions(debian.COMMITTED_LOCK)
-    assert {spec.name for spec in debian.read_package_list(debian.PACKAGES_TSV)} <= set(versions)
+    listed = {
+        spec.name for path in (debian.PACKAGES_TSV, debian.PACKAGES_V2_TSV) for spec in debian.read_package_list(path)
+    }
+    assert listed == set(versions)
+    assert debian.HOLDOUT_PACKAGES_V2 <= {spec.name for spec in debian.read_package_list(debian.PACKAGES_V2_TSV)}
 
 
 def test_package_list_errors(tmp_path):

@@ -74,11 +74,28 @@ HOLDOUT_PACKAGES = frozenset(
 )
 
 # Corpus v2 (issue 15) holds out more, chosen by hand for their styles among the packages that
-# the archive served (see the model card), and frozen like the first set. Binary packages of
+# the archive served, whole source packages at a time, and frozen like the first set: init
+# scripts (sysvinit's initscripts, sysv-rc, sysvinit-utils; orphan-sysvinit-scripts), libraries
+# (liquidprompt, bats-assert/-support/-file), tools (surfraw, openresolv, isc-dhcp's client
+# scripts) and test suites (grep, btrfs-progs, libnbd). Binary packages of
 # debian-shell-packages-v2.tsv:
-HOLDOUT_PACKAGES_V2: frozenset[str] = frozenset()
+HOLDOUT_PACKAGES_V2 = frozenset(
+    {
+        "bats-assert",
+        "bats-file",
+        "bats-support",
+        "initscripts",
+        "isc-dhcp-client",
+        "liquidprompt",
+        "openresolv",
+        "orphan-sysvinit-scripts",
+        "surfraw",
+        "sysv-rc",
+        "sysvinit-utils",
+    }
+)
 # Source packages (besides the sources of the holdout binary packages, see `source_split`):
-HOLDOUT_SOURCES: frozenset[str] = frozenset()
+HOLDOUT_SOURCES = frozenset({"btrfs-progs", "grep", "isc-dhcp", "libnbd"})
 
 # Most bytes one source package adds, so that one test suite's style does not dominate.
 SOURCE_CAP_BYTES = 3_000_000
@@ -121,6 +138,10 @@ SOURCE_OF = {
     "bash-builtins": "bash",
     "bash-doc": "bash",
     "initramfs-tools-core": "initramfs-tools",
+    "initscripts": "sysvinit",
+    "sysv-rc": "sysvinit",
+    "sysvinit-utils": "sysvinit",
+    "isc-dhcp-client": "isc-dhcp",
 }
 
 
