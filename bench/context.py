@@ -42,12 +42,16 @@ def _project_files(root: str, max_files: int) -> tuple[list[str], object]:
     return files, snapshot
 
 
-def _completer(engine: Engine, picker: ProjectContext | None, uri: str):
+def _completer(engine: Engine, picker: ProjectContext | None, uri: str, counts: list[int]):
+    """The server's ghost text after `prefix` (with the server's chunks when `picker` is given);
+    appends the tokens each request pre-filled to `counts`."""
+
     def complete(prefix: str, following: str | None = None) -> str:
         context = picker.for_cursor(uri, prefix) if picker is not None else ()
         query = CompletionQuery(uri=uri, prefix=prefix, suffix="", mode="inline", max_tokens=48, context=context)
-        suggestions = engine.complete(query).suggestions
-        return suggestions[0].text if suggestions else ""
+        completion = engine.complete(query)
+        counts.append(completion.stats.prefilled)
+        return completion.suggestions[0].text if completion.suggestions else ""
 
     return complete
 
@@ -55,6 +59,7 @@ def _completer(engine: Engine, picker: ProjectContext | None, uri: str):
 def evaluate_project(engine: Engine, root: str, args, with_context: bool) -> dict:
     files, snapshot = _project_files(root, args.max_files)
     totals = {"lines": 0, "exact": 0, "similarity": 0.0, "keystrokes": 0, "characters": 0, "files": len(files)}
+    typing: list[int] = []  # tokens pre-filled per request while typing (keystroke savings): the cache at work
     with_chunks = 0
     for path in files:
         text = Path(path).read_text(encoding="utf-8", errors="replace")
@@ -64,7 +69,7 @@ def evaluate_project(engine: Engine, root: str, args, with_context: bool) -> dic
             picker.index.snapshot, picker.index.roots = snapshot, [root]
         # A cache per configuration (the fragment); the document's origin is still its file.
         uri = Path(path).as_uri() + ("#with" if with_context else "#without")
-        complete = _completer(engine, picker, uri)
+        complete = _completer(engine, picker, uri, [])
         for offset, truth in sample_line_positions(text, args.lines_per_file, f"0:{path}"):
             prediction = complete(text[:offset]).split("\n", 1)[0]
             totals["lines"] += 1
@@ -74,11 +79,18 @@ def evaluate_project(engine: Engine, root: str, args, with_context: bool) -> dic
                 with_chunks += 1
         span = typed_span(text, args.ksr_chars)
         if span:
-            pressed, typed = simulate_typing(span, complete)
+            pressed, typed = simulate_typing(span, _completer(engine, picker, uri, typing))
             totals["keystrokes"] += pressed
             totals["characters"] += typed
     totals["lines_with_chunks"] = with_chunks
+    totals["typing_prefilled"] = typing
     return totals
+
+
+def _mean_and_median(values: list[int]) -> tuple[float, int]:
+    if not values:
+        return float("nan"), 0
+    return sum(values) / len(values), sorted(values)[len(values) // 2]
 
 
 def _summary(totals: list[dict]) -> dict:
@@ -92,6 +104,7 @@ def _summary(totals: list[dict]) -> dict:
         "ksr": 1 - sum(t["keystrokes"] for t in totals) / characters if characters else float("nan"),
         "characters": characters,
         "lines_with_chunks": sum(t.get("lines_with_chunks", 0) for t in totals),
+        "prefilled_per_keystroke": _mean_and_median([n for t in totals for n in t["typing_prefilled"]]),
     }
 
 
@@ -115,7 +128,8 @@ def run_repo(args) -> dict:
                 f"{summary['files']} files, next line EM {100 * summary['exact_match']:.1f}% "
                 f"ES {100 * summary['edit_similarity']:.1f} over {summary['lines']} lines "
                 f"({summary['lines_with_chunks']} with chunks), keystroke savings {100 * summary['ksr']:.1f}% "
-                f"over {summary['characters']} characters ({summary['seconds']} s)",
+                f"over {summary['characters']} characters; tokens pre-filled per typing request: mean "
+                f"{summary['prefilled_per_keystroke'][0]:.1f}, median {summary['prefilled_per_keystroke'][1]} ({summary['seconds']} s)",
                 flush=True,
             )
     return results
