@@ -190,3 +190,29 @@ def test_few_shot_training_documents_never_show_the_example_itself(tmp_path):
         assert command not in few_shot  # neighbours, never itself
         with_neighbours += bool(few_shot)
     assert with_neighbours >= 2  # the find pairs have each other
+
+
+def test_evaluate_commands_runs_all_three_modes_through_the_servers_path(tmp_path, tiny_checkpoint):
+    import json
+
+    from bashlsp.model.checkpoint import load_checkpoint
+    from bashlsp.training.eval_commands import evaluate_commands
+
+    make_index(tmp_path / "examples.sqlite").close()
+    holdout = tmp_path / "holdout.jsonl"
+    held = [
+        ("Find all files with the SGID bit", "find / -perm -2000", "tldr", "find"),
+        ("say hi", "echo hi", "eg", "x"),
+    ]
+    holdout.write_text(
+        "".join(json.dumps(dict(zip(("description", "command", "source", "page"), h))) + "\n" for h in held)
+    )
+    result = evaluate_commands(
+        load_checkpoint(tiny_checkpoint), holdout, tmp_path / "examples.sqlite", ("retrieval", "model", "both")
+    )
+    retrieval = result["modes"]["retrieval"]
+    assert retrieval["examples"][0]["answer"] == "find / -perm -2000"
+    assert retrieval["exact_match"] == 0.5 and retrieval["nlc2cmd"] == 0.0  # (1 + -1) / 2
+    for mode in ("model", "both"):
+        scores = result["modes"][mode]
+        assert scores["total"] == 2 and -1 <= scores["nlc2cmd"] <= 1 and 0 <= scores["bash_n"] <= 1

@@ -264,30 +264,41 @@ def server_generator(loaded, seed: int = 0) -> Callable[[str], str | None]:
     return generate
 
 
-def run(args) -> dict:
-    pairs = read_holdout(args.holdout, args.max_pairs)
-    modes = [mode.strip() for mode in args.modes.split(",") if mode.strip()]
+def evaluate_commands(
+    loaded,
+    holdout: Path = BUNDLED_HOLDOUT,
+    index_path: Path = BUNDLED_INDEX,
+    modes: Sequence[str] = MODES,
+    max_pairs: int | None = None,
+    few_shot: int = FEW_SHOT,
+    unseen_pages: bool = False,
+    seed: int = 0,
+) -> dict:
+    """Scores of `modes` on the held-out pairs; `loaded` (a checkpoint) serves the model modes.
+    `bashlsp eval --commands N` and this module's command line both call it."""
     unknown = [mode for mode in modes if mode not in MODES]
     if unknown or not modes:
-        raise BashlspError(f"--modes takes a comma-separated subset of {', '.join(MODES)} (got {args.modes!r})")
-    index = ExampleIndex(args.index) if set(modes) & {"retrieval", "both"} else None
-    generate = None
+        raise BashlspError(f"modes are a subset of {', '.join(MODES)} (got {', '.join(modes) or 'none'})")
+    pairs = read_holdout(holdout, max_pairs)
+    index = ExampleIndex(index_path) if set(modes) & {"retrieval", "both"} else None
+    generate = server_generator(loaded, seed) if set(modes) & {"model", "both"} else None
+    result = {"holdout": str(holdout), "pairs": len(pairs), "few_shot": few_shot, "unseen_pages": unseen_pages}
+    if index is not None:
+        result["index"] = {"path": str(index_path), "entries": index.entries}
+    result["modes"] = {mode: evaluate_mode(mode, pairs, index, generate, few_shot, unseen_pages) for mode in modes}
+    return result
+
+
+def run(args) -> dict:
+    modes = [mode.strip() for mode in args.modes.split(",") if mode.strip()]
+    loaded = None
     if set(modes) & {"model", "both"}:
         from ..model.checkpoint import load_checkpoint, resolve_checkpoint
 
-        generate = server_generator(load_checkpoint(resolve_checkpoint(args.checkpoint)), args.seed)
-    result = {
-        "holdout": str(args.holdout),
-        "pairs": len(pairs),
-        "few_shot": args.few_shot,
-        "unseen_pages": args.unseen_pages,
-        "modes": {},
-    }
-    if index is not None:
-        result["index"] = {"path": str(args.index), "entries": index.entries}
-    for mode in modes:
-        result["modes"][mode] = evaluate_mode(mode, pairs, index, generate, args.few_shot, args.unseen_pages)
-    return result
+        loaded = load_checkpoint(resolve_checkpoint(args.checkpoint))
+    return evaluate_commands(
+        loaded, args.holdout, args.index, modes, args.max_pairs, args.few_shot, args.unseen_pages, args.seed
+    )
 
 
 def format_report(result: dict) -> str:

@@ -76,6 +76,14 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
         help="take descriptions from a tldr pairs JSON-lines file (holdout split) instead of DIR's comments",
     )
     parser.add_argument(
+        "--commands",
+        type=int,
+        default=0,
+        metavar="N",
+        help="score N held-out description -> command pairs (model/data/examples_holdout.jsonl) for retrieval "
+        "alone, the model alone and both: NLC2CMD score, exact match, bash -n (training/eval_commands.py; default 0 skips)",
+    )
+    parser.add_argument(
         "--stride",
         type=int,
         default=0,
@@ -111,7 +119,7 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
 
 
 def _check_arguments(args) -> None:
-    for name in ("max_files", "lines_per_file", "ksr_chars", "generations", "stride", "threads"):
+    for name in ("max_files", "lines_per_file", "ksr_chars", "generations", "commands", "stride", "threads"):
         if getattr(args, name) < 0:
             raise BashlspError(f"--{name.replace('_', '-')} must not be negative")
 
@@ -216,6 +224,12 @@ def run_eval(args) -> dict:
             loaded, descriptions, seed=args.seed, progress=show_progress
         )
         timings["generation_s"] = time.perf_counter() - mark
+    if args.commands:  # issue 13: what retrieval, the model and both give on held-out commands
+        from ..eval_commands import evaluate_commands
+
+        mark = time.perf_counter()
+        result["commands"] = evaluate_commands(loaded, max_pairs=args.commands, seed=args.seed)
+        timings["commands_s"] = time.perf_counter() - mark
     timings["total_s"] = time.perf_counter() - started
     result["timings"] = timings
     return result
@@ -287,6 +301,14 @@ def format_report(result: dict) -> str:
                 f"T={server['retry_temperature']}; stop rules): a script offered for {server['offered']}/{server['total']} "
                 f"= {_percent(server['pass_rate'])} ({server['greedy_passed']} on the greedy try)"
             )
+    if result.get("commands"):
+        from ..eval_commands import format_report as commands_report
+
+        lines += [
+            "",
+            "comment -> command on held-out pairs (training/eval_commands.py)",
+            commands_report(result["commands"]),
+        ]
     timing = ", ".join(f"{name[:-2].replace('_', '-')} {seconds:.1f} s" for name, seconds in result["timings"].items())
     lines += ["", f"time: {timing}"]
     return "\n".join(lines)
