@@ -27,6 +27,7 @@ _BENCHMARKS = {
     "serve": ("bashlsp.bench.serve", "drive the real server like an editor; print latency, tokens/s, memory"),
     "train": ("bashlsp.bench.train", "training throughput and time to first personal checkpoint"),
     "stress": ("bashlsp.bench.stress", "load and soak test of the server on loopback"),
+    "soak": ("bashlsp.bench.soak", "ten minutes of typing through 50 documents: answers, memory, state freed"),
     "examples": ("bashlsp.bench.examples", "Generate script from comment with retrieved examples, end to end"),
     "context": ("bashlsp.bench.context", "completions with and without the workspace; the workspace index"),
 }

@@ -168,6 +168,19 @@ class ModelHost:
 
     # -- completing ----------------------------------------------------------------------------------
 
+    def forget_document(self, uri: str) -> None:
+        """Free the engine's state for a closed document, on the worker (after the requests
+        already queued for it). Event loop thread."""
+        if self.engine is not None:
+            try:
+                self.worker.submit(self._forget, uri)
+            except RuntimeError:  # the worker is shut down: the server is exiting
+                pass
+
+    def _forget(self, uri: str) -> None:
+        if (engine := self.engine) is not None:
+            engine.forget(uri)
+
     async def complete(self, query: CompletionQuery, should_stop: Callable[[], bool]) -> Completion:
         """Run the model for `query` on the worker thread (the only thread that touches the
         Engine) and return its suggestions and stats. No model loaded: no suggestions. Raises

@@ -227,6 +227,7 @@ class BashLanguageServer(LanguageServer):
     def forget_document(self, uri: str) -> None:
         self.documents.close(uri)
         self._declined_logged.pop(uri, None)
+        self.host.forget_document(uri)
 
     # -- the model ---------------------------------------------------------------------------------
 

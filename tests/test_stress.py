@@ -36,3 +36,34 @@ def test_stress_bench_runs_and_reports(tiny_checkpoint, tmp_path):
     assert any(bucket["n"] > 0 for bucket in report["latency_ms_by_bucket"])
     assert report["rss_mb"]["end"] > 0
     assert "unexpected errors: 0" in result.stdout
+
+
+def test_soak_bench_reopens_documents_and_frees_their_state(tiny_checkpoint, tmp_path):
+    out = tmp_path / "soak.json"
+    result = run_cli(
+        "bench",
+        "soak",
+        "--seconds",
+        "6",
+        "--documents",
+        "6",
+        "--close-rate",
+        "0.3",
+        "--warmup",
+        "1",
+        "--bucket",
+        "3",
+        "--checkpoint",
+        str(tiny_checkpoint),
+        "--json",
+        str(out),
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    report = json.loads(out.read_text())
+    assert report["unanswered"] == 0 and report["unexpected_errors"] == 0
+    assert report["documents_reopened"] > 0
+    assert report["left_after_closing_all"] == {"documents": 0, "engine_caches": 0}
+    # A popup and a ghost-text request at every keystroke.
+    assert report["served"]["inline"] == report["served"]["completion"]
+    assert "trend after warm-up" in result.stdout

@@ -129,7 +129,12 @@ class Engine:
             "backend": self.loaded.backend,
             "threads": self.threads,
             "speculate": self.speculate,
+            "cachedDocuments": len(self._docs),
         }
+
+    def forget(self, uri: str) -> None:
+        """Drop the document's cache (the editor closed it). Only the worker thread calls this."""
+        self._docs.pop(uri, None)
 
     @contextmanager
     def exclusive(self) -> Iterator[Forward]:
