@@ -49,6 +49,9 @@ class TrainConfig:
     grad_clip: float = 1.0
     fim_rate: float = 0.5  # share of documents turned into fill-in-the-middle examples
     context_rate: float = 0.0  # share of documents with neighbours that get them ahead (repo-level, model/context.py)
+    # Share of each micro-batch's sequences drawn from the replay texts (personal rounds: general
+    # bash the base model was trained on, so fine-tuning on one folder does not forget it).
+    replay_share: float = 0.0
     eval_every: int = 0  # steps between holdout evaluations (0: only at the end)
     save_every: int = 0  # steps between resumable state saves (0: only at the end)
     log_every: int = 10
@@ -66,6 +69,14 @@ class TrainConfig:
             raise TrainingError("fim_rate must be between 0 and 1")
         if not 0 <= self.context_rate <= 1:
             raise TrainingError("context_rate must be between 0 and 1")
+        if not 0 <= self.replay_share < 1:
+            raise TrainingError("replay_share must be at least 0 and below 1")
+
+    def replay_rows(self) -> int:
+        """Sequences of each micro-batch taken from the replay texts (at least one when sharing)."""
+        if self.replay_share <= 0:
+            return 0
+        return min(self.batch_size - 1, max(1, round(self.batch_size * self.replay_share)))
 
 
 def lr_at(step: int, config: TrainConfig) -> float:
@@ -242,8 +253,10 @@ class Trainer:
         holdout_texts: Sequence[str] = (),
         on_eval: Callable[[int, dict], None] | None = None,
         context=None,
+        replay_texts: Sequence[str] = (),
     ) -> None:
-        """context: neighbour chunks for repo-level examples (see TokenWindows; config.context_rate)."""
+        """context: neighbour chunks for repo-level examples (see TokenWindows; config.context_rate).
+        replay_texts: documents mixed into every micro-batch, config.replay_rows() sequences of it."""
         config.validate()
         if config.seq_len > model.config.block_size:
             raise TrainingError(f"seq_len {config.seq_len} exceeds the model's block_size {model.config.block_size}")
@@ -255,6 +268,11 @@ class Trainer:
         self.data = TokenWindows(
             train_texts, tokenizer, config.seq_len, config.fim_rate, config.seed, context, config.context_rate
         )
+        self.replay = None
+        if config.replay_rows():
+            if not replay_texts:
+                raise TrainingError("replay_share is set but there are no replay texts")
+            self.replay = TokenWindows(replay_texts, tokenizer, config.seq_len, config.fim_rate, config.seed + 1)
         self.distributed = dist.is_initialized()
         self.ddp_model = model
         if self.distributed:
@@ -374,11 +392,16 @@ class Trainer:
                     self.data, generator=torch.Generator().manual_seed(self.config.seed + self.epoch)
                 )
             order = list(sampler)
-            size = self.config.batch_size
+            replay_rows = self.config.replay_rows() if self.replay is not None else 0
+            size = self.config.batch_size - replay_rows
             while self.batch_in_epoch * size < len(order):
                 chunk = order[self.batch_in_epoch * size : (self.batch_in_epoch + 1) * size]
-                self.batch_in_epoch += 1
                 pairs = [self.data[i] for i in chunk]
+                if replay_rows:
+                    # Drawn from the batch's position, so a resumed run replays the same windows.
+                    rng = np.random.default_rng([self.config.seed, 1, self.epoch, self.batch_in_epoch])
+                    pairs += [self.replay[int(i)] for i in rng.integers(0, len(self.replay), size=replay_rows)]
+                self.batch_in_epoch += 1
                 yield torch.stack([p[0] for p in pairs]), torch.stack([p[1] for p in pairs])
             self.epoch += 1
             self.batch_in_epoch = 0
