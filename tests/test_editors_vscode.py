@@ -143,7 +143,12 @@ def test_extension_sends_settings_the_server_accepts(compiled_extension):
 def test_manifest_declares_the_commands_and_activation():
     contributes = PACKAGE_JSON["contributes"]
     titles = {c["command"]: c["title"] for c in contributes["commands"]}
-    assert sorted(titles.values()) == ["Generate script from comment", "Reload model", "Show model info"]
+    assert sorted(titles.values()) == [
+        "Generate script from comment",
+        "Install the server (private venv)",
+        "Reload model",
+        "Show model info",
+    ]
     # The language client registers the server's own command ids; the extension's must differ.
     assert not set(titles) & SERVER_COMMANDS
     assert "onLanguage:shellscript" in PACKAGE_JSON["activationEvents"]
@@ -162,7 +167,12 @@ def test_extension_compiles_and_packages(compiled_extension, tmp_path):
     with zipfile.ZipFile(vsix) as archive:
         names = set(archive.namelist())
         manifest = json.loads(archive.read("extension/package.json"))
-    assert {"extension/out/extension.js", "extension/out/settings.js", "extension/out/modelInfo.js"} <= names
+    assert {
+        "extension/out/extension.js",
+        "extension/out/settings.js",
+        "extension/out/modelInfo.js",
+        "extension/out/server.js",
+    } <= names
     assert "extension/node_modules/vscode-languageclient/package.json" in names
     assert not any(n.startswith(("extension/src/", "extension/test/")) for n in names)
     assert not any(n.startswith("extension/node_modules/typescript/") for n in names), "devDependencies were packaged"
