@@ -12,6 +12,8 @@ from ..model.shell_check import introduces_syntax_error
 from ..model.tokenizer import clean_text
 from . import convert
 from .documents import Document
+from .services import Services
+from .settings import Settings
 from .symbols import COMMAND_CONTEXT, VARIABLE_CONTEXT, cursor_context, document_symbols
 
 # How much text around the cursor goes to the engine (it cuts further to its context size).
@@ -74,33 +76,33 @@ async def symbol_items(cursor: Cursor, run) -> list[types.CompletionItem]:
 
 
 async def completion(
-    ls, doc: Document, position: types.Position, trigger: types.CompletionTriggerKind | None = None
+    services: Services,
+    settings: Settings,
+    doc: Document,
+    position: types.Position,
+    trigger: types.CompletionTriggerKind | None = None,
 ) -> types.CompletionList:
     cursor = Cursor.at(doc, position)
-    items = await symbol_items(cursor, ls.run_tool)
-    settings = ls.settings
+    items = await symbol_items(cursor, services.tools.run)
     # Alternatives when the popup opens; while the user types on (the list is incomplete, so the
     # editor asks again at each keystroke) only the best line, which is about twice as fast.
     refining = trigger == types.CompletionTriggerKind.TriggerForIncompleteCompletions
     alternatives = 1 if refining else settings.completion.alternatives
-    if ls.host.may_serve:
-        ticket = ls.begin(doc.uri, "completion")
-        try:
-            prefix = cursor.prefix()
-            query = CompletionQuery(
-                uri=doc.uri,
-                prefix=prefix,
-                suffix=cursor.suffix(),
-                mode="line",
-                max_tokens=settings.maxTokens,
-                temperature=settings.temperature,
-                top_p=settings.topP,
-                num_samples=alternatives,
-                context=ls.context.for_cursor(doc.uri, prefix),  # the same chunks as ghost text: one cache
-            )
-            suggestions = await ls.complete(ticket, query)
-        finally:
-            ls.requests.end(ticket)
+    if services.host.may_serve:
+        prefix = cursor.prefix()
+        query = CompletionQuery(
+            uri=doc.uri,
+            prefix=prefix,
+            suffix=cursor.suffix(),
+            mode="line",
+            max_tokens=settings.maxTokens,
+            temperature=settings.temperature,
+            top_p=settings.topP,
+            num_samples=alternatives,
+            context=services.context.for_cursor(doc.uri, prefix),  # the same chunks as ghost text: one cache
+        )
+        with services.requests.track(doc.uri, "completion") as ticket:
+            suggestions = (await services.host.complete(query, ticket.stop.is_set)).suggestions
         word = doc.word_before(cursor.line, cursor.column)
         word_start = cursor.back(len(word))
         for rank, suggestion in enumerate(suggestions[:alternatives]):
@@ -109,15 +111,18 @@ async def completion(
 
 
 async def inline_completion(
-    ls, doc: Document, position: types.Position, selected: types.SelectedCompletionInfo | None = None
+    services: Services,
+    settings: Settings,
+    doc: Document,
+    position: types.Position,
+    selected: types.SelectedCompletionInfo | None = None,
 ) -> types.InlineCompletionList:
     """Ghost text at `position`. Each item says which range it replaces: VS Code shows an item
     only if its text starts with what that range holds, and reads an item without a range as
     replacing the word before the cursor (so `ho "` after `ec` showed nothing). With the popup
     open (`selected`), the item must continue the selected popup item: it replaces that item's
     range with the item's text followed by the model's continuation of it."""
-    settings = ls.settings
-    if not ls.host.may_serve:
+    if not services.host.may_serve:
         return convert.inline_completion_list([])
     if selected is None:
         start = end = Cursor.at(doc, position)
@@ -128,37 +133,36 @@ async def inline_completion(
             raise DocumentError("selectedCompletionInfo.range ends before it starts")
         typed = selected.text
     prefix, suffix = start.prefix() + clean_text(typed), end.suffix()
-    if selected is None and (rest := ls.shown.reuse(doc.uri, "inline", prefix, suffix)) is not None:
+    replaced = types.Range(start=start.position, end=end.position)
+    if selected is None and (rest := services.shown.reuse(doc.uri, "inline", prefix, suffix)) is not None:
         # The user typed what the ghost text starts with: its rest, without the model (issue 14).
-        ls.requests.end(ls.begin(doc.uri, "inline"))  # newest wins: an older request for it stops
-        return convert.inline_completion_list([doc.native(rest)], types.Range(start=start.position, end=end.position))
-    ticket = ls.begin(doc.uri, "inline")
-    try:
-        query = CompletionQuery(
-            uri=doc.uri,
-            prefix=prefix,
-            suffix=suffix,
-            mode="inline",
-            max_tokens=settings.maxTokens,
-            temperature=settings.temperature,
-            top_p=settings.topP,
-            num_samples=1,
-            multiline=settings.inlineCompletion.multiline,
-            context=ls.context.for_cursor(doc.uri, prefix),
-        )
-        suggestions = await ls.complete(ticket, query)
-        texts, shown = [], []  # as the editor shows them, and as the model wrote them
-        for suggestion in suggestions:
+        with services.requests.track(doc.uri, "inline"):  # newest wins: an older request for it stops
+            return convert.inline_completion_list([doc.native(rest)], replaced)
+    query = CompletionQuery(
+        uri=doc.uri,
+        prefix=prefix,
+        suffix=suffix,
+        mode="inline",
+        max_tokens=settings.maxTokens,
+        temperature=settings.temperature,
+        top_p=settings.topP,
+        num_samples=1,
+        multiline=settings.inlineCompletion.multiline,
+        context=services.context.for_cursor(doc.uri, prefix),
+    )
+    tools = services.tools
+    texts, shown = [], []  # as the editor shows them, and as the model wrote them
+    with services.requests.track(doc.uri, "inline") as ticket:
+        for suggestion in (await services.host.complete(query, ticket.stop.is_set)).suggestions:
             text = suggestion.text
             if "\n" in text.strip("\n"):
                 # Several lines: offered only if they do not break the script's syntax.
-                if await ls.run_tool(introduces_syntax_error, ls.tools, prefix, text, suffix):
-                    ls.notify("log", f"inline suggestion dropped: bash -n rejects it ({len(text.splitlines())} lines)")
+                if await tools.run(introduces_syntax_error, tools.shell, prefix, text, suffix):
+                    lines = len(text.splitlines())
+                    services.notify("log", f"inline suggestion dropped: bash -n rejects it ({lines} lines)", False)
                     continue
             texts.append(typed + doc.native(text))
             shown.append(text)
-    finally:
-        ls.requests.end(ticket)
     if selected is None:
-        ls.shown.remember(doc.uri, "inline", prefix, suffix, shown[0] if shown else None)
-    return convert.inline_completion_list(texts[:1], types.Range(start=start.position, end=end.position))
+        services.shown.remember(doc.uri, "inline", prefix, suffix, shown[0] if shown else None)
+    return convert.inline_completion_list(texts[:1], replaced)

@@ -21,6 +21,9 @@ from ..model.generation import Generated, attempts, generate_script
 from . import convert, retrieval
 from .completion import PREFIX_CHARS, SUFFIX_CHARS
 from .documents import Document
+from .requests import Ticket
+from .services import Services
+from .settings import Settings
 
 MAX_COMMENT_LINES = 200
 
@@ -73,8 +76,9 @@ def insertion_point(doc: Document, block: CommentBlock) -> tuple[types.Position,
     return doc.position(block.last, len(doc.line_text(block.last))), "\n"  # the block ends the file
 
 
-async def generate(ls, ticket, doc: Document, block: CommentBlock) -> Generated:
-    settings = ls.settings
+async def generate(
+    services: Services, settings: Settings, ticket: Ticket, doc: Document, block: CommentBlock
+) -> Generated:
     if block.last + 1 < len(doc.lines):
         prefix = doc.prefix(block.last + 1, 0, PREFIX_CHARS)
         suffix = doc.suffix(block.last + 1, 0, SUFFIX_CHARS)
@@ -82,8 +86,12 @@ async def generate(ls, ticket, doc: Document, block: CommentBlock) -> Generated:
         prefix = doc.prefix(block.last, len(doc.line_text(block.last)), PREFIX_CHARS) + "\n"
         suffix = ""
     # Command examples for the comment go ahead of the document as few-shot pairs (issue 13).
-    examples = await ls.run_tool(
-        ls.retrieval.search, retrieval.comment_text(doc, block), retrieval.FEW_SHOT, ls.documents.documents()
+    tools = services.tools
+    examples = await tools.run(
+        services.retrieval.search,
+        retrieval.comment_text(doc, block),
+        retrieval.FEW_SHOT,
+        services.documents.documents(),
     )
     prefix = few_shot_prompt(examples, prefix)
 
@@ -99,22 +107,22 @@ async def generate(ls, ticket, doc: Document, block: CommentBlock) -> Generated:
             top_p=settings.topP,
             num_samples=num_samples,
         )
-        return await ls.complete(ticket, query)
+        return (await services.host.complete(query, ticket.stop.is_set)).suggestions
 
     async def check_syntax(script: str):
-        return await ls.run_tool(ls.tools.check_syntax, script)
+        return await tools.run(tools.shell.check_syntax, script)
 
     async def findings(script: str):
-        return await ls.run_tool(ls.tools.findings, script, "info")
+        return await tools.run(tools.shell.findings, script, "info")
 
-    use_shellcheck = settings.shellcheck.enable and ls.tools.shellcheck.available
+    use_shellcheck = settings.shellcheck.enable and tools.shell.shellcheck.available
     generated = await generate_script(
         complete,
         check_syntax,
         findings if use_shellcheck else None,
         attempts(settings.temperature, settings.generate.samples),
     )
-    if generated.script is None and ls.host.engine is None:
+    if generated.script is None and services.host.engine is None:
         generated.problem = "no model is loaded"
     return generated
 
@@ -141,36 +149,32 @@ def parse_target(arguments: Any) -> tuple[str, types.Range]:
 
 
 async def generate_edit(
-    ls, uri: str, selection: types.Range, document_changes: bool = True
+    services: Services, settings: Settings, doc: Document, selection: types.Range, document_changes: bool = True
 ) -> tuple[types.WorkspaceEdit | None, Generated]:
-    """The edit that inserts generated code below the comment block at `selection`."""
-    if not ls.settings.generate.enable:
+    """The edit that inserts generated code below the comment block at `selection` of `doc` (an
+    open document the server serves)."""
+    if not settings.generate.enable:
         raise DocumentError("Generate script from comment is switched off (setting generate.enable)")
-    doc = ls.served_document(uri)
-    if doc is None:
-        raise DocumentError(f"{uri} is not an open shell script")
+    uri = doc.uri
     block = comment_block(doc, selection)
     if block is None:
         raise DocumentError(
             "Generate script from comment needs the cursor on a comment line (or comment lines selected)"
         )
     version = doc.version
-    ticket = ls.begin(uri, "generate")
-    try:
-        generated = await generate(ls, ticket, doc, block)
-    finally:
-        ls.requests.end(ticket)
+    with services.requests.track(uri, "generate") as ticket:
+        generated = await generate(services, settings, ticket, doc, block)
     if generated.script is None:
-        ls.notify("warning", f"Generate script from comment: {generated.problem}; nothing was inserted", True)
+        services.notify("warning", f"Generate script from comment: {generated.problem}; nothing was inserted", True)
         return None, generated
     if generated.findings:
-        ls.notify(
+        services.notify(
             "info",
             f"Generate script from comment: shellcheck has {len(generated.findings)} finding(s); "
             "they are noted above the code",
             False,
         )
-    if doc.version != version or ls.documents.get(uri) is not doc:
+    if doc.version != version or services.documents.get(uri) is not doc:
         raise DocumentError(f"{uri} changed while the script was generated; try again")
     at, lead = insertion_point(doc, block)
     text = doc.native(lead + convert.findings_comment(generated.findings, block.indent) + generated.script)

@@ -14,7 +14,7 @@ import functools
 from lsprotocol import types
 from pygls.exceptions import JsonRpcException
 
-from ..model.errors import Cancelled
+from ..model.errors import Cancelled, DocumentError
 from . import completion, convert, generate, retrieval
 from .language_server import BashLanguageServer
 from .prefill import cursor_after
@@ -32,7 +32,7 @@ def initialize(ls: BashLanguageServer, params: types.InitializeParams) -> None:
     ls.apply_settings(params.initialization_options, "initializationOptions")
     ls.host.configure(ls.settings)
     ls.host.start()  # on the model worker: the first requests wait for it
-    ls.tool_pool.submit(lambda: ls.tools)  # find bash and shellcheck off the event loop
+    ls.tools.warm()  # find bash and shellcheck off the event loop
     ls.context.start(folders_from_initialize(params.workspace_folders, params.root_uri, params.root_path))
 
 
@@ -131,7 +131,7 @@ async def text_document_completion(
     if doc is None or not ls.settings.completion.enable:
         return None
     trigger = params.context.trigger_kind if params.context is not None else None
-    return await completion.completion(ls, doc, params.position, trigger)
+    return await completion.completion(ls.services, ls.settings, doc, params.position, trigger)
 
 
 async def text_document_inline_completion(
@@ -141,7 +141,7 @@ async def text_document_inline_completion(
     if doc is None or not ls.settings.inlineCompletion.enable:
         return None
     selected = params.context.selected_completion_info if params.context is not None else None
-    return await completion.inline_completion(ls, doc, params.position, selected)
+    return await completion.inline_completion(ls.services, ls.settings, doc, params.position, selected)
 
 
 # -- generate from comment -------------------------------------------------------------------------
@@ -183,7 +183,7 @@ async def text_document_code_action(
     actions = [convert.generate_action(doc.uri, params.range, _resolve_supported(ls))]
     # The best retrieved commands as further answers (issue 13); searched off the event loop.
     version = doc.version
-    examples = await ls.run_tool(
+    examples = await ls.tools.run(
         ls.retrieval.search, retrieval.comment_text(doc, block), retrieval.ACTIONS, ls.documents.documents()
     )
     if doc.version != version or ls.documents.get(doc.uri) is not doc:
@@ -200,9 +200,16 @@ async def code_action_resolve(ls: BashLanguageServer, action: types.CodeAction) 
     if action.title != convert.GENERATE_TITLE or not isinstance(action.data, dict):
         return action
     uri, selection = generate.parse_target([action.data])
-    edit, _ = await generate.generate_edit(ls, uri, selection, _document_changes(ls))
+    edit, _ = await _generate_edit(ls, uri, selection)
     action.edit = edit
     return action
+
+
+async def _generate_edit(ls: BashLanguageServer, uri: str, selection: types.Range):
+    doc = ls.served_document(uri)
+    if doc is None:
+        raise DocumentError(f"{uri} is not an open shell script")
+    return await generate.generate_edit(ls.services, ls.settings, doc, selection, _document_changes(ls))
 
 
 def _command(handler):
@@ -226,7 +233,7 @@ async def generate_from_comment(ls: BashLanguageServer, *arguments) -> dict:
     Generates the code, applies it with workspace/applyEdit when the client can (and "apply" is
     not false), and returns {"applied", "edit", "script", "findings", "tried", "problem"}."""
     uri, selection = generate.parse_target(arguments)
-    edit, generated = await generate.generate_edit(ls, uri, selection, _document_changes(ls))
+    edit, generated = await _generate_edit(ls, uri, selection)
     result = {"applied": False, "edit": convert.to_json(edit), **generated.as_dict()}
     wants_apply = not (arguments and isinstance(arguments[0], dict) and arguments[0].get("apply") is False)
     workspace = ls.client_capabilities.workspace

@@ -227,17 +227,19 @@ class ModelHost:
             except Cancelled:
                 pass
             except Exception as exc:
-                self._engine_failed(exc)
+                self._engine_failed(exc, "pre-filling the model's cache failed", "the next request takes longer")
 
         self.worker.submit(job)
 
-    def _engine_failed(self, exc: Exception) -> None:
+    def _engine_failed(
+        self, exc: Exception, failed: str = "the model failed on a request", outcome: str = "the answer is empty"
+    ) -> None:
         """Worker thread: log a model failure to the editor, once per kind of failure."""
         what = f"{type(exc).__name__}: {exc}"[:300]
         if what not in self._failures_logged:
             self._failures_logged.add(what)
             logger.exception("the model failed")
-            self.notify("error", f"bashlsp: the model failed on a request ({what}); the answer is empty", False)
+            self.notify("error", f"bashlsp: {failed} ({what}); {outcome}", False)
 
     # -- loading -------------------------------------------------------------------------------------
 

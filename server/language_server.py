@@ -1,10 +1,11 @@
 """The bashlsp language server: state shared by the handlers, and how requests reach the model.
 
 Requests run as `async def` handlers on the event loop. Model work goes to the one model worker
-thread (see hotswap.py) with a stop flag per request, polled by the engine between decode
-steps. A request stops when the editor cancels it ($/cancelRequest: pygls cancels the task at
-its next await, which answers -32800) or when a newer request of the same kind arrives for the
-same document (newest wins: the older one is stopped and answers -32800 too).
+thread (`ModelHost.complete`, hotswap.py) with a stop flag per request (requests.py), polled by
+the engine between decode steps. A request stops when the editor cancels it ($/cancelRequest:
+pygls cancels the task at its next await, which answers -32800) or when a newer request of the
+same kind arrives for the same document (newest wins: the older one is stopped and answers
+-32800 too). The features get `self.services` (services.py), never the server itself.
 """
 
 from __future__ import annotations
@@ -14,106 +15,26 @@ import logging
 import os
 import sys
 import threading
-import time
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from typing import Any
 
 from lsprotocol import types
 from pygls.exceptions import FeatureRequestError
 from pygls.lsp.server import LanguageServer
 
-from ..model.engine import CompletionQuery, Suggestion
-from ..model.errors import Cancelled
-from ..model.shell_check import ShellTools
 from . import convert
 from .context import ProjectContext
 from .documents import Document, DocumentStore
 from .hotswap import ModelHost
 from .prefill import AheadOfTime
 from .protocol import BashlspProtocol, FileWriter, MessageFramer, parse_body, read_stream_in_thread
+from .requests import RequestTracker
 from .retrieval import Retrieval
 from .reuse import ShownSuggestions
+from .services import Services, ToolRunner
 from .settings import Settings, parse_settings
 from .watchdog import LoopMonitor, Watchdog
 
 logger = logging.getLogger("bashlsp.server")
-
-
-@dataclass(eq=False)
-class Ticket:
-    """One running request: its stop flag (read by the engine) and its task."""
-
-    key: tuple[str, str]  # (uri, kind)
-    stop: threading.Event = field(default_factory=threading.Event)
-    task: asyncio.Task | None = None
-    msg_id: Any = None
-
-    def cancel(self) -> None:
-        self.stop.set()
-        if self.task is not None and not self.task.done() and self.task is not asyncio.current_task():
-            self.task.cancel()
-
-
-class RequestTracker:
-    """Newest request per (document, kind) wins; cancellations reach the model worker."""
-
-    def __init__(self) -> None:
-        self._latest: dict[tuple[str, str], Ticket] = {}
-        self._by_message: dict[Any, Ticket] = {}
-        self._active: set[Ticket] = set()
-
-    def begin(self, uri: str, kind: str, msg_id: Any = None, supersede: bool = True) -> Ticket:
-        key = (uri, kind)
-        if supersede and (old := self._latest.get(key)) is not None:
-            old.cancel()
-        ticket = Ticket(key=key, task=asyncio.current_task(), msg_id=msg_id)
-        if supersede:
-            self._latest[key] = ticket
-        self._active.add(ticket)
-        if msg_id is not None:
-            self._by_message[msg_id] = ticket
-        return ticket
-
-    def end(self, ticket: Ticket) -> None:
-        if self._latest.get(ticket.key) is ticket:
-            del self._latest[ticket.key]
-        if ticket.msg_id is not None and self._by_message.get(ticket.msg_id) is ticket:
-            del self._by_message[ticket.msg_id]
-        self._active.discard(ticket)
-
-    def cancel_message(self, msg_id: Any) -> None:
-        if (ticket := self._by_message.get(msg_id)) is not None:
-            ticket.cancel()
-
-    def stop_all(self) -> None:
-        for ticket in list(self._active):
-            ticket.stop.set()
-
-    def __len__(self) -> int:
-        return len(self._active)
-
-
-@dataclass
-class KindStats:
-    requests: int = 0
-    model_seconds: float = 0.0
-    tokens: int = 0
-    decode_steps: int = 0  # decode steps (one token per sample each) and their time, prefill excluded
-    decode_seconds: float = 0.0
-
-    def as_dict(self) -> dict:
-        return {
-            "requests": self.requests,
-            "modelSeconds": round(self.model_seconds, 4),
-            "tokens": self.tokens,
-            "tokensPerSecond": round(self.tokens / self.model_seconds, 1) if self.model_seconds > 0 else None,
-            "decodeSteps": self.decode_steps,
-            "decodeSeconds": round(self.decode_seconds, 4),
-            "decodeStepsPerSecond": round(self.decode_steps / self.decode_seconds, 1)
-            if self.decode_seconds > 0
-            else None,
-        }
 
 
 def _deep_merge(base: dict, update: dict) -> dict:
@@ -140,7 +61,7 @@ class BashLanguageServer(LanguageServer):
         self.settings, problems = parse_settings(self.base_settings)
         self.startup_problems = problems
         self.documents = DocumentStore()
-        self.requests = RequestTracker()
+        self.requests = RequestTracker(lambda: self.protocol.msg_id)
         self.host = ModelHost(self.notify)
         self.watchdog = Watchdog(self.notify, request_timeout)  # every request answered in bounded time
         self.loop_monitor: LoopMonitor | None = None
@@ -148,15 +69,15 @@ class BashLanguageServer(LanguageServer):
         self.context = ProjectContext(self.notify, lambda: self.settings.context.enable)  # other files' chunks
         self.shown = ShownSuggestions()  # the suggestion on screen, reused while the user types it
         self.ahead = AheadOfTime(self)  # pre-fills the model's cache while the editor is idle
-        self.tool_pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="bashlsp-tools")
-        self._tools: ShellTools | None = None
-        self._tools_lock = threading.Lock()
-        self.stats: dict[str, KindStats] = {}
+        self.tools = ToolRunner(self.notify)
+        # What completion.py and generate.py use, typed: they never call back into the server.
+        self.services = Services(
+            self.host, self.requests, self.tools, self.retrieval, self.context, self.shown, self.documents, self.notify
+        )
         self.loop: asyncio.AbstractEventLoop | None = None
         self._loop_thread: int | None = None
         self.exit_code = 0
         self._declined_logged: dict[str, str] = {}  # uri -> the reason already logged
-        self._engine_errors_logged: set[str] = set()
         self._stopped: asyncio.Future | None = None
 
     # -- messages to the editor --------------------------------------------------------------------
@@ -198,18 +119,6 @@ class BashLanguageServer(LanguageServer):
         old, self.settings = self.settings, settings
         return old
 
-    # -- shell tools -------------------------------------------------------------------------------
-
-    @property
-    def tools(self) -> ShellTools:
-        with self._tools_lock:  # first use from any thread: look the programs up once
-            if self._tools is None:
-                self._tools = ShellTools(warn=lambda m: self.notify("warning", f"bashlsp: {m}", False))
-            return self._tools
-
-    async def run_tool(self, fn, *args):
-        return await asyncio.get_running_loop().run_in_executor(self.tool_pool, fn, *args)
-
     # -- documents ---------------------------------------------------------------------------------
 
     def served_document(self, uri: str) -> Document | None:
@@ -231,59 +140,16 @@ class BashLanguageServer(LanguageServer):
 
     # -- the model ---------------------------------------------------------------------------------
 
-    def begin(self, uri: str, kind: str, supersede: bool = True) -> Ticket:
-        return self.requests.begin(uri, kind, msg_id=self.protocol.msg_id, supersede=supersede)
-
-    async def complete(self, ticket: Ticket, query: CompletionQuery) -> list[Suggestion]:
-        """Run the model for `query` on the worker thread; [] when no model is loaded."""
-        kind = f"{query.mode}" + ("" if query.num_samples == 1 else f"x{query.num_samples}")
-        stats = self.stats.setdefault(kind, KindStats())
-
-        self.ahead.yield_to_request()  # a pre-fill queued or running on the worker stops for this
-
-        def job() -> list[Suggestion]:
-            if ticket.stop.is_set():
-                raise Cancelled("request cancelled before it started")
-            engine = self.host.engine
-            if engine is None:
-                return []
-            started = time.perf_counter()
-            try:
-                completion = engine.complete(query, should_stop=ticket.stop.is_set)
-            except Cancelled:
-                raise
-            except Exception as exc:  # a model failure must not fail the editor's request
-                self._engine_failed(exc)
-                return []
-            suggestions = completion.suggestions
-            stats.requests += 1
-            stats.model_seconds += time.perf_counter() - started
-            stats.tokens += max((s.tokens for s in suggestions), default=0)
-            stats.decode_steps += completion.stats.decoded
-            stats.decode_seconds += completion.stats.decode_s
-            return suggestions
-
-        try:
-            return await asyncio.get_running_loop().run_in_executor(self.host.worker, job)
-        except asyncio.CancelledError:
-            ticket.stop.set()
-            raise
-
-    def _engine_failed(self, exc: Exception) -> None:
-        """Worker thread: log a model failure to the editor, once per kind of failure."""
-        what = f"{type(exc).__name__}: {exc}"[:300]
-        if what not in self._engine_errors_logged:
-            self._engine_errors_logged.add(what)
-            logger.exception("the model failed")
-            self.notify("error", f"bashlsp: the model failed on a request ({what}); the answer is empty")
-
     def info(self) -> dict:
         info = self.host.info()
-        info["stats"] = {kind: s.as_dict() for kind, s in sorted(self.stats.items())}
         info["documents"] = len(self.documents)
-        info["inFlight"] = len(self.protocol._request_futures)  # handlers not yet finished (this one included)
+        info["inFlight"] = self.protocol.pending_handlers  # handlers not yet finished (this one included)
         info["pid"] = os.getpid()
-        info["projectContext"] = {"reusedAnswers": self.shown.hits, "prefills": self.ahead.done, **self.context.info()}
+        info["projectContext"] = {
+            "reusedAnswers": self.shown.hits,
+            "prefills": self.host.prefills,
+            **self.context.info(),
+        }
         return info
 
     # -- running -----------------------------------------------------------------------------------
@@ -295,7 +161,7 @@ class BashLanguageServer(LanguageServer):
             self._finish(exc.code if isinstance(exc.code, int) else 0)
 
     def _eof(self) -> None:
-        self._finish(0 if self.protocol._shutdown else 1)
+        self._finish(0 if self.protocol.shutdown_received else 1)
 
     def _finish(self, code: int) -> None:
         if self._stopped is not None and not self._stopped.done():
@@ -363,7 +229,7 @@ class BashLanguageServer(LanguageServer):
         self.ahead.close()
         self.context.close()
         self.host.close()
-        self.tool_pool.shutdown(wait=False, cancel_futures=True)
+        self.tools.close()
 
 
 _LEVELS = {

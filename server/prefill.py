@@ -7,20 +7,18 @@ grows), the editor is idle IDLE_S after a change (the cursor is after the change
 action request names an empty range (editors ask for code actions as the cursor moves, so it
 says where the cursor is).
 
-Lowest priority: the job runs on the model worker between requests, and every request stops it
-(Engine.prefill polls the stop flag between 32-token chunks), so a request waits for one chunk
-at most. A newer pre-fill replaces an older one that has not started.
+Lowest priority: `ModelHost.prefill` runs it on the model worker between requests, and every
+request stops it (Engine.prefill polls the stop flag between 32-token chunks), so a request
+waits for one chunk at most. A newer pre-fill replaces an older one that has not started.
 """
 
 from __future__ import annotations
 
 import asyncio
-import threading
 
 from lsprotocol import types
 
 from ..model.engine import CompletionQuery
-from ..model.errors import Cancelled
 from .completion import Cursor
 from .documents import split_lines
 
@@ -31,9 +29,6 @@ class AheadOfTime:
     def __init__(self, ls) -> None:
         self.ls = ls
         self._timers: dict[str, asyncio.TimerHandle] = {}
-        self._stop = threading.Event()  # of the pre-fill queued or running
-        self.done = 0  # pre-fills that ran to the end (for tests and model info)
-        self._failed_logged = False
 
     def schedule(self, uri: str, position: types.Position | None, delay: float = IDLE_S) -> None:
         """Pre-fill for a cursor at `position` (None: the end of the document) after `delay` s
@@ -49,14 +44,9 @@ class AheadOfTime:
         if timer is not None:
             timer.cancel()
 
-    def yield_to_request(self) -> None:
-        """A request is coming: stop the pre-fill queued or running (any thread)."""
-        self._stop.set()
-
     def close(self) -> None:
         for uri in list(self._timers):
             self.cancel(uri)
-        self._stop.set()
 
     def _start(self, uri: str, position: types.Position | None) -> None:
         self._timers.pop(uri, None)
@@ -77,24 +67,7 @@ class AheadOfTime:
             max_tokens=ls.settings.maxTokens,
             context=ls.context.for_cursor(uri, prefix),
         )
-        self._stop.set()  # an older pre-fill not yet run gives way to this one
-        stop = self._stop = threading.Event()
-
-        def job() -> None:
-            engine = ls.host.engine
-            if engine is None or stop.is_set():
-                return
-            try:
-                engine.prefill(query, stop.is_set)
-                self.done += 1
-            except Cancelled:
-                pass
-            except Exception as exc:  # a failed pre-fill costs the next request time, nothing else
-                if not self._failed_logged:
-                    self._failed_logged = True
-                    ls.notify("warning", f"bashlsp: pre-filling the model's cache failed ({type(exc).__name__}: {exc})")
-
-        ls.host.worker.submit(job)
+        ls.host.prefill(query)
 
 
 def cursor_after(doc, change) -> types.Position | None:

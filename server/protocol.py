@@ -40,6 +40,29 @@ from . import convert
 
 logger = logging.getLogger(__name__)
 
+# The private members of pygls 2.1.1's LanguageServerProtocol this module uses, and why. They are
+# used here only (the server reads them through `pending_handlers` and `shutdown_received`);
+# tests/test_pygls_private.py fails by name when a pygls upgrade renames or reshapes one.
+# name -> (the parameters after self of a method, or the type of an attribute; why)
+PYGLS_PRIVATE = {
+    "_server": (object, "$/cancelRequest must also stop the model work of our RequestTracker"),
+    "_converter": (object, "messages are structured here, with pygls' own cattrs converter, so a bad one is answered"),
+    "_result_types": (dict, "the result type pygls filed for a request we sent, to structure its response here"),
+    "_shutdown": (bool, "requests after shutdown get -32600 (pygls drops them); the exit code at end of input"),
+    "_request_futures": (
+        dict,
+        "pygls files a future per handler there and never removes a notification's: forgotten here",
+    ),
+    "_send_data": (("data",), 'an error answer with "id": null as JSON-RPC wants (lsprotocol leaves the id out)'),
+    "_send_response": (("msg_id", "result", "error"), "a BashlspError a handler raised is answered as an LSP error"),
+    "_send_handler_result": (("future", "msg_id"), "overridden: the one place a handler's error becomes an LSP error"),
+    "_execute_handler": (
+        ("msg_id", "handler", "callback", "args", "kwargs"),
+        "overridden: to forget the futures above",
+    ),
+    "_handle_cancel_notification": (("msg_id",), "overridden: an id that is no number or string; stop model work too"),
+}
+
 MAX_MESSAGE_BYTES = 64 * 1024 * 1024
 MAX_HEADER_BYTES = 8192
 PARSE_ERROR, INVALID_REQUEST, METHOD_NOT_FOUND, INVALID_PARAMS = -32700, -32600, -32601, -32602
@@ -124,6 +147,16 @@ class BashlspProtocol(LanguageServerProtocol):
     def __init__(self, server, converter) -> None:
         super().__init__(server, converter)
         self.initialize_received = False
+
+    @property
+    def pending_handlers(self) -> int:
+        """Handlers pygls has started and not finished (bashlsp.modelInfo's inFlight; a leak of
+        futures shows here)."""
+        return len(self._request_futures)
+
+    @property
+    def shutdown_received(self) -> bool:
+        return self._shutdown
 
     # -- input -------------------------------------------------------------------------------------
 

@@ -1,8 +1,8 @@
 """What the features (completion.py, generate.py) use of the server, typed.
 
 A feature gets a `Services` and the request's `Settings` and never calls back into the
-LanguageServer: model work goes through `host.complete` inside `requests.track`, programs and
-index searches through `tools.run`, messages to the editor through `notify`.
+LanguageServer: model work goes through `host.complete` inside `requests.track`, programs,
+symbol scans and index searches through `tools.run`, messages to the editor through `notify`.
 """
 
 from __future__ import annotations
@@ -15,10 +15,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..model.shell_check import ShellTools
+from .context import ProjectContext
 from .documents import DocumentStore
 from .hotswap import ModelHost, Notify
 from .requests import RequestTracker
 from .retrieval import Retrieval
+from .reuse import ShownSuggestions
 
 
 class ToolRunner:
@@ -56,5 +58,7 @@ class Services:
     requests: RequestTracker  # track(uri, kind): newest request per document wins
     tools: ToolRunner
     retrieval: Retrieval  # command examples for generate-from-comment
+    context: ProjectContext  # chunks of the project's other files for the prompt
+    shown: ShownSuggestions  # the ghost text on screen, reused while the user types it
     documents: DocumentStore
     notify: Notify  # (level, message, show) to the editor's log, from any thread
