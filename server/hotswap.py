@@ -346,7 +346,10 @@ class ModelHost:
             return
         self._rejected.pop(path, None)
         await loop.run_in_executor(self.worker, self._install, loaded)
-        self.notify("info", f"bashlsp: now serving {_describe(loaded)}", True)
+        # A personal round says in one line what it gave (training/personal.py writes it).
+        summary = loaded.meta.get("summary")
+        said = f"; {summary}" if isinstance(summary, str) and summary else ""
+        self.notify("info", f"bashlsp: now serving {_describe(loaded)}{said}", True)
 
     # -- following the store -------------------------------------------------------------------------
 

@@ -24,7 +24,9 @@ from bashlsp.training.personal import HISTORY_FILE, STATE_DIR_NAME, PersonalOpti
 from bashlsp.training.report import write_report
 
 GITHUB_TOKEN = "ghp_16C7e42F292c6912E7710c838347Ae178B4a"
-FAST = dict(steps=10, lr=3e-3, batch_size=4, seq_len=64, warmup_steps=2, progress=False, holdout_fraction=0.2)
+FAST = dict(
+    steps=10, lr=3e-3, batch_size=4, seq_len=64, warmup_steps=2, progress=False, holdout_fraction=0.2, replay_share=0.0
+)
 
 
 @pytest.fixture
@@ -74,7 +76,9 @@ def test_first_round_publishes_with_gate_figures(user_dir, tmp_path, tiny_checkp
     assert "quality gate: PUBLISH" in text and "your holdout:" in text and "general holdout:" in text
     # The published model loads and is a different model from the base.
     loaded = load_checkpoint(store.current_path())
-    assert loaded.meta["parent"] is None
+    # Each better step of the round is published at once: the first has no parent, later ones the one before.
+    published = [c.id for c in store.list()]
+    assert loaded.meta["parent"] in [None, *published] and loaded.meta["summary"].startswith("bashlsp-train: published")
     history = [json.loads(line) for line in (store.root / HISTORY_FILE).read_text().splitlines()]
     assert history[-1]["published"] == store.current_id() and history[-1]["history"]
     assert not any((store.root / STATE_DIR_NAME).iterdir())  # the round is decided: no state kept
@@ -102,7 +106,7 @@ def test_a_deliberately_worse_model_is_not_published(user_dir, tmp_path, tiny_ch
     _, lines = run_trainer(options(user_dir, tmp_path, tiny_checkpoint, lr=0.9, warmup_steps=1))
     store = CheckpointStore(tmp_path / "store")
     assert store.current_id() is None and store.list() == []
-    assert "quality gate: REJECT: no improvement on your holdout" in "\n".join(lines)
+    assert "quality gate: REJECT: no step improved your holdout" in "\n".join(lines)
     logged = json.loads((store.root / HISTORY_FILE).read_text().splitlines()[-1])
     assert logged["published"] is None and logged["gate"]["publish"] is False
 
@@ -208,6 +212,8 @@ def _train_args(user_dir: Path, tmp_path: Path, base: Path, steps: int) -> list[
         "64",
         "--save-every",
         "2",
+        "--replay-share",
+        "0",
         "--holdout",
         "0.2",
         "--general-holdout",
@@ -218,7 +224,7 @@ def _train_args(user_dir: Path, tmp_path: Path, base: Path, steps: int) -> list[
 
 
 def test_resume_after_a_kill(user_dir, tmp_path, tiny_checkpoint):
-    args = _train_args(user_dir, tmp_path, tiny_checkpoint, steps=16)
+    args = _train_args(user_dir, tmp_path, tiny_checkpoint, steps=16) + ["--eval-points", "1"]
     first = _start(args)
     try:
         _read_until(first, "step 7/16")  # states were saved at steps 2, 4, 6
@@ -242,6 +248,7 @@ def test_ctrl_c_stops_at_a_step_boundary_and_keeps_the_last_good_checkpoint(user
     store = CheckpointStore(tmp_path / "store")
     good = store.current_id()
     assert good is not None
+    kept = [c.id for c in store.list()]
     before = folder_state(user_dir)
     process = _start(_train_args(user_dir, tmp_path, tiny_checkpoint, steps=500))
     _read_until(process, "step 3/500")
@@ -250,7 +257,7 @@ def test_ctrl_c_stops_at_a_step_boundary_and_keeps_the_last_good_checkpoint(user
     assert process.returncode == 0, output
     assert "stopping at the next step boundary" in output
     assert "nothing published, the current checkpoint stays" in output
-    assert store.current_id() == good and [c.id for c in store.list()] == [good]
+    assert store.current_id() == good and [c.id for c in store.list()] == kept
     assert folder_state(user_dir) == before
 
 

@@ -107,6 +107,20 @@ def build_parser() -> argparse.ArgumentParser:
         default=defaults.save_every,
         help="steps between saves of the resumable state (default: %(default)s)",
     )
+    train.add_argument(
+        "--replay-share",
+        type=_fraction,
+        default=defaults.replay_share,
+        help="share of each batch that replays general bash shipped with the model, so it does not forget "
+        "(default: %(default)s; 0: none)",
+    )
+    train.add_argument(
+        "--eval-points",
+        type=_positive_int,
+        default=defaults.eval_points,
+        help="points of a round at which both holdouts are scored; the best step that passes the gate is "
+        "published (default: %(default)s)",
+    )
     train.add_argument("--seed", type=int, default=defaults.seed, help="random seed (default: %(default)s)")
     train.add_argument("--no-progress", action="store_true", help="no progress bar (log lines instead)")
     gate = parser.add_argument_group("data and quality gate")
@@ -158,6 +172,8 @@ def options_from_args(args: argparse.Namespace):
         lr=args.lr,
         batch_size=args.batch_size,
         seq_len=args.seq_len,
+        replay_share=args.replay_share,
+        eval_points=args.eval_points,
         seed=args.seed,
         once=args.once,
         dry_run=args.dry_run,

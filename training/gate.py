@@ -50,6 +50,22 @@ class GateDecision:
         lines += [f"  note: {note}" for note in self.notes]
         return "\n".join(lines)
 
+    def headline(self, where: str, seconds: float) -> str:
+        """The round in one line a user understands: published or not, why, both figures."""
+
+        def figure(name, before, after, allowed=""):
+            if before is None or after is None:
+                return f"{name} not measured"
+            return f"{name} {before:.3f} -> {after:.3f} bpb ({(after - before) / before:+.1%}{allowed})"
+
+        yours = figure("your scripts", self.user_bpb_before, self.user_bpb_after)
+        general = figure(
+            "general bash", self.general_bpb_before, self.general_bpb_after, f", allowed +{self.max_general_loss:.0%}"
+        )
+        if self.publish:
+            return f"bashlsp-train: published the model of {where} ({seconds:.0f} s): {yours}, {general}"
+        return f"bashlsp-train: nothing published, {self.reason}; {yours}, {general}; the current model stays"
+
 
 def _finite(x: float | None) -> bool:
     return x is not None and x == x and x not in (float("inf"), float("-inf"))

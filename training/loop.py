@@ -416,12 +416,17 @@ class Trainer:
             from tqdm import tqdm
 
             bar = tqdm(total=config.steps, initial=self.step, unit="step", dynamic_ncols=True)
-        started, start_tokens = time.perf_counter(), self.tokens_seen
+        # Time spent in should_stop (a personal round's evaluations) is not training time.
+        self._clock = {"started": time.perf_counter(), "tokens": self.tokens_seen, "paused": 0.0}
         loss_value, stopped = float("nan"), False
         while self.step < config.steps:
-            if should_stop is not None and should_stop():
-                stopped = True
-                break
+            if should_stop is not None:
+                asked = time.perf_counter()
+                stop = should_stop()
+                self._clock["paused"] += time.perf_counter() - asked
+                if stop:
+                    stopped = True
+                    break
             lr = lr_at(self.step, config)
             for group in self.optimizer.param_groups:
                 group["lr"] = lr
@@ -449,8 +454,7 @@ class Trainer:
             self.optimizer.zero_grad(set_to_none=True)
             self.step += 1
             loss_value = total.item()
-            elapsed = time.perf_counter() - started
-            tok_s = (self.tokens_seen - start_tokens) / max(elapsed, 1e-9)
+            tok_s = self.tokens_per_second()
             if self.step % config.log_every == 0 or self.step == config.steps:
                 self.history.append(
                     {
@@ -470,17 +474,26 @@ class Trainer:
                 self.save_state()
         if bar is not None:
             bar.close()
-        elapsed = time.perf_counter() - started
+        self._clock["ended"] = time.perf_counter()
+        tokens_per_second = self.tokens_per_second()
         self.save_state()
         return TrainResult(
             steps_done=self.step,
             tokens_seen=self.tokens_seen,
             skipped_nonfinite=self.skipped,
             final_loss=loss_value,
-            tokens_per_second=(self.tokens_seen - start_tokens) / max(elapsed, 1e-9),
+            tokens_per_second=tokens_per_second,
             stopped_early=stopped,
             history=self.history,
         )
+
+    def tokens_per_second(self) -> float:
+        """Training tokens per second of the current (or last) train() call, pauses excluded."""
+        clock = getattr(self, "_clock", None)
+        if clock is None:
+            return 0.0
+        elapsed = clock.get("ended", time.perf_counter()) - clock["started"] - clock["paused"]
+        return (self.tokens_seen - clock["tokens"]) / max(elapsed, 1e-9)
 
     def _record_eval(self) -> dict:
         if not is_main_process():

@@ -44,6 +44,7 @@ from .lock import StoreLock
 from .personal_examples import publish_personal_examples
 
 GENERAL_HOLDOUT_DIR = BUNDLED_DIR / "holdout"
+REPLAY_DIR = BUNDLED_DIR / "replay"  # training/corpus/replay.py writes it
 STATE_DIR_NAME = "trainer-state"
 HISTORY_FILE = "trainer-history.jsonl"
 
@@ -83,6 +84,16 @@ class PersonalOptions:
     general_holdout: Path | None = None  # default: the holdout shipped with the default model
     max_file_bytes: int = DEFAULT_MAX_FILE_BYTES
     replay_ratio: float = 3.0  # later rounds: bytes of unchanged scripts replayed per changed byte
+    # General bash mixed into every batch (the base model's training data that ships with it),
+    # so one folder's style does not make the model forget the rest; chosen by measurement
+    # (docs/benchmarks.md, "Personal training").
+    replay_share: float = 0.25
+    replay: Path | None = None  # default: the sample shipped with the default model
+    # Both holdouts are scored at this many points of the round; each point that passes the gate
+    # and beats the last published one is published at once, and the round stops when your
+    # holdout gains less than min_improvement (relative) over its best point so far.
+    eval_points: int = 4
+    min_improvement: float = 0.002
     debounce_s: float = 2.0
     progress: bool = True
 
@@ -129,11 +140,20 @@ def prepare(collection: Collection, holdout_fraction: float, max_holdout_bytes: 
 
 
 def load_general_holdout(folder: Path | None, max_bytes: int) -> tuple[list[str], str | None]:
-    """General bash for the forgetting check: every file in `folder` is one document (a `.jsonl`
-    file holds one {"text": ...} per line). Returns (texts, note when there is none)."""
+    """General bash for the forgetting check (see read_documents). Returns (texts, note when there
+    is none)."""
     folder = folder or GENERAL_HOLDOUT_DIR
     if not folder.is_dir():
         return [], f"no general holdout at {folder} (it ships with the default model); the forgetting check is skipped"
+    texts, note = read_documents(folder, max_bytes)
+    return texts, (f"{note}; the forgetting check is skipped" if note else None)
+
+
+def read_documents(folder: Path, max_bytes: int | None) -> tuple[list[str], str | None]:
+    """Every file in `folder` is one document (a `.jsonl` file holds one {"text": ...} per line),
+    up to max_bytes (None: all). Returns (texts, note when there are none)."""
+    if not folder.is_dir():
+        return [], f"no documents at {folder} (they ship with the default model)"
     texts, total = [], 0
     for path in sorted(p for p in folder.rglob("*") if p.is_file()):
         try:
@@ -145,12 +165,12 @@ def load_general_holdout(folder: Path | None, max_bytes: int) -> tuple[list[str]
         else:
             docs = [raw]
         for doc in docs:
-            if not doc or (texts and total + len(doc.encode()) > max_bytes):
+            if not doc or (texts and max_bytes is not None and total + len(doc.encode()) > max_bytes):
                 continue
             texts.append(doc)
             total += len(doc.encode())
     if not texts:
-        return [], f"the general holdout {folder} holds no documents; the forgetting check is skipped"
+        return [], f"{folder} holds no documents"
     return texts, None
 
 
@@ -257,6 +277,131 @@ class Baseline:
     general_reference: float | None  # forgetting is judged against this (the line's first model)
 
 
+def eval_steps(steps: int, points: int) -> list[int]:
+    """The steps at which a round of `steps` is scored: `points` evenly spaced, the last one last."""
+    points = max(1, min(points, steps))
+    return sorted({max(1, round(steps * k / points)) for k in range(1, points + 1)})
+
+
+class BestStep:
+    """A round's evaluation points. At each, your holdout is scored; when it is the best so far,
+    the general holdout too, and if the gate passes that step is published at once, so the first
+    checkpoint comes early and every later one is better than the last. `evaluate` answers whether
+    the round should stop: your holdout gained less than min_improvement over its best point."""
+
+    def __init__(self, owner: PersonalTrainer, loaded: LoadedModel, baseline: Baseline, config, changed, meta, started):
+        self.owner, self.loaded, self.baseline, self.config = owner, loaded, baseline, config
+        self.changed, self.base_meta, self.started = changed, meta, started
+        self.points = eval_steps(config.steps, owner.options.eval_points)
+        self.last_step: int | None = None
+        self.best_user: float | None = None  # the lowest user-holdout figure measured this round
+        self.decision: GateDecision | None = None  # the published step's, else the last refusal
+        self.published_id: str | None = None
+        self.step: int | None = None  # the published step
+        self.meta: dict = {}
+        self.converged = False
+        self.first_published_s: float | None = None
+
+    def due(self, step: int) -> bool:
+        return step in self.points and step != self.last_step
+
+    def where(self, last_step: int) -> str:
+        step = self.step if self.step is not None else last_step
+        return f"step {step} of {self.config.steps}"
+
+    def evaluate(self, step: int, trainer) -> bool:
+        o, b = self.owner.options, self.baseline
+        self.last_step = step
+        user = holdout_bpb(self.loaded, b.holdout_texts)
+        previous_best = self.best_user
+        gained = previous_best is None or (user is not None and user < previous_best * (1 - o.min_improvement))
+        if user is not None and (previous_best is None or user < previous_best):
+            self.best_user = user
+        said = f"step {step}/{self.config.steps}: your holdout {_bpb(user)}"
+        beats_published = self.decision is None or not self.decision.publish or user < self.decision.user_bpb_after
+        if user is not None and user < (b.user_before or float("inf")) and beats_published:
+            general = holdout_bpb(self.loaded, b.general_texts) if b.general_texts else None
+            decision = decide(
+                b.user_before,
+                user,
+                b.general_reference,
+                general,
+                max_general_loss=o.max_general_loss,
+                missing_general_note=b.general_note,
+            )
+            said += f", general holdout {_bpb(general)}"
+            if decision.publish:
+                self._publish(decision, step, trainer)
+                said += f": published {self.published_id}"
+            else:
+                said += f": not published ({decision.reason})"
+                if self.decision is None or not self.decision.publish:
+                    self.decision = decision
+        elif user is not None and user >= (b.user_before or float("inf")):
+            said += ": no better than before the round"
+        else:
+            said += ": no better than the published step"
+        self.owner.say(said)
+        if not gained:
+            self.converged = True
+            if step < self.config.steps:
+                self.owner.say(f"your holdout stopped improving: the round ends at step {step} of {self.config.steps}")
+        return self.converged
+
+    def gate_record(self, decision: GateDecision, step: int | None) -> dict:
+        """The gate's decision with what it was measured on, for meta.json and the history."""
+        b = self.baseline
+        gate = decision.to_dict()
+        gate.update(
+            user_holdout_digest=b.user_digest,
+            general_holdout_digest=b.general_digest if b.general_texts else None,
+            general_reference_bpb=b.general_reference,
+            general_bpb_start=b.general_before,
+            user_holdout_files=len(b.holdout_texts),
+            general_holdout_docs=len(b.general_texts),
+            step=step,
+        )
+        return gate
+
+    def _publish(self, decision: GateDecision, step: int, trainer) -> None:
+        gate = self.gate_record(decision, step)
+        seconds = time.perf_counter() - self.started
+        meta = {
+            **self.base_meta,
+            "training": self.owner._training_meta(trainer, self.config, seconds, self.changed),
+            "metrics": {
+                "user_holdout_bpb": decision.user_bpb_after,
+                "general_holdout_bpb": decision.general_bpb_after,
+                "final_train_loss": next((h["loss"] for h in reversed(trainer.history) if "loss" in h), None),
+            },
+            "gate": gate,
+        }
+        meta["summary"] = decision.headline(f"step {step} of {self.config.steps}", seconds)
+        self.published_id = self.owner.store.publish(self.loaded.model, self.loaded.tokenizer, meta)
+        self.owner.latest = self.owner.store.path_of(self.published_id)
+        self.decision, self.step, self.meta = decision, step, meta
+        if self.first_published_s is None:
+            self.first_published_s = seconds
+        self.owner.say(
+            f"published checkpoint {self.published_id} to {self.owner.store.root}; running servers pick it up"
+        )
+
+    def final_decision(self) -> GateDecision:
+        if self.decision is not None:
+            return self.decision
+        b = self.baseline
+        best = self.best_user
+        return GateDecision(
+            publish=False,
+            reason="no step improved your holdout",
+            user_bpb_before=b.user_before,
+            user_bpb_after=best,
+            general_bpb_before=b.general_reference,
+            general_bpb_after=None,
+            max_general_loss=self.owner.options.max_general_loss,
+        )
+
+
 class PersonalTrainer:
     def __init__(self, options: PersonalOptions, out=None) -> None:
         self.options = options
@@ -285,11 +430,11 @@ class PersonalTrainer:
 
     # steps and config
 
-    def _steps_for(self, num_tokens: int) -> int:
+    def _steps_for(self, num_tokens: int, rows: int) -> int:
         o = self.options
         if o.steps is not None:
             return o.steps
-        per_step = o.batch_size * o.seq_len
+        per_step = rows * o.seq_len
         steps = max(1, math.ceil((o.epochs or 1.0) * num_tokens / per_step))
         return steps if o.epochs is not None else min(steps, o.max_steps)
 
@@ -317,24 +462,18 @@ class PersonalTrainer:
         baseline = self._measure_before(loaded, prepared)
         if self.stop_event.is_set():
             return RoundResult(None, None, True, 0, [], {})
+        started = time.perf_counter()
 
-        trainer = self._make_trainer(start_path, loaded, texts, config)
+        replay_texts = self._replay_texts(config)
+        trainer = self._make_trainer(start_path, loaded, texts, config, replay_texts)
+        rows = config.replay_rows()
         self.say(
             f"fine-tuning {loaded.model.num_params() / 1e6:.2f}M parameters on {len(train_scripts)} scripts "
-            f"({num_tokens:,} tokens): {config.steps} steps of {config.batch_size}x{config.seq_len} tokens, "
-            f"lr {config.lr:g}, device {self.device}"
+            f"({num_tokens:,} tokens): {config.steps} steps of {config.batch_size}x{config.seq_len} tokens"
+            + (f" ({rows} of {config.batch_size} rows general bash replayed)" if rows else "")
+            + f", lr {config.lr:g}, device {self.device}"
         )
-        started = time.perf_counter()
-        result = self._fine_tune(trainer, config.steps)
-        if result.stopped_early:
-            self.say(
-                f"stopped at step {result.steps_done} of {config.steps}; nothing published, the current checkpoint stays"
-            )
-            return RoundResult(None, None, True, result.steps_done, result.history, {})
-        train_seconds = time.perf_counter() - started
-
-        decision, gate = self._judge(loaded, baseline)
-        meta = {
+        base_meta = {
             "kind": "personal",
             "base": {"id": loaded.id, "path": str(start_path)},
             "data": {
@@ -344,23 +483,34 @@ class PersonalTrainer:
                 "holdout_files": len(prepared.holdout),
                 "redactions": prepared.num_redactions,
                 "tokens": num_tokens,
+                "replay_docs": len(replay_texts),
             },
-            "training": self._training_meta(result, config, train_seconds, changed),
-            "metrics": {
-                "user_holdout_bpb": decision.user_bpb_after,
-                "general_holdout_bpb": decision.general_bpb_after,
-                "final_train_loss": result.final_loss,
-            },
-            "gate": gate,
         }
-        published = self._publish_if_passed(loaded, decision, meta)
-        self._log_round(meta, published, result.history)
+        best = BestStep(self, loaded, baseline, config, changed, base_meta, started)
+        result = self._fine_tune(trainer, config.steps, best)
+        if result.stopped_early and not best.converged:
+            kept = (
+                f"checkpoint {best.published_id} (step {best.step}) stays published"
+                if best.published_id
+                else ("nothing published, the current checkpoint stays")
+            )
+            self.say(f"stopped at step {result.steps_done} of {config.steps}; {kept}")
+            return RoundResult(best.decision, best.published_id, True, result.steps_done, result.history, best.meta)
+        if best.last_step != trainer.step:
+            best.evaluate(trainer.step, result)  # the last step, unless an evaluation point was it
+        decision = best.final_decision()
+        headline = decision.headline(best.where(trainer.step), time.perf_counter() - started)
+        self.say(decision.summary())
+        self.say(headline)
+        meta = best.meta or {**base_meta, "gate": best.gate_record(decision, None)}
+        meta["summary"] = headline
+        self._log_round(meta, best.published_id, result.history)
         shutil.rmtree(trainer.state_dir, ignore_errors=True)  # the round is decided: nothing to resume
         if self.options.report is not None:
             from .report import write_report
 
             self.say(write_report(self.options.report, result.history, decision))
-        return RoundResult(decision, published, False, result.steps_done, result.history, meta)
+        return RoundResult(decision, best.published_id, False, result.steps_done, result.history, meta)
 
     # the steps of a round
 
@@ -397,7 +547,11 @@ class PersonalTrainer:
         seq_len = min(o.seq_len, loaded.config.block_size, num_tokens - 1)
         if seq_len < 8:
             raise TrainingError(f"too little to train on: {num_tokens} tokens")
-        steps = self._steps_for(num_tokens)
+        config = TrainConfig(
+            batch_size=o.batch_size, seq_len=seq_len, lr=o.lr, replay_share=o.replay_share if o.replay_share else 0.0
+        )
+        # Steps from your tokens alone: the replayed rows come on top of them.
+        steps = self._steps_for(num_tokens, o.batch_size - config.replay_rows())
         config = TrainConfig(
             steps=steps,
             batch_size=o.batch_size,
@@ -405,6 +559,7 @@ class PersonalTrainer:
             lr=o.lr,
             warmup_steps=min(o.warmup_steps, max(1, steps // 10)),
             fim_rate=o.fim_rate,
+            replay_share=o.replay_share,
             save_every=o.save_every,
             log_every=1,
             seed=o.seed,
@@ -452,7 +607,18 @@ class PersonalTrainer:
             general_reference=general_reference,
         )
 
-    def _make_trainer(self, start_path: Path, loaded: LoadedModel, texts: list[str], config):
+    def _replay_texts(self, config) -> list[str]:
+        """General bash to mix into every batch (the sample of the base model's training data that
+        ships with it); none when the share is 0 or the model ships none (said once)."""
+        if not config.replay_rows():
+            return []
+        texts, note = read_documents(self.options.replay or REPLAY_DIR, max_bytes=None)
+        if note:
+            self.say(f"{note}; training without replay")
+            config.replay_share = 0.0
+        return texts
+
+    def _make_trainer(self, start_path: Path, loaded: LoadedModel, texts: list[str], config, replay_texts=()):
         """The shared loop's Trainer, resumed from a saved state of this very round if there is one:
         same start checkpoint, data and settings."""
         from .loop import Trainer
@@ -460,16 +626,32 @@ class PersonalTrainer:
         settings = {k: v for k, v in asdict(config).items() if k != "progress"}
         key = hashlib.sha256(
             json.dumps(
-                [str(start_path), loaded.meta.get("id"), loaded.meta.get("created"), texts_digest(texts), settings]
+                [
+                    str(start_path),
+                    loaded.meta.get("id"),
+                    loaded.meta.get("created"),
+                    texts_digest(texts),
+                    texts_digest(list(replay_texts)),
+                    settings,
+                ]
             ).encode()
         ).hexdigest()[:16]
-        trainer = Trainer(loaded.model, loaded.tokenizer, texts, config, self.device, state_dir=self._state_dir(key))
+        trainer = Trainer(
+            loaded.model,
+            loaded.tokenizer,
+            texts,
+            config,
+            self.device,
+            state_dir=self._state_dir(key),
+            replay_texts=replay_texts,
+        )
         if trainer.load_state():
             self.say(f"resumed from step {trainer.step} of {config.steps} (saved state in {trainer.state_dir})")
         return trainer
 
-    def _fine_tune(self, trainer, steps: int):
-        """Run the loop to the end or to a stop request; log lines when there is no progress bar."""
+    def _fine_tune(self, trainer, steps: int, best: BestStep):
+        """Run the loop to the end, to a stop request or until your holdout stops improving at an
+        evaluation point (`best`); log lines when there is no progress bar."""
         reported = [len(trainer.history)]
 
         def between_steps() -> bool:
@@ -481,60 +663,30 @@ class PersonalTrainer:
                             f"step {entry['step']}/{steps} loss {entry['loss']:.4f} {entry['tokens_per_second']:,.0f} tok/s"
                         )
                 reported[0] = len(trainer.history)
-            return self.stop_event.is_set()
+            if self.stop_event.is_set():
+                return True
+            return best.due(trainer.step) and best.evaluate(trainer.step, trainer)
 
         result = trainer.train(should_stop=between_steps)
         between_steps()
         return result
 
-    def _judge(self, loaded: LoadedModel, baseline: Baseline) -> tuple[GateDecision, dict]:
-        """Measure again and let the quality gate decide; (decision, the gate record for meta.json)."""
-        user_after = holdout_bpb(loaded, baseline.holdout_texts)
-        general_after = holdout_bpb(loaded, baseline.general_texts) if baseline.general_texts else None
-        decision = decide(
-            baseline.user_before,
-            user_after,
-            baseline.general_reference,
-            general_after,
-            max_general_loss=self.options.max_general_loss,
-            missing_general_note=baseline.general_note,
-        )
-        gate = decision.to_dict()
-        gate.update(
-            user_holdout_digest=baseline.user_digest,
-            general_holdout_digest=baseline.general_digest if baseline.general_texts else None,
-            general_reference_bpb=baseline.general_reference,
-            general_bpb_start=baseline.general_before,
-            user_holdout_files=len(baseline.holdout_texts),
-            general_holdout_docs=len(baseline.general_texts),
-        )
-        return decision, gate
-
-    def _training_meta(self, result, config, train_seconds: float, changed: set[str] | None) -> dict:
+    def _training_meta(self, trainer, config, train_seconds: float, changed: set[str] | None) -> dict:
         return {
-            "steps": result.steps_done,
-            "tokens_seen": result.tokens_seen,
+            "steps": trainer.step,
+            "tokens_seen": trainer.tokens_seen,
             "seq_len": config.seq_len,
             "batch_size": config.batch_size,
             "lr": config.lr,
             "fim_rate": config.fim_rate,
-            "skipped_nonfinite": result.skipped_nonfinite,
-            "tokens_per_second": round(result.tokens_per_second, 1),
+            "replay_share": config.replay_share,
+            "skipped_nonfinite": trainer.skipped,
+            "tokens_per_second": round(trainer.tokens_per_second(), 1),
             "seconds": round(train_seconds, 1),
             "device": str(self.device),
             "round": self.rounds,
             "changed_files": None if changed is None else len(changed),
         }
-
-    def _publish_if_passed(self, loaded: LoadedModel, decision: GateDecision, meta: dict) -> str | None:
-        self.say(decision.summary())
-        if not decision.publish:
-            self.say("not published; the current checkpoint stays")
-            return None
-        published = self.store.publish(loaded.model, loaded.tokenizer, meta)
-        self.latest = self.store.path_of(published)
-        self.say(f"published checkpoint {published} to {self.store.root}; running servers pick it up")
-        return published
 
     def _log_round(self, meta: dict, published: str | None, history: list[dict]) -> None:
         self.store.root.mkdir(parents=True, exist_ok=True)
