@@ -499,7 +499,9 @@ class PersonalTrainer:
         if best.last_step != trainer.step:
             best.evaluate(trainer.step, result)  # the last step, unless an evaluation point was it
         decision = best.final_decision()
-        headline = decision.headline(best.where(trainer.step), time.perf_counter() - started)
+        headline = best.meta.get("summary") or decision.headline(
+            best.where(trainer.step), time.perf_counter() - started
+        )
         self.say(decision.summary())
         self.say(headline)
         meta = best.meta or {**base_meta, "gate": best.gate_record(decision, None)}
