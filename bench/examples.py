@@ -93,7 +93,8 @@ async def run_bench(args: argparse.Namespace) -> dict:
         examples = [a for a in actions if str(a.get("title", "")).startswith("Insert example: ")]
         top = ""
         if examples:
-            new_text = examples[0]["edit"]["documentChanges"][0]["edits"][0]["newText"]
+            edit = examples[0]["edit"]  # this client does not announce documentChanges: a plain changes map
+            new_text = edit["changes"][uri][0]["newText"]
             top = "\n".join(line for line in new_text.split("\n")[1:] if line.strip())  # below its '# source: ...'
         example_scores.append(nlc2cmd_score(top, pair["command"]))
         example_exact += exact_match(top, pair["command"])
