@@ -75,7 +75,8 @@ class Retrieval:
         self._shipped_tried = False
         self._personal: tuple[ExampleIndex, int] | None = None  # (index, mtime_ns of its file)
         self._workspace: ExampleIndex | None = None
-        self._workspace_key: tuple = ()
+        self._workspace_pairs: dict[str, tuple[int, list[Example]]] = {}  # uri -> (version, its blocks)
+        self._workspace_entries: list[Example] = []
         self._reported: set[str] = set()
         self._lock = threading.Lock()
 
@@ -112,15 +113,21 @@ class Retrieval:
         return self._personal[0] if self._personal else None
 
     def _workspace_index(self, documents: list) -> ExampleIndex | None:
-        documents = documents[:MAX_WORKSPACE_DOCUMENTS]
-        key = tuple((doc.uri, doc.version) for doc in documents)
-        if key != self._workspace_key:
-            entries: list[Example] = []
-            for doc in documents:
+        """The open documents' blocks in memory. A document is redacted and read again only when
+        its version changed, and the index is rebuilt only when the blocks changed (typing inside
+        code changes the version on every keystroke, the blocks far less often)."""
+        pairs: dict[str, tuple[int, list[Example]]] = {}
+        for doc in documents[:MAX_WORKSPACE_DOCUMENTS]:
+            known = self._workspace_pairs.get(doc.uri)
+            if known is None or known[0] != doc.version:
                 text, _ = redact(doc.text)
-                entries.extend(comment_code_pairs(text, "workspace", Path(doc.uri).name))
+                known = (doc.version, comment_code_pairs(text, "workspace", Path(doc.uri).name))
+            pairs[doc.uri] = known
+        self._workspace_pairs = pairs
+        entries = [entry for _, found in pairs.values() for entry in found]
+        if entries != self._workspace_entries:
             self._workspace = ExampleIndex.in_memory(entries, "workspace") if entries else None
-            self._workspace_key = key
+            self._workspace_entries = entries
         return self._workspace
 
     def search(self, comment: str, limit: int, documents: list | None = None) -> list[Example]:
