@@ -158,6 +158,14 @@ def comment_code_pairs(text: str, source: str, page: str, limit: int = MAX_PAIRS
     return pairs[:limit]
 
 
+def uses_examples(meta: dict) -> bool:
+    """Whether a checkpoint was trained on few-shot example prompts (its meta.json lists
+    "examples" in `prompt_formats`). Only such a model gets examples ahead of the document: the
+    bundled model scores the same with and without them, and writes scripts that fail `bash -n`
+    more often with them (docs/benchmarks.md, Command examples)."""
+    return "examples" in (meta.get("prompt_formats") or ())
+
+
 def few_shot_prompt(examples: Sequence[Example], document_prefix: str) -> str:
     """The prompt for generating below a comment: the examples ahead of the document. With
     examples, the document is cut to its last FEW_SHOT_DOCUMENT_CHARS (at a line start) so the

@@ -16,7 +16,7 @@ from lsprotocol import types
 
 from ..model.engine import CompletionQuery
 from ..model.errors import DocumentError
-from ..model.examples import few_shot_prompt
+from ..model.examples import few_shot_prompt, uses_examples
 from ..model.generation import Generated, attempts, generate_script
 from . import convert, retrieval
 from .completion import PREFIX_CHARS, SUFFIX_CHARS
@@ -85,15 +85,19 @@ async def generate(
     else:
         prefix = doc.prefix(block.last, len(doc.line_text(block.last)), PREFIX_CHARS) + "\n"
         suffix = ""
-    # Command examples for the comment go ahead of the document as few-shot pairs (issue 13).
+    # Command examples for the comment go ahead of the document as few-shot pairs (issue 13), for
+    # a model trained on such prompts; the others get them as Insert example actions only.
     tools = services.tools
-    examples = await tools.run(
-        services.retrieval.search,
-        retrieval.comment_text(doc, block),
-        retrieval.FEW_SHOT,
-        services.documents.documents(),
-    )
-    prefix = few_shot_prompt(examples, prefix)
+    engine = services.host.engine
+    examples = []
+    if engine is not None and uses_examples(engine.loaded.meta):
+        examples = await tools.run(
+            services.retrieval.search,
+            retrieval.comment_text(doc, block),
+            retrieval.FEW_SHOT,
+            services.documents.documents(),
+        )
+        prefix = few_shot_prompt(examples, prefix)
 
     async def complete(num_samples: int, temperature: float):
         query = CompletionQuery(

@@ -216,3 +216,11 @@ def test_evaluate_commands_runs_all_three_modes_through_the_servers_path(tmp_pat
     for mode in ("model", "both"):
         scores = result["modes"][mode]
         assert scores["total"] == 2 and -1 <= scores["nlc2cmd"] <= 1 and 0 <= scores["bash_n"] <= 1
+
+
+def test_only_a_model_trained_on_example_prompts_gets_them():
+    from bashlsp.model.examples import uses_examples
+
+    assert not uses_examples({})
+    assert not uses_examples({"prompt_formats": ["fim"]})
+    assert uses_examples({"prompt_formats": ["fim", "examples"]})
