@@ -29,7 +29,7 @@ from pathlib import Path
 from ..model.checkpoint import load_checkpoint, resolve_checkpoint
 from ..model.context import words
 from ..model.engine import CompletionQuery, Engine
-from ..model.engine.stops import LINE_CONFIDENCE
+from ..model.engine.stops import LINE_CONFIDENCE, LINE_GUESSES
 from ..server.context import ProjectContext
 from ..server.workspace import WorkspaceIndex, build_index
 from ..training.evaluate.metrics import edit_similarity, exact_match
@@ -42,15 +42,16 @@ def _project_files(root: str, max_files: int) -> tuple[list[str], object]:
     return files, snapshot
 
 
-def _completer(engine: Engine, picker: ProjectContext | None, uri: str, counts: list[int]):
+def _completer(engine: Engine, picker: ProjectContext | None, uri: str, prefilled: list[int], decoded: list[int]):
     """The server's ghost text after `prefix` (with the server's chunks when `picker` is given);
-    appends the tokens each request pre-filled to `counts`."""
+    appends the tokens each request pre-filled and its decode steps to the lists."""
 
     def complete(prefix: str, following: str | None = None) -> str:
         context = picker.for_cursor(uri, prefix) if picker is not None else ()
         query = CompletionQuery(uri=uri, prefix=prefix, suffix="", mode="inline", max_tokens=48, context=context)
         completion = engine.complete(query)
-        counts.append(completion.stats.prefilled)
+        prefilled.append(completion.stats.prefilled)
+        decoded.append(completion.stats.decoded)
         return completion.suggestions[0].text if completion.suggestions else ""
 
     return complete
@@ -60,6 +61,7 @@ def evaluate_project(engine: Engine, root: str, args, with_context: bool) -> dic
     files, snapshot = _project_files(root, args.max_files)
     totals = {"lines": 0, "exact": 0, "similarity": 0.0, "keystrokes": 0, "characters": 0, "files": len(files)}
     typing: list[int] = []  # tokens pre-filled per request while typing (keystroke savings): the cache at work
+    line_decoded: list[int] = []  # decode steps per request at a line start (next line): the line rule's cost
     with_chunks = 0
     for path in files:
         text = Path(path).read_text(encoding="utf-8", errors="replace")
@@ -69,7 +71,7 @@ def evaluate_project(engine: Engine, root: str, args, with_context: bool) -> dic
             picker.index.snapshot, picker.index.roots = snapshot, [root]
         # A cache per configuration (the fragment); the document's origin is still its file.
         uri = Path(path).as_uri() + ("#with" if with_context else "#without")
-        complete = _completer(engine, picker, uri, [])
+        complete = _completer(engine, picker, uri, [], line_decoded)
         for offset, truth in sample_line_positions(text, args.lines_per_file, f"0:{path}"):
             prediction = complete(text[:offset]).split("\n", 1)[0]
             totals["lines"] += 1
@@ -79,11 +81,11 @@ def evaluate_project(engine: Engine, root: str, args, with_context: bool) -> dic
                 with_chunks += 1
         span = typed_span(text, args.ksr_chars)
         if span:
-            pressed, typed = simulate_typing(span, _completer(engine, picker, uri, typing))
+            pressed, typed = simulate_typing(span, _completer(engine, picker, uri, typing, []))
             totals["keystrokes"] += pressed
             totals["characters"] += typed
     totals["lines_with_chunks"] = with_chunks
-    totals["typing_prefilled"] = typing
+    totals["typing_prefilled"], totals["line_decoded"] = typing, line_decoded
     return totals
 
 
@@ -105,6 +107,7 @@ def _summary(totals: list[dict]) -> dict:
         "characters": characters,
         "lines_with_chunks": sum(t.get("lines_with_chunks", 0) for t in totals),
         "prefilled_per_keystroke": _mean_and_median([n for t in totals for n in t["typing_prefilled"]]),
+        "decoded_per_line_start": _mean_and_median([n for t in totals for n in t["line_decoded"]]),
     }
 
 
@@ -113,8 +116,8 @@ def run_repo(args) -> dict:
     roots = [os.path.realpath(d) for d in args.dirs]
     results = {"checkpoint": loaded.id, "projects": roots, "runs": []}
     for confidence in args.line_confidence:
-        engine = Engine(loaded, line_confidence=confidence)
-        for with_context in (False, True):
+        engine = Engine(loaded, line_confidence=confidence, line_guesses=args.line_guesses)
+        for with_context in [mode == "with" for mode in args.workspace]:
             started = time.perf_counter()
             totals = [evaluate_project(engine, root, args, with_context) for root in roots]
             summary = _summary(totals) | {
@@ -129,7 +132,8 @@ def run_repo(args) -> dict:
                 f"ES {100 * summary['edit_similarity']:.1f} over {summary['lines']} lines "
                 f"({summary['lines_with_chunks']} with chunks), keystroke savings {100 * summary['ksr']:.1f}% "
                 f"over {summary['characters']} characters; tokens pre-filled per typing request: mean "
-                f"{summary['prefilled_per_keystroke'][0]:.1f}, median {summary['prefilled_per_keystroke'][1]} ({summary['seconds']} s)",
+                f"{summary['prefilled_per_keystroke'][0]:.1f}, median {summary['prefilled_per_keystroke'][1]}; decode steps "
+                f"per line-start request: mean {summary['decoded_per_line_start'][0]:.1f} ({summary['seconds']} s)",
                 flush=True,
             )
     return results
@@ -180,9 +184,13 @@ def main(argv: list[str] | None = None, prog: str = "bashlsp bench context") -> 
     parser.add_argument("dirs", nargs="+", help="project folders (repo: one per project; index: one)")
     parser.add_argument("--checkpoint", default="default", help="checkpoint (default: the bundled model)")
     parser.add_argument("--line-confidence", type=float, nargs="+", default=[LINE_CONFIDENCE])
+    parser.add_argument("--line-guesses", type=int, default=LINE_GUESSES, help="the line rule's guess bound")
     parser.add_argument("--lines-per-file", type=int, default=20, help="line starts per file for next-line figures")
     parser.add_argument("--ksr-chars", type=int, default=200, help="characters typed per file for keystroke savings")
     parser.add_argument("--max-files", type=int, default=8, help="scripts per project")
+    parser.add_argument(
+        "--workspace", nargs="+", choices=("without", "with"), default=["without", "with"], help="runs to make"
+    )
     parser.add_argument("--json", help="also write the figures to this file")
     args = parser.parse_args(argv)
     for directory in args.dirs:

@@ -29,7 +29,7 @@ from .healing import token_table
 from .prompt import DocumentState, PromptBuilder, common_prefix_length
 from .query import MODES, Completion, CompletionQuery, CompletionStats
 from .speculation import DRAFT_MISSES, DRAFT_TOKENS
-from .stops import LINE_CONFIDENCE, LINE_MAX_TOKENS, MIN_TOKEN_PROB, StopRules
+from .stops import LINE_CONFIDENCE, LINE_GUESSES, LINE_MAX_TOKENS, MIN_TOKEN_PROB, StopRules
 
 # CPU threads for BLAS (numpy) or torch. Decoding is a chain of small ops: on a shared 2-core
 # machine a second thread made a decode step several times slower under load.
@@ -61,6 +61,7 @@ class Engine:
         min_token_prob: float = MIN_TOKEN_PROB,
         seed: int | None = None,
         line_confidence: float = LINE_CONFIDENCE,
+        line_guesses: int = LINE_GUESSES,
     ) -> None:
         """Serve `loaded` (either backend: see LoadedModel and serving_forward).
 
@@ -73,10 +74,12 @@ class Engine:
         min_token_prob: line and inline suggestions end before a less likely token (0: never).
         seed: of the random generator that samples (temperature > 0); None: fresh entropy.
         line_confidence: at a line start, the first line is offered whole when its mean token
-        probability reaches this (stops.LINE_CONFIDENCE; 0: it ends at its first guess)."""
+        probability reaches this (stops.LINE_CONFIDENCE; 0: it ends at its first guess); line_guesses:
+        with more guesses than this it ends at its first guess at once (stops.LINE_GUESSES)."""
         self._lock = threading.Lock()
         self.min_token_prob = min_token_prob
         self.line_confidence = line_confidence
+        self.line_guesses = line_guesses
         self.max_context = max_context
         self.speculate = str(loaded.device) != "cpu" if speculate is None else speculate
         self.num_threads = num_threads
@@ -100,7 +103,7 @@ class Engine:
         self.table = token_table(loaded.tokenizer)
         self.forward: Forward = serving_forward(loaded)
         self.prompts = PromptBuilder(self.tokenizer, self.table, self.context)
-        self.decoder = Decoder(self.tokenizer, self.table, self.line_confidence)
+        self.decoder = Decoder(self.tokenizer, self.table, self.line_confidence, self.line_guesses)
         if loaded.backend != self.backend:  # (a swap keeps the backend: the device setting is the same)
             self.backend = loaded.backend
             self.threads = self.num_threads or (DEFAULT_THREADS if str(loaded.device) == "cpu" else None)

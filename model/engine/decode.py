@@ -19,7 +19,7 @@ import numpy as np
 from ..tokenizer import BashTokenizer
 from .healing import TokenTable
 from .query import CompletionQuery, Suggestion
-from .stops import LINE_CONFIDENCE, LINE_MAX_TOKENS, StopRules
+from .stops import LINE_CONFIDENCE, LINE_GUESSES, LINE_MAX_TOKENS, StopRules
 
 TOP_K = 64  # sampling draws from the 64 likeliest tokens, then the nucleus among them (see Decoder.sample)
 
@@ -74,18 +74,26 @@ class Row:
     truncated: bool = False
     line_tokens: int = 0  # tokens since the last generated newline
     guess_at: int | None = None  # at a line start: the byte offset of the first guess on the first line
+    guesses: int = 0  # guesses on the first line so far (at a line start)
     judged: bool = False  # the first line was judged confident enough to be offered whole
 
 
 class Decoder:
     """Token choice for one tokenizer (its special tokens and token table)."""
 
-    def __init__(self, tokenizer: BashTokenizer, table: TokenTable, line_confidence: float = LINE_CONFIDENCE) -> None:
+    def __init__(
+        self,
+        tokenizer: BashTokenizer,
+        table: TokenTable,
+        line_confidence: float = LINE_CONFIDENCE,
+        line_guesses: int = LINE_GUESSES,
+    ) -> None:
         self.tokenizer = tokenizer
         self.table = table
         self.line_confidence = line_confidence  # see stops.LINE_CONFIDENCE (0: a guess always ends a suggestion)
+        self.line_guesses = line_guesses  # see stops.LINE_GUESSES
 
-    def _judge_line(self, row: Row, healed: bytes) -> int | None:
+    def _judge_line(self, row: Row, healed: bytes, give_up: bool = False) -> int | None:
         """At a line start, once the first line is decoded (or the row ended): None to offer the line
         whole, which it is when its mean token probability (geometric) reaches line_confidence;
         else the character offset of its first guess, where the suggestion then ends."""
@@ -93,7 +101,7 @@ class Decoder:
         end = len(row.data) if newline < 0 else newline + 1
         tokens = max(1, bisect.bisect_left(row.ends, end) + 1)
         mean = sum(row.logprobs[:tokens]) / min(tokens, len(row.logprobs))
-        if mean >= math.log(self.line_confidence):
+        if mean >= math.log(self.line_confidence) and not give_up:
             return None
         return len(utf8_text(bytes(row.data[len(healed) : row.guess_at])))
 
@@ -114,6 +122,10 @@ class Decoder:
                 return
             if row.guess_at is None:  # at a line start the first line is decoded on and judged whole
                 row.guess_at = len(row.data)
+            row.guesses += 1
+            if row.guesses > self.line_guesses:  # too unsure to be offered whole: not worth decoding on
+                row.done, row.cut = True, self._judge_line(row, healed, give_up=True)
+                return
         data = self.table.token_bytes[token]
         newline = row.data.rfind(b"\n")
         starts_line = newline >= len(healed) and not row.data[newline + 1 :].strip()  # a new line's first code may come

@@ -25,6 +25,11 @@ LINE_MAX_TOKENS = 20
 # stayed at 15.1% at 0.5-0.7, keystroke savings did not move; the highest of the best, so that
 # fewer wrong whole lines are shown and decoded.
 LINE_CONFIDENCE = 0.3
+# More guesses than this on that first line end it at its first guess at once, instead of
+# decoding a line that will rarely be offered: with 2, next-line EM and keystroke savings were
+# the same as without the bound and a line-start request decoded 11.6 steps instead of 13.5
+# (edit similarity 24.2 instead of 25.1; docs/benchmarks.md).
+LINE_GUESSES = 2
 
 
 _OPENER = re.compile(r"(?:^|[;&|\s])(?:then|do)$|\{$|^case\s.*\sin$")
