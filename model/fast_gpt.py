@@ -16,7 +16,7 @@ dispatch and memory traffic cost more than the arithmetic. This path skips
 - residual additions fused into the output projections with `torch.addmm`;
 - the activations stay 2-D (rows = batch x positions), so reshapes are views.
 
-`tests/test_engine.py` checks that its logits match `GPT.forward` (same cache layout, so the
+`tests/model/test_engine.py` checks that its logits match `GPT.forward` (same cache layout, so the
 two can be mixed on one cache).
 """
 

@@ -1,7 +1,7 @@
 """The bashlsp transformer's inference forward pass in numpy, for serving on a CPU.
 
 The same math as `GPT.forward` with a KV cache, behind the same interface (`forward.Forward`;
-tests/test_engine.py checks the logits of all three implementations against each other), without
+tests/model/test_engine.py checks the logits of all three implementations against each other), without
 torch: `import torch` alone costs more than the server's whole cold-start and memory budget on
 a small CPU machine, while numpy, tokenizers and safetensors load in well under a second. At
 serving sizes (nano: 4 x 256) numpy's matmuls (OpenBLAS) are as fast as torch's and a decode

@@ -42,7 +42,7 @@ logger = logging.getLogger(__name__)
 
 # The private members of pygls 2.1.1's LanguageServerProtocol this module uses, and why. They are
 # used here only (the server reads them through `pending_handlers` and `shutdown_received`);
-# tests/test_pygls_private.py fails by name when a pygls upgrade renames or reshapes one.
+# tests/server/test_pygls_private.py fails by name when a pygls upgrade renames or reshapes one.
 # name -> (the parameters after self of a method, or the type of an attribute; why)
 PYGLS_PRIVATE = {
     "_server": (object, "$/cancelRequest must also stop the model work of our RequestTracker"),

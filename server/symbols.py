@@ -15,7 +15,7 @@ from dataclasses import dataclass
 _NAME = r"[A-Za-z_][A-Za-z0-9_]*"
 # Every pattern here runs over the user's lines: each must take time linear in the line (no nested
 # quantifiers over overlapping classes; no unbounded scan that every start position repeats).
-# tests/test_regex_linear.py holds them to it. The subscript of `arr[...]=` is bounded for that reason.
+# tests/server/test_regex_linear.py holds them to it. The subscript of `arr[...]=` is bounded for that reason.
 _ASSIGN = re.compile(
     rf"(?:^|[;&|({{]\s*|\b(?:export|local|declare|typeset|readonly)\s+(?:-[A-Za-z]+\s+)*)({_NAME})(?:\[[^\]]{{0,200}}\])?\+?="
 )

@@ -1,5 +1,5 @@
 -- End-to-end test of the plugin with Neovim's own LSP client, run headless by
--- tests/test_editors_neovim.py:
+-- tests/editors/test_editors_neovim.py:
 --
 --   nvim --headless -u NONE -i NONE -n -c 'luafile editors/neovim/test/headless.lua'
 --

@@ -1,5 +1,5 @@
 -- Ghost text through the plugin on Neovim 0.12+ (vim.lsp.inline_completion), run headless by
--- tests/test_editors_neovim.py:
+-- tests/editors/test_editors_neovim.py:
 --
 --   nvim --headless -u NONE -i NONE -n -c 'luafile editors/neovim/test/inline.lua'
 --

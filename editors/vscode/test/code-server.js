@@ -1,5 +1,5 @@
 // Drives VS Code itself (code-server in headless Chromium, through playwright-core) with the
-// packaged extension installed, as a user would. Run by tests/test_editors_vscode_real.py:
+// packaged extension installed, as a user would. Run by tests/editors/test_editors_vscode_real.py:
 //
 //   node test/code-server.js SCENARIO.json
 //

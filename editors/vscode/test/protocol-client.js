@@ -5,7 +5,7 @@
  * extension's settings, open a script, ask for completion, inline completion and the
  * "Generate script from comment" code action, apply it, change a setting, shut down.
  *
- * It only records what happened; tests/test_editors_vscode.py judges it.
+ * It only records what happened; tests/editors/test_editors_vscode.py judges it.
  *
  *   node test/protocol-client.js SCENARIO.json > RESULT.json
  *
