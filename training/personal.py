@@ -57,11 +57,8 @@ class PersonalOptions:
     device: str = "auto"
     steps: int | None = None  # fixed optimizer steps per round; None: from epochs
     epochs: float | None = None  # passes over the round's training tokens; None: 1 pass, capped at max_steps
-    # Cap when neither steps nor epochs is given: 80 x 8 x 256 = 164k tokens, about one pass over
-    # a 500 KB folder. Measured on 100 system scripts (2 quiet CPU cores), from default-nano-2:
-    # 16 steps -2.8% bpb on your holdout, 48: -9.9%, 80: -14.0% (general holdout +0.1%), the first
-    # checkpoint in 79 s. From the better-trained default-nano-3, lr 5e-4 lost 3.0% on the general
-    # holdout (rejected by the gate); 3e-4: -13.8% yours, +1.4% general; 2e-4: -12.1%, +0.5%.
+    # Cap when neither steps nor epochs is given: 80 x 8 x 256 tokens, about one pass over a
+    # 500 KB folder, so the round fits its time (docs/benchmarks.md, "Training", has the figures).
     max_steps: int = 80
     lr: float = 2e-4  # pre-training uses 1e-3 to 2e-3; a lower rate keeps what the model knows
     warmup_steps: int = 5
