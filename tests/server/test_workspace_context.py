@@ -369,14 +369,14 @@ def test_prefill_ahead_of_time_then_a_request_prefills_little(engine):
 # -- the line rule at line starts (model/engine/decode.py, stops.LINE_CONFIDENCE) -------------------
 
 
-def _decode_line(tok, pieces, prefix, line_confidence=0.5):
+def _decode_line(tok, pieces, prefix, line_confidence=0.5, line_guesses=2):
     """Feed (text, probability) pieces to a Decoder as if the model had chosen them."""
     import math
 
     from bashlsp.model.engine import CompletionQuery, StopRules, token_table
     from bashlsp.model.engine.decode import Decoder, Row
 
-    decoder = Decoder(tok, token_table(tok), line_confidence)
+    decoder = Decoder(tok, token_table(tok), line_confidence, line_guesses)
     query = CompletionQuery("u", prefix, "", "inline", multiline=False)
     rules, row = StopRules.for_query(query), Row(pending=b"")
     for text, prob in pieces:
@@ -397,6 +397,12 @@ def test_line_start_offers_the_whole_line_when_confident(tiny_checkpoint):
     assert _decode_line(tok, confident, "x=1\n", line_confidence=0) == ["echo"]  # the rule off
     assert _decode_line(tok, confident, "x=1\nfoo ") == ["echo"]  # not at a line start: a guess ends it
     assert _decode_line(tok, [("#", 0.9), ("\n", 0.9)], "x=1\n") == []  # a lone comment marker
+    # Three guesses on the line: it ends at the first at once, however sure the rest would be.
+    many = [("echo", 0.9), (" a", 0.19), (" b", 0.19), (" c", 0.19), (" done and done and done", 0.99), ("\n", 0.99)]
+    assert _decode_line(tok, many, "x=1\n", line_confidence=0.3, line_guesses=99) == [
+        "echo a b c done and done and done"
+    ]
+    assert _decode_line(tok, many, "x=1\n", line_confidence=0.3, line_guesses=2) == ["echo"]
     assert _decode_line(tok, [("  ", 0.9), ("\n", 0.9)], "x=1\n") == []  # only blanks
 
 
