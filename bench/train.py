@@ -305,7 +305,7 @@ def training_throughput(base: Path, texts: list[str], steps: int, batch_size: in
 
 def _worth_showing(line: str) -> bool:
     """The trainer's lines, its per-step lines thinned to every fifth step."""
-    if not line.startswith("step "):
+    if not line.startswith("step ") or ": your holdout" in line:  # evaluation points are always shown
         return True
     done = line.split()[1].split("/")[0]
     return done.isdigit() and (int(done) == 1 or int(done) % 5 == 0)
