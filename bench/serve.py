@@ -17,6 +17,9 @@ Phases, all against one `bashlsp serve --stdio` process:
 In the typing phase, a keystroke that types the first character of the ghost text on screen is
 answered from it without the model (server/reuse.py): "inline, typed through" times those.
 Latency is measured in the client, from writing the request to reading its answer.
+
+Why one module of ~660 lines: five phases of one benchmark that share one server process, one
+client and one latency recorder, and one report that compares them.
 """
 
 from __future__ import annotations

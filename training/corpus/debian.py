@@ -23,6 +23,10 @@ Re-runs are cheap: downloads are cached (``--workdir``, ``--source-workdir``) an
 package's extraction (``--cache``, keyed by the sha256 of its .deb/.dsc); only the corpus-wide
 passes run again. A package that cannot be fetched (a 404) is reported and skipped.
 
+Why one module of ~700 lines: the build is one pipeline (lists and locks, download, extract,
+judge, corpus-wide dedupe, write) whose stages share the package records; the parts that stand
+alone live beside it (`debsrc.py`, `filters.py`, `holdout.py`).
+
 The split is by source package, so no package's style leaks from train into holdout: see
 `HOLDOUT_PACKAGES` and `HOLDOUT_SOURCES`.
 """
