@@ -22,9 +22,10 @@ from __future__ import annotations
 import multiprocessing
 import os
 import stat
+import threading
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import PurePath
 
@@ -325,12 +326,22 @@ def describe(summary: dict, roots: Sequence[str]) -> str:
     return line + (f"; skipped {', '.join(skipped)}" if skipped else "")
 
 
-def _lowest_priority() -> None:
-    """The index child process: nice 19, so the editor's requests come first."""
+def _build_in_child(roots: Sequence[str], send) -> None:
+    """The index child process: nice 19, so the editor's requests come first; sends the
+    snapshot (or an error message) and exits."""
     try:
         os.nice(19)
     except (AttributeError, OSError):
         pass
+    try:
+        result = build_index(roots)
+    except Exception as error:  # reported by the server, which keeps serving without an index
+        result = f"{type(error).__name__}: {error}"
+    try:
+        send.send(result)
+    except (BrokenPipeError, OSError):
+        pass  # the server is gone
+    send.close()
 
 
 # -- in the server -------------------------------------------------------------------------------
@@ -353,14 +364,20 @@ def folders_from_initialize(workspace_folders, root_uri: str | None, root_path: 
 
 
 class WorkspaceIndex:
-    """Holds the latest snapshot; builds a new one in the background on `start`."""
+    """Holds the latest snapshot; builds a new one in the background on `start`.
+
+    One short-lived child process per build (not a process pool, whose idle worker outlived a
+    server that exited and kept its stderr open, so an editor waiting for the end of the
+    server's output waited forever): it sends the snapshot back through a pipe and exits; a
+    daemon thread waits for it. The child is terminated by `close` and when the server exits;
+    if the server is killed, the child ends at its next bound and a failed send."""
 
     def __init__(self, notify: Callable[[str, str, bool], None]) -> None:
         self.notify = notify
         self.snapshot = IndexSnapshot()
         self.roots: list[str] = []
         self.building: Future | None = None
-        self._executor: ProcessPoolExecutor | None = None
+        self._process = None
 
     def start(self, roots: Sequence[str]) -> Future | None:
         """Index `roots` in a child process; the snapshot is replaced when it is done."""
@@ -368,28 +385,39 @@ class WorkspaceIndex:
         if not self.roots:
             return None
         self.close()
-        self._executor = ProcessPoolExecutor(
-            max_workers=1, mp_context=multiprocessing.get_context("spawn"), initializer=_lowest_priority
-        )
-        future = self._executor.submit(build_index, self.roots)
-        future.add_done_callback(self._done)
+        context = multiprocessing.get_context("spawn")  # fork is unsafe in a process with threads
+        receive, send = context.Pipe(duplex=False)
+        process = context.Process(target=_build_in_child, args=(self.roots, send), daemon=True, name="bashlsp-index")
+        process.start()
+        send.close()  # the child holds its own copy: a child that dies gives EOF here
+        self._process = process
+        future: Future = Future()
         self.building = future
+        threading.Thread(target=self._wait, args=(process, receive, future), daemon=True).start()
         return future
 
-    def _done(self, future: Future) -> None:
-        if future.cancelled():
+    def _wait(self, process, receive, future: Future) -> None:
+        try:
+            snapshot = receive.recv()
+        except (EOFError, OSError) as error:
+            snapshot = error
+        finally:
+            receive.close()
+            process.join(timeout=30)  # before anyone hears of the result: no child left behind
+        if isinstance(snapshot, Exception):
+            if self._process is process:  # (not a build that `close` stopped)
+                self.notify("warning", f"bashlsp: the workspace index failed (the indexer ended: {snapshot!r})", False)
+            future.set_exception(RuntimeError("the indexer ended without an index"))
             return
-        error = future.exception()
-        if error is not None:
-            self.notify("warning", f"bashlsp: the workspace index failed ({type(error).__name__}: {error})", False)
+        if isinstance(snapshot, str):  # the child's error message
+            self.notify("warning", f"bashlsp: the workspace index failed ({snapshot})", False)
+            future.set_exception(RuntimeError(snapshot))
             return
-        snapshot = future.result()
         self.snapshot = snapshot
         self.notify("log", describe(snapshot.summary, snapshot.roots), False)
-        if self._executor is not None:
-            self._executor.shutdown(wait=False)
+        future.set_result(snapshot)
 
     def close(self) -> None:
-        if self._executor is not None:
-            self._executor.shutdown(wait=False, cancel_futures=True)
-            self._executor = None
+        process, self._process = self._process, None
+        if process is not None and process.is_alive():
+            process.terminate()

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 from pathlib import Path
 
@@ -213,7 +214,16 @@ def test_index_builds_in_a_child_process(tmp_path):
     future.result(timeout=120)
     assert index.snapshot.names == ["backup.sh"]
     assert logs and "workspace index: 1 shell scripts" in logs[0]
+    # The child exits once it has sent the index (a lingering one kept a dead server's stderr open).
+    assert not [p for p in multiprocessing.active_children() if p.name == "bashlsp-index"]
+    # close() stops a build that is still running.
+    for i in range(200):
+        write(root / f"d{i}" / "s.sh", BACKUP)
+    future = index.start([str(root)])
     index.close()
+    with pytest.raises(RuntimeError):
+        future.result(timeout=60)
+    assert not [p for p in multiprocessing.active_children() if p.name == "bashlsp-index"]
 
 
 def test_folders_from_initialize(tmp_path):
