@@ -95,3 +95,33 @@ async def generate_script(
         reason = first_error.splitlines()[0] if first_error else "syntax error"
         problem = f"none of {tried} generated scripts passed bash -n ({reason})"
     return Generated(script=None, tried=tried, problem=problem)
+
+
+def generate_with_engine(engine, shell, prompt: str, uri: str, rank: bool = True) -> Generated:
+    """`generate_script` for `prompt` with a local engine and shell tools, outside the server
+    (`bashlsp generate --from-comment`, eval): the action's tries, checks and, with `rank` and
+    shellcheck installed, its ranking. Blocks until the script is chosen."""
+    import asyncio
+
+    from .engine import CompletionQuery
+
+    async def complete(num_samples: int, temperature: float):
+        query = CompletionQuery(
+            uri=uri,
+            prefix=prompt,
+            suffix="",
+            mode="generate",
+            max_tokens=MAX_TOKENS,
+            temperature=temperature,
+            num_samples=num_samples,
+        )
+        return engine.complete(query).suggestions
+
+    async def check_syntax(script: str):
+        return shell.check_syntax(script)
+
+    async def findings(script: str):
+        return shell.findings(script, "info")
+
+    ranking = findings if rank and shell.shellcheck.available else None
+    return asyncio.run(generate_script(complete, check_syntax, ranking, tries=attempts()))

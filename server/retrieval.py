@@ -143,13 +143,11 @@ class Retrieval:
 
 def script_for_comment(comment: str, loaded, store_root: Path | None, seed: int = 0) -> tuple:
     """`bashlsp generate --from-comment`: (Generated, examples) for a one-comment script, through
-    the action's path: the examples ahead of the document, the engine in generate mode, the
+    the action's path: the examples ahead of the document for a model trained on them, the engine in generate mode, the
     tries of model/generation.py with `bash -n` and shellcheck. Nothing is executed."""
-    import asyncio
-
-    from ..model.engine import CompletionQuery, Engine
-    from ..model.examples import few_shot_prompt
-    from ..model.generation import MAX_TOKENS, attempts, generate_script
+    from ..model.engine import Engine
+    from ..model.examples import few_shot_prompt, uses_examples
+    from ..model.generation import generate_with_engine
     from ..model.shell_check import ShellTools
 
     comment = " ".join(comment.split())[:MAX_QUERY_CHARS]
@@ -157,27 +155,8 @@ def script_for_comment(comment: str, loaded, store_root: Path | None, seed: int 
     found = Retrieval(lambda level, message: notes.append(message), lambda: store_root).search(comment, ACTIONS)
     for note in notes:
         print(note, file=sys.stderr)
-    prompt = few_shot_prompt(found[:FEW_SHOT], f"#!/bin/bash\n# {comment}\n")
-    tools = ShellTools()
+    prompt = f"#!/bin/bash\n# {comment}\n"
+    if uses_examples(loaded.meta):  # as the server's action: only a model trained on such prompts
+        prompt = few_shot_prompt(found[:FEW_SHOT], prompt)
     engine = Engine(loaded, seed=seed)
-
-    async def complete(num_samples: int, temperature: float):
-        query = CompletionQuery(
-            uri="bashlsp-generate-from-comment",
-            prefix=prompt,
-            suffix="",
-            mode="generate",
-            max_tokens=MAX_TOKENS,
-            temperature=temperature,
-            num_samples=num_samples,
-        )
-        return engine.complete(query).suggestions
-
-    async def check_syntax(script: str):
-        return tools.check_syntax(script)
-
-    async def findings(script: str):
-        return tools.findings(script, "info")
-
-    rank = findings if tools.shellcheck.available else None
-    return asyncio.run(generate_script(complete, check_syntax, rank, tries=attempts())), found
+    return generate_with_engine(engine, ShellTools(), prompt, "bashlsp-generate-from-comment"), found

@@ -230,36 +230,15 @@ def server_generator(loaded, seed: int = 0) -> Callable[[str], str | None]:
     """`generate(document) -> script or None` through the server's path: the engine in generate
     mode (its stop rules) and model/generation.py's tries, `bash -n` and, when shellcheck is
     installed, its ranking."""
-    import asyncio
-
-    from ..model.engine import CompletionQuery, Engine
-    from ..model.generation import MAX_TOKENS, attempts, generate_script
+    from ..model.engine import Engine
+    from ..model.generation import generate_with_engine
     from ..model.shell_check import ShellTools
 
     tools = ShellTools()
     engine = Engine(loaded.on_numpy() if str(loaded.device) == "cpu" else loaded, seed=seed)
 
-    async def check_syntax(script: str):
-        return tools.check_syntax(script)
-
-    async def findings(script: str):
-        return tools.findings(script, "info")
-
     def generate(document: str) -> str | None:
-        async def complete(num_samples: int, temperature: float):
-            query = CompletionQuery(
-                uri="bashlsp-eval-commands",
-                prefix=document,
-                suffix="",
-                mode="generate",
-                max_tokens=MAX_TOKENS,
-                temperature=temperature,
-                num_samples=num_samples,
-            )
-            return engine.complete(query).suggestions
-
-        rank = findings if tools.shellcheck.available else None
-        return asyncio.run(generate_script(complete, check_syntax, rank, tries=attempts())).script
+        return generate_with_engine(engine, tools, document, "bashlsp-eval-commands").script
 
     return generate
 

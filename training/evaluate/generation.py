@@ -12,7 +12,6 @@ trivially but completes nothing.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import re
 from collections.abc import Sequence
@@ -26,8 +25,7 @@ from ...model.generation import (
     MAX_TOKENS,
     RETRY_TEMPERATURE,
     SAMPLES,
-    attempts,
-    generate_script,
+    generate_with_engine,
     has_code_line,
 )
 from ...model.shell_check import ShellTools
@@ -174,25 +172,10 @@ def server_generation_pass_rate(loaded, descriptions: Sequence[str], seed: int =
     offered = first_try = tried = 0
     examples = []
 
-    async def check_syntax(script: str):
-        return tools.check_syntax(script)
-
     for description in progress_bar(descriptions, "generation (server)", progress):
-        prompt = generation_prompt(description)
-
-        async def complete(num_samples: int, temperature: float, prompt: str = prompt):
-            query = CompletionQuery(
-                uri="bashlsp-eval-generate",
-                prefix=prompt,
-                suffix="",
-                mode="generate",
-                max_tokens=MAX_TOKENS,
-                temperature=temperature,
-                num_samples=num_samples,
-            )
-            return engine.complete(query).suggestions
-
-        generated = asyncio.run(generate_script(complete, check_syntax, tries=attempts()))
+        generated = generate_with_engine(
+            engine, tools, generation_prompt(description), "bashlsp-eval-generate", rank=False
+        )
         tried += generated.tried
         offered += generated.script is not None
         first_try += generated.attempt == 0
