@@ -32,6 +32,16 @@ from support import RawServer
 ALLOWED_ERRORS = {-32700, -32600, -32601, -32602, -32800, -32803}
 SCRIPT = '#!/bin/bash\nNAME=world\nbackup_dir=/tmp/b\ngreet() {\n  echo "hi $1"\n}\n# copy the logs\necho "$\n'
 OPEN_URIS = [f"file:///tmp/bashlsp-fuzz/doc{i}.sh" for i in range(4)]
+# Two of the open documents are shell-shaped hostile text (issue 19: one such line froze the
+# server): the fuzzed requests reach them too.
+HOSTILE_SCRIPTS = {
+    OPEN_URIS[2]: "#!/bin/bash\n"
+    + 'export RBENV_THEME_PROMPT_PREFIX=""\n' * 200
+    + "export "
+    + "A" * 10_000
+    + '=""\necho "$\n',
+    OPEN_URIS[3]: "#!/bin/bash\necho " + "$(" * 3_000 + "x" + ")" * 3_000 + '\n"' + "a ' $b [" * 20_000 + "\n",
+}
 OTHER_URIS = [
     "file:///tmp/bashlsp-fuzz/never-opened.sh",
     "file:///tmp/bashlsp-fuzz/x.py",
@@ -77,7 +87,7 @@ def server(tiny_checkpoint, tmp_path_factory):
     server.initialize({"checkpoint": str(tiny_checkpoint), "completion": {"alternatives": 1}})
     server.wait_log("serving tiny")
     for uri in OPEN_URIS:
-        server.open(uri, SCRIPT)
+        server.open(uri, HOSTILE_SCRIPTS.get(uri, SCRIPT))
     yield server
     code = server.close()
     assert code == 0, server.log_tail()
