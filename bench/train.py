@@ -239,7 +239,7 @@ def style_table(rows: list[dict], fp32_gflops: float) -> str:
             f"| {r['user_before']:.3f} -> {r['user_after']:.3f} ({pct(r['user_change'])}) "
             f"| {r['general_before']:.3f} -> {r['general_after'] if r['general_after'] is not None else float('nan'):.3f} "
             f"({pct(r['general_change'])}) | {secs(r['first_checkpoint_s'])} | {r['round_s']:.0f} "
-            f"| {r['step']} of {r['steps']} | {r['tokens_per_second'] or 0:,.0f} ({fp32_gflops:.0f}) "
+            f"| {r['step'] if r['step'] is not None else '-'} of {r['steps']} | {r['tokens_per_second'] or 0:,.0f} ({fp32_gflops:.0f}) "
             f"| {r['load_start']:.1f}-{r['load_end']:.1f} |"
         )
     published = sum(r["published"] for r in rows)
@@ -334,7 +334,7 @@ def time_to_first_checkpoint(folder: Path, base: Path | None, work: Path) -> dic
         lines.append(line.rstrip("\n"))
         if _worth_showing(line):
             print(f"  | {line.rstrip()}", flush=True)
-        if line.startswith("published checkpoint"):
+        if line.startswith("published checkpoint") and published_at is None:  # a round may publish several
             published_at = time.perf_counter() - started
     process.wait()
     cpu_after = resource.getrusage(resource.RUSAGE_CHILDREN)

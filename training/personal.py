@@ -501,7 +501,11 @@ class PersonalTrainer:
         )
         self.say(decision.summary())
         self.say(headline)
-        meta = best.meta or {**base_meta, "gate": best.gate_record(decision, None)}
+        meta = best.meta or {
+            **base_meta,
+            "training": self._training_meta(trainer, config, time.perf_counter() - started, changed),
+            "gate": best.gate_record(decision, None),
+        }
         meta["summary"] = headline
         self._log_round(meta, best.published_id, result.history)
         shutil.rmtree(trainer.state_dir, ignore_errors=True)  # the round is decided: nothing to resume
