@@ -33,15 +33,23 @@ import numpy as np
 
 from ..model.context import chunk_offsets, word_hashes
 from ..model.redact import redact
-from ..model.shell import HEAD_BYTES, LIBRARY_EXTENSIONS, SHELL_EXTENSIONS, STARTUP_FILE_NAMES, shell_reason
+from ..model.shell import (
+    HEAD_BYTES,
+    LIBRARY_EXTENSIONS,
+    MAX_USER_SCRIPT_BYTES,
+    SHELL_EXTENSIONS,
+    SKIPPED_DIR_NAMES,
+    STARTUP_FILE_NAMES,
+    shell_reason,
+)
 
 MAX_ENTRIES = 50_000  # directory entries looked at; a 200,000-file tree stops here
 MAX_FILES = 5_000  # shell scripts indexed
-MAX_FILE_BYTES = 256 * 1024  # larger scripts are skipped (generated, or data)
+MAX_FILE_BYTES = MAX_USER_SCRIPT_BYTES  # larger scripts are skipped (generated, or data), as bashlsp-train does
 MAX_TOTAL_BYTES = 24 * 1024 * 1024  # script text kept in the index, in all
 MAX_SECONDS = 10.0
 MAX_GITIGNORE_BYTES = 64 * 1024
-SKIPPED_DIRS = frozenset({".git", ".hg", ".svn"})
+SKIPPED_DIRS = SKIPPED_DIR_NAMES  # tool folders, never walked (as bashlsp-train skips them)
 
 
 @dataclass
