@@ -127,7 +127,7 @@ def build_style_folders(corpus: Path, out: Path) -> dict[str, Path]:
     file under PACKAGE/PATH. Scripts whose text is in the general holdout are left out."""
     from ..training.corpus.holdout import holdout_records
     from ..training.corpus.replay import _digest, load_holdout_texts
-    from ..training.personal import GENERAL_HOLDOUT_DIR
+    from ..training.holdouts import GENERAL_HOLDOUT_DIR
 
     general = {_digest(text) for text in load_holdout_texts(GENERAL_HOLDOUT_DIR)}
     records = holdout_records(corpus)

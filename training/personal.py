@@ -30,20 +30,30 @@ import signal
 import sys
 import threading
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from ..model.checkpoint import BUNDLED_DIR, CheckpointStore, LoadedModel, load_checkpoint, resolve_checkpoint
 from ..model.device import resolve_device
 from ..model.errors import BashlspError, TrainingError
 from ..model.examples import personal_index_path
-from ..model.redact import Redaction, redact
-from .collect import DEFAULT_MAX_FILE_BYTES, Collection, Script, collect_scripts, holdout_split
+from .collect import DEFAULT_MAX_FILE_BYTES, Script, collect_scripts
 from .gate import DEFAULT_MAX_GENERAL_LOSS, GateDecision, decide
+from .holdouts import (
+    MAX_GENERAL_BYTES,
+    PreparedData,
+    bpb_text,
+    describe_dry_run,
+    holdout_bpb,
+    kb_text,
+    load_general_holdout,
+    prepare,
+    read_documents,
+    texts_digest,
+)
 from .lock import StoreLock
 from .personal_examples import publish_personal_examples
 
-GENERAL_HOLDOUT_DIR = BUNDLED_DIR / "holdout"
 REPLAY_DIR = BUNDLED_DIR / "replay"  # training/corpus/replay.py writes it
 STATE_DIR_NAME = "trainer-state"
 HISTORY_FILE = "trainer-history.jsonl"
@@ -74,9 +84,7 @@ class PersonalOptions:
     max_holdout_bytes: int = (
         64 * 1024
     )  # the gate measures your holdout in ~2 s; 24 KB held only 3 files of 3-9 KB: too noisy
-    max_general_bytes: int = (
-        24 * 1024
-    )  # as much of the general holdout is scored for the forgetting check (25 of its 38 scripts)
+    max_general_bytes: int = MAX_GENERAL_BYTES
     max_general_loss: float = DEFAULT_MAX_GENERAL_LOSS
     general_holdout: Path | None = None  # default: the holdout shipped with the default model
     max_file_bytes: int = DEFAULT_MAX_FILE_BYTES
@@ -93,158 +101,6 @@ class PersonalOptions:
     min_improvement: float = 0.002
     debounce_s: float = 2.0
     progress: bool = True
-
-
-# -- data ----------------------------------------------------------------------------------------
-
-
-@dataclass
-class PreparedData:
-    collection: Collection
-    train: list[Script]  # redacted texts
-    holdout: list[Script]
-    redactions: dict[str, list[Redaction]] = field(default_factory=dict)  # script name -> where
-
-    @property
-    def num_redactions(self) -> int:
-        return sum(len(r) for r in self.redactions.values())
-
-    def digests(self) -> dict[str, str]:
-        """name -> digest of the original bytes, for both sides (to see what an edit changed)."""
-        return {s.name: s.digest for s in self.train + self.holdout}
-
-
-def prepare(collection: Collection, holdout_fraction: float, max_holdout_bytes: int) -> PreparedData:
-    """Redact every script (before anything is tokenised) and split the holdout by file."""
-    redactions: dict[str, list[Redaction]] = {}
-    cleaned = []
-    for script in collection.scripts:
-        text, found = redact(script.text)
-        if found:
-            redactions[script.name] = found
-        cleaned.append(
-            Script(path=script.path, name=script.name, text=text, digest=script.digest, reason=script.reason)
-        )
-    if holdout_fraction > 0:
-        # The gate's measurement stays quick: the holdout is capped in bytes (the capped-off
-        # candidates train).
-        train, holdout = holdout_split(cleaned, fraction=holdout_fraction, max_bytes=max_holdout_bytes)
-    else:
-        train, holdout = cleaned, []
-    return PreparedData(
-        collection=collection, train=sorted(train, key=lambda s: s.name), holdout=holdout, redactions=redactions
-    )
-
-
-def load_general_holdout(folder: Path | None, max_bytes: int) -> tuple[list[str], str | None]:
-    """General bash for the forgetting check (see read_documents). Returns (texts, note when there
-    is none)."""
-    folder = folder or GENERAL_HOLDOUT_DIR
-    if not folder.is_dir():
-        return [], f"no general holdout at {folder} (it ships with the default model); the forgetting check is skipped"
-    texts, note = read_documents(folder, max_bytes)
-    return texts, (f"{note}; the forgetting check is skipped" if note else None)
-
-
-def read_documents(folder: Path, max_bytes: int | None) -> tuple[list[str], str | None]:
-    """Every file in `folder` is one document (a `.jsonl` file holds one {"text": ...} per line),
-    up to max_bytes (None: all). Returns (texts, note when there are none)."""
-    if not folder.is_dir():
-        return [], f"no documents at {folder} (they ship with the default model)"
-    texts, total = [], 0
-    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
-        try:
-            raw = path.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError):
-            continue
-        if path.suffix == ".jsonl":
-            docs = [json.loads(line).get("text", "") for line in raw.splitlines() if line.strip()]
-        else:
-            docs = [raw]
-        for doc in docs:
-            if not doc or (texts and max_bytes is not None and total + len(doc.encode()) > max_bytes):
-                continue
-            texts.append(doc)
-            total += len(doc.encode())
-    if not texts:
-        return [], f"{folder} holds no documents"
-    return texts, None
-
-
-def general_gate_meta(loaded: LoadedModel, folder: Path | None = None) -> dict:
-    """{"gate": {...}} with `loaded`'s bits per byte on the general holdout, for its meta.json:
-    a checkpoint that carries it (the bundled model, say) spares every first round that
-    measurement. Figures are reused only while the holdout texts match (by digest)."""
-    texts, note = load_general_holdout(folder, PersonalOptions.max_general_bytes)
-    if note:
-        raise TrainingError(note)
-    bpb = holdout_bpb(loaded, texts)
-    return {
-        "gate": {"general_holdout_digest": texts_digest(texts), "general_bpb_after": bpb, "general_reference_bpb": bpb}
-    }
-
-
-def texts_digest(texts: list[str]) -> str:
-    h = hashlib.sha256()
-    for text in texts:
-        h.update(hashlib.sha256(text.encode("utf-8")).digest())
-    return h.hexdigest()[:16]
-
-
-def _bpb(value: float | None) -> str:
-    return "n/a" if value is None else f"{value:.4f} bpb"
-
-
-def _kb(n: int) -> str:
-    return f"{n / 1024:.1f} KB"
-
-
-def describe_dry_run(prepared: PreparedData, base: str, general_note: str | None, general_docs: int) -> str:
-    c = prepared.collection
-    lines = ["dry run: nothing is trained, nothing is written"]
-    lines.append(
-        f"would train on {len(prepared.train)} scripts ({_kb(sum(s.num_bytes for s in prepared.train))}) and measure on "
-        f"{len(prepared.holdout)} held-out scripts ({_kb(sum(s.num_bytes for s in prepared.holdout))})"
-    )
-    for script in prepared.train:
-        lines.append(f"  train    {script.name}  ({_kb(script.num_bytes)}, {script.reason})")
-    for script in prepared.holdout:
-        lines.append(f"  holdout  {script.name}  ({_kb(script.num_bytes)}, {script.reason})")
-    skipped = sum(c.skipped.values())
-    lines.append(f"skipped {skipped} files" + (":" if skipped else ""))
-    for reason, count in sorted(c.skipped.items(), key=lambda kv: (-kv[1], kv[0])):
-        examples = ", ".join(c.examples.get(reason, []))
-        lines.append(f"  {reason}: {count} (e.g. {examples})")
-    lines.append(
-        f"redacted {prepared.num_redactions} secrets (kinds and places; the values are never shown)"
-        + (":" if prepared.num_redactions else "")
-    )
-    for name, found in sorted(prepared.redactions.items()):
-        for redaction in found:
-            lines.append(f"  {redaction.describe(name)}")
-    lines.append(f"would start from: {base}")
-    lines.append(
-        f"general holdout: {general_docs} documents" if not general_note else f"general holdout: {general_note}"
-    )
-    return "\n".join(lines)
-
-
-# -- measuring -----------------------------------------------------------------------------------
-
-
-def holdout_bpb(loaded: LoadedModel, texts: list[str]) -> float | None:
-    """Byte-weighted bits per byte over `texts` (windows of the full block, not overlapping, so
-    the gate's measurement stays cheap; before and after are measured the same way)."""
-    if not texts:
-        return None
-    from .evaluate import evaluate_bpb
-
-    was_training = loaded.model.training
-    loaded.model.eval()
-    try:
-        return float(evaluate_bpb(loaded, texts, stride=loaded.model.config.block_size)["bpb"])
-    finally:
-        loaded.model.train(was_training)
 
 
 # -- one round -----------------------------------------------------------------------------------
@@ -314,7 +170,7 @@ class BestStep:
         gained = previous_best is None or (user is not None and user < previous_best * (1 - o.min_improvement))
         if user is not None and (previous_best is None or user < previous_best):
             self.best_user = user
-        said = f"step {step}/{self.config.steps}: your holdout {_bpb(user)}"
+        said = f"step {step}/{self.config.steps}: your holdout {bpb_text(user)}"
         beats_published = self.decision is None or not self.decision.publish or user < self.decision.user_bpb_after
         if user is not None and user < (b.user_before or float("inf")) and beats_published:
             general = holdout_bpb(self.loaded, b.general_texts) if b.general_texts else None
@@ -326,7 +182,7 @@ class BestStep:
                 max_general_loss=o.max_general_loss,
                 missing_general_note=b.general_note,
             )
-            said += f", general holdout {_bpb(general)}"
+            said += f", general holdout {bpb_text(general)}"
             if decision.publish:
                 self._publish(decision, step, trainer)
                 said += f": published {self.published_id}"
@@ -596,7 +452,7 @@ class PersonalTrainer:
         else:
             general_reference = general_before
         self.say(
-            f"before: your holdout {_bpb(user_before)}, general holdout {_bpb(general_before)} "
+            f"before: your holdout {bpb_text(user_before)}, general holdout {bpb_text(general_before)} "
             f"({len(holdout_texts)} + {len(general_texts)} files, {time.perf_counter() - measuring_started:.1f} s)"
         )
         return Baseline(
@@ -709,7 +565,7 @@ class PersonalTrainer:
         prepared = self.collect()
         c = prepared.collection
         self.say(
-            f"found {len(c.scripts)} scripts ({_kb(c.num_bytes)}) under {', '.join(str(d) for d in self.options.dirs)}; "
+            f"found {len(c.scripts)} scripts ({kb_text(c.num_bytes)}) under {', '.join(str(d) for d in self.options.dirs)}; "
             f"skipped {sum(c.skipped.values())} files"
             + (" (" + ", ".join(f"{r}: {n}" for r, n in sorted(c.skipped.items())) + ")" if c.skipped else "")
             + f"; redacted {prepared.num_redactions} secrets"

@@ -275,7 +275,7 @@ def export_checkpoint(directory: Path, model: GPT, tokenizer: BashTokenizer, met
     and the holdout, stay) with float16 weights, validating the result before it counts. Where
     `directory` holds a general holdout (the bundled model's `holdout/`), the exported weights'
     bits per byte on it go into meta.json for the trainer's forgetting check."""
-    from .personal import general_gate_meta
+    from .holdouts import general_gate_meta
 
     directory.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=directory.parent) as tmp:

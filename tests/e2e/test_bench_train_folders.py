@@ -11,7 +11,8 @@ import pytest
 
 from bashlsp.bench.train import FOLDER_STYLES, build_style_folders, round_figures, style_table
 from bashlsp.model.errors import BashlspError
-from bashlsp.training.personal import GENERAL_HOLDOUT_DIR, HISTORY_FILE
+from bashlsp.training.holdouts import GENERAL_HOLDOUT_DIR
+from bashlsp.training.personal import HISTORY_FILE
 
 
 def _corpus(root: Path, general_text: str) -> Path:

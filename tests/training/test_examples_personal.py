@@ -11,7 +11,7 @@ from test_hardening_secrets import SECRETS, leaks, plant, public_text
 
 from bashlsp.model.examples import ExampleIndex, personal_index_path
 from bashlsp.training.collect import Script, collect_scripts
-from bashlsp.training.personal import prepare
+from bashlsp.training.holdouts import prepare
 from bashlsp.training.personal_examples import MAX_PAIRS, MAX_SCRIPTS, personal_examples, publish_personal_examples
 
 

@@ -22,7 +22,7 @@ from support import fixture_texts, folder_state, write_personal_scripts
 from bashlsp.model.checkpoint import CheckpointStore, load_checkpoint
 from bashlsp.model.engine import CompletionQuery, Engine
 from bashlsp.training.collect import collect_scripts
-from bashlsp.training.personal import prepare
+from bashlsp.training.holdouts import prepare
 
 PRIVATE_KEY_BODY = (
     "MIIEpAIBAAKCAQEA3Tz2mr7SZiAMfQyuvBjM2vNnUKq8Ro4NjMy9qEjR1M3Fq8Zx\n"

@@ -301,7 +301,7 @@ def test_bench_train_measures_the_real_loop(tiny_checkpoint):
 def test_general_figure_carried_in_the_base_meta_is_reused(user_dir, tmp_path, tiny_checkpoint):
     import shutil
 
-    from bashlsp.training.personal import GENERAL_HOLDOUT_DIR, general_gate_meta
+    from bashlsp.training.holdouts import GENERAL_HOLDOUT_DIR, general_gate_meta
 
     if not GENERAL_HOLDOUT_DIR.is_dir():
         pytest.skip("this build ships no general holdout")

@@ -11,7 +11,7 @@ import pytest
 from support import write_personal_scripts
 
 from bashlsp.model.checkpoint import CheckpointStore
-from bashlsp.training import personal
+from bashlsp.training import holdouts, personal
 from bashlsp.training.gate import decide
 from bashlsp.training.personal import HISTORY_FILE, PersonalOptions, PersonalTrainer, eval_steps
 
@@ -152,7 +152,7 @@ def test_the_shipped_replay_sample_is_apart_from_the_general_holdout():
     if not replay.is_file():
         pytest.skip("this build ships no replay sample")
     records = [json.loads(line) for line in replay.read_text().splitlines()]
-    holdout = [json.loads(line) for line in (personal.GENERAL_HOLDOUT_DIR / "general.jsonl").read_text().splitlines()]
+    holdout = [json.loads(line) for line in (holdouts.GENERAL_HOLDOUT_DIR / "general.jsonl").read_text().splitlines()]
     assert sum(len(r["text"].encode()) for r in records) <= 3_000_000
     assert all(r["licence"] and r["package"] and r["path"] for r in records)
     assert not {r["text"] for r in records} & {h["text"] for h in holdout}
