@@ -17,6 +17,10 @@ One trainer per store (training/lock.py). Ctrl-C stops at the next step boundary
 model is not published and the last good checkpoint stays current. The resumable state lives in
 `<store>/trainer-state/`, so a killed round resumes where it stopped when run again on the same
 data and base.
+
+Why ~670 lines: the round's steps, the best-step publishing and the watch loop share one
+trainer's state (PersonalTrainer); what stands alone lives beside it (holdouts.py, gate.py,
+personal_examples.py).
 """
 
 from __future__ import annotations
