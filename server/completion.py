@@ -55,9 +55,9 @@ async def symbol_items(cursor: Cursor, run) -> list[types.CompletionItem]:
     match = VARIABLE_CONTEXT.search(context)
     if match is not None:
         brace, partial = match.group(1), match.group(2)
-        symbols = await document_symbols(cursor.doc, cursor.line, run)
         close = "}" if brace and not cursor.line_after.startswith("}") else ""
-        start = cursor.back(len(partial))
+        start = cursor.back(len(partial))  # before the await: the document may change meanwhile
+        symbols = await document_symbols(cursor.doc, cursor.line, run)
         return [
             convert.symbol_completion_item(name, "variable", start, cursor.position, name + close, rank)
             for rank, name in enumerate(symbols.variables[:MAX_SYMBOL_ITEMS])
@@ -65,8 +65,8 @@ async def symbol_items(cursor: Cursor, run) -> list[types.CompletionItem]:
     match = COMMAND_CONTEXT.search(context)
     if match is not None:
         partial = match.group(1)
-        symbols = await document_symbols(cursor.doc, cursor.line, run)
         start = cursor.back(len(partial))
+        symbols = await document_symbols(cursor.doc, cursor.line, run)
         return [
             convert.symbol_completion_item(name, "function", start, cursor.position, name, rank)
             for rank, name in enumerate(symbols.functions[:MAX_SYMBOL_ITEMS])
@@ -83,30 +83,34 @@ async def completion(
     trigger: types.CompletionTriggerKind | None = None,
 ) -> types.CompletionList:
     cursor = Cursor.at(doc, position)
-    items = await symbol_items(cursor, services.tools.run)
     # Alternatives when the popup opens; while the user types on (the list is incomplete, so the
     # editor asks again at each keystroke) only the best line, which is about twice as fast.
     refining = trigger == types.CompletionTriggerKind.TriggerForIncompleteCompletions
     alternatives = 1 if refining else settings.completion.alternatives
-    if services.host.may_serve:
-        prefix = cursor.prefix()
-        query = CompletionQuery(
-            uri=doc.uri,
-            prefix=prefix,
-            suffix=cursor.suffix(),
-            mode="line",
-            max_tokens=settings.maxTokens,
-            temperature=settings.temperature,
-            top_p=settings.topP,
-            num_samples=alternatives,
-            context=services.context.for_cursor(doc.uri, prefix),  # the same chunks as ghost text: one cache
-        )
-        with services.requests.track(doc.uri, "completion") as ticket:
-            suggestions = (await services.host.complete(query, ticket.stop.is_set)).suggestions
+    # Tracked before the first await, so the newest request wins in the order requests arrive,
+    # and everything read from the document is read before it (an edit may land meanwhile).
+    with services.requests.track(doc.uri, "completion") as ticket:
+        query = None
+        if services.host.may_serve:
+            prefix = cursor.prefix()
+            query = CompletionQuery(
+                uri=doc.uri,
+                prefix=prefix,
+                suffix=cursor.suffix(),
+                mode="line",
+                max_tokens=settings.maxTokens,
+                temperature=settings.temperature,
+                top_p=settings.topP,
+                num_samples=alternatives,
+                context=services.context.for_cursor(doc.uri, prefix),  # the same chunks as ghost text: one cache
+            )
         word = doc.word_before(cursor.line, cursor.column)
         word_start = cursor.back(len(word))
-        for rank, suggestion in enumerate(suggestions[:alternatives]):
-            items.append(convert.model_completion_item(suggestion, word, word_start, cursor.position, rank))
+        items = await symbol_items(cursor, services.tools.run)
+        if query is not None:
+            suggestions = (await services.host.complete(query, ticket.stop.is_set)).suggestions
+            for rank, suggestion in enumerate(suggestions[:alternatives]):
+                items.append(convert.model_completion_item(suggestion, word, word_start, cursor.position, rank))
     return convert.completion_list(items)
 
 
