@@ -182,8 +182,15 @@ async function main() {
       throw new Error(`nothing was inserted; VS Code showed: ${await refusal.first().innerText()}`);
     }
     await shot(page, 'generated');
-    await page.keyboard.press('Control+S');
-    await page.locator('.tab.dirty').waitFor({ state: 'detached', timeout });
+    // Save from the editor (focus may sit in another part, such as the chat view), then wait
+    // until the script is on disk: a tab that never looked dirty must not pass for a save.
+    await page.locator('.editor-group-container.active .monaco-editor .view-lines').first().click();
+    await runCommand(page, 'File: Save');
+    const deadline = Date.now() + timeout;
+    while (fs.readFileSync(scenario.commentedFile, 'utf8').trim().split('\n').length <= 2) {
+      if (Date.now() > deadline) throw new Error('the generated script was inserted but never saved to disk');
+      await page.waitForTimeout(100);
+    }
     seen.generatedSaved = true;
   } catch (error) {
     seen.error = String(error && error.stack ? error.stack : error);
