@@ -54,7 +54,6 @@ class Stats:
     documents_opened: int = 0
     documents_reopened: int = 0
     unanswered: int = 0
-    closed: list[str] = field(default_factory=list)  # uris closed, some opened again later
 
 
 class Typist:

@@ -95,7 +95,6 @@ class LoopMonitor:
         self.loop, self.loop_thread = loop, loop_thread
         self.interval, self.stall_s = interval, stall_s
         self.last_answer = time.monotonic()
-        self.stalls = 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._watch, name="bashlsp-loop-monitor", daemon=True)
 
@@ -120,7 +119,6 @@ class LoopMonitor:
                 reported = False
             elif not reported:
                 reported = True
-                self.stalls += 1
                 frame = sys._current_frames().get(self.loop_thread)
                 where = "".join(traceback.format_stack(frame, limit=8)) if frame is not None else "(unknown)\n"
                 logger.error("bashlsp: the event loop has not answered for %.1f s; it is running:\n%s", stalled, where)
