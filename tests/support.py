@@ -325,6 +325,24 @@ async def wait_for_log(client: LanguageClient, needle: str, timeout: float = 120
 MEMORIZED_STEPS = 300
 
 
+# The documents the editor tests type into (ghost text after "ech") and generate below (the
+# comment the memorized checkpoint learnt the script of).
+EDITOR_TYPED = """#!/bin/bash
+# Back up a directory to a dated tarball.
+set -euo pipefail
+
+SRC="${1:-/etc}"
+DEST="${2:-$HOME/backups}"
+STAMP="$(date +%Y-%m-%d)"
+
+mkdir -p "$DEST"
+ech
+"""
+EDITOR_COMMENTED = """#!/bin/sh
+# Count lines of every file given on the command line.
+"""
+
+
 def memorized_checkpoint(tmp_path_factory) -> Path:
     """Trained once per test session, shared by the editor test modules."""
     directory = tmp_path_factory.getbasetemp() / "editors-memorized-checkpoint"

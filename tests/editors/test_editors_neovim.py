@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from support import memorized_checkpoint
+from support import EDITOR_COMMENTED, EDITOR_TYPED, memorized_checkpoint
 
 ROOT = Path(__file__).resolve().parents[2]
 PLUGIN = ROOT / "editors" / "neovim"
@@ -24,20 +24,8 @@ NVIM = shutil.which("nvim")
 
 pytestmark = pytest.mark.skipif(NVIM is None, reason="Neovim (nvim) is not installed; .ci/run installs Debian's")
 
-TYPED = """#!/bin/bash
-# Back up a directory to a dated tarball.
-set -euo pipefail
-
-SRC="${1:-/etc}"
-DEST="${2:-$HOME/backups}"
-STAMP="$(date +%Y-%m-%d)"
-
-mkdir -p "$DEST"
-ech
-"""
-COMMENTED = """#!/bin/sh
-# Count lines of every file given on the command line.
-"""
+TYPED = EDITOR_TYPED
+COMMENTED = EDITOR_COMMENTED
 
 
 @pytest.fixture(scope="module")

@@ -15,7 +15,7 @@ import zipfile
 from pathlib import Path
 
 import pytest
-from support import memorized_checkpoint
+from support import EDITOR_COMMENTED, EDITOR_TYPED, memorized_checkpoint
 
 from bashlsp.model.device import DEVICE_CHOICES
 from bashlsp.server.settings import Settings, parse_settings, settings_schema
@@ -182,20 +182,9 @@ def test_extension_compiles_and_packages(compiled_extension, tmp_path):
 # --- the protocol, with the client library the extension uses --------------------------------
 
 # Completion and ghost text at "ech|" (the last line) of a script like the fixtures.
-TYPED = """#!/bin/bash
-# Back up a directory to a dated tarball.
-set -euo pipefail
-
-SRC="${1:-/etc}"
-DEST="${2:-$HOME/backups}"
-STAMP="$(date +%Y-%m-%d)"
-
-mkdir -p "$DEST"
-ech"""
+TYPED = EDITOR_TYPED.removesuffix("\n")  # the cursor ends the document, after "ech"
 # "Generate script from comment" on line 1 of a new file.
-COMMENTED = """#!/bin/sh
-# Count lines of every file given on the command line.
-"""
+COMMENTED = EDITOR_COMMENTED
 
 
 @pytest.fixture(scope="module")

@@ -22,7 +22,7 @@ import threading
 from pathlib import Path
 
 import pytest
-from support import memorized_checkpoint
+from support import EDITOR_COMMENTED, EDITOR_TYPED, memorized_checkpoint
 
 ROOT = Path(__file__).resolve().parents[2]
 EXTENSION = ROOT / "editors" / "vscode"
@@ -37,20 +37,8 @@ pytestmark = pytest.mark.skipif(
     "(.ci/run does)",
 )
 
-TYPED = """#!/bin/bash
-# Back up a directory to a dated tarball.
-set -euo pipefail
-
-SRC="${1:-/etc}"
-DEST="${2:-$HOME/backups}"
-STAMP="$(date +%Y-%m-%d)"
-
-mkdir -p "$DEST"
-ech
-"""
-COMMENTED = """#!/bin/sh
-# Count lines of every file given on the command line.
-"""
+TYPED = EDITOR_TYPED
+COMMENTED = EDITOR_COMMENTED
 
 
 def free_port() -> int:
