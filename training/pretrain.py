@@ -7,7 +7,7 @@ A run directory holds everything needed to resume after a kill: tokenizer.json, 
 
 CORPUS is a directory written by the corpus builders (training/corpus/: manifest.jsonl and
 tldr.jsonl, split into train/holdout by package) or any folder of shell scripts (then a
-hash of each path puts ~5% in the holdout).
+hash of each path puts ~5% in the holdout). Several are concatenated, in the order given.
 """
 
 from __future__ import annotations
@@ -44,7 +44,7 @@ def load_documents(corpus: Path) -> tuple[list[str], list[str], dict]:
     corpus = Path(corpus)
     if not corpus.is_dir():
         raise TrainingError(f"corpus directory {corpus} does not exist")
-    if (corpus / "manifest.jsonl").is_file() or (corpus / "tldr.jsonl").is_file():
+    if is_built_corpus(corpus):
         from .corpus import load_corpus
 
         train = load_corpus(corpus, "train")
@@ -73,15 +73,44 @@ def load_documents(corpus: Path) -> tuple[list[str], list[str], dict]:
     )
 
 
-def repo_context(corpus: Path, train: list[str]):
-    """Neighbour chunks for the train documents of a built corpus (the same order as
-    load_documents'), grouped by package: training/corpus/dataset.RepoContext."""
+def is_built_corpus(corpus: Path) -> bool:
+    return (Path(corpus) / "manifest.jsonl").is_file() or (Path(corpus) / "tldr.jsonl").is_file()
+
+
+def load_corpora(corpora: list[Path]) -> tuple[list[str], list[str], dict]:
+    """load_documents of each corpus, concatenated in the order given (the Debian corpus and,
+    say, the few-shot documents of training/corpus/examples.py); the summary of one corpus, or
+    each corpus's summary under `corpora` with the totals."""
+    if len(corpora) == 1:
+        return load_documents(corpora[0])
+    train, holdout, summaries = [], [], []
+    for corpus in corpora:
+        more_train, more_holdout, summary = load_documents(corpus)
+        train += more_train
+        holdout += more_holdout
+        summaries.append(summary)
+    summary = {
+        "corpora": summaries,
+        "train_docs": len(train),
+        "holdout_docs": len(holdout),
+        "train_bytes": sum(s.get("train_bytes", 0) for s in summaries),
+        "sources": sorted({source for s in summaries for source in s.get("sources", [])}),
+    }
+    return train, holdout, summary
+
+
+def repo_context(corpora: list[Path], train: list[str]):
+    """Neighbour chunks for the train documents of built corpora (the same order as
+    load_corpora's), grouped by package: training/corpus/dataset.RepoContext."""
     from .corpus import load_corpus
     from .corpus.dataset import RepoContext
 
-    if not (Path(corpus) / "manifest.jsonl").is_file():
+    if not any((Path(corpus) / "manifest.jsonl").is_file() for corpus in corpora):
         raise TrainingError("--context-rate needs a built corpus (its manifest groups scripts by package)")
-    return RepoContext.for_corpus(load_corpus(corpus, "train"), texts=train)
+    if not all(is_built_corpus(corpus) for corpus in corpora):
+        raise TrainingError("--context-rate with several corpora needs every one of them built (training/corpus)")
+    docs = [doc for corpus in corpora for doc in load_corpus(corpus, "train")]
+    return RepoContext.for_corpus(docs, texts=train)
 
 
 def setup_distributed(device_name: str) -> torch.device:
@@ -101,7 +130,12 @@ def build_parser(prog: str = "bashlsp-train --pretrain") -> argparse.ArgumentPar
     p = argparse.ArgumentParser(
         prog=prog, description="Pre-train the base model on a corpus (resumable; torchrun-capable)."
     )
-    p.add_argument("corpus", type=Path, help="corpus directory (training/corpus builders) or a folder of scripts")
+    p.add_argument(
+        "corpus",
+        type=Path,
+        nargs="+",
+        help="corpus directories (training/corpus builders) or folders of scripts; several are concatenated",
+    )
     p.add_argument(
         "--out", type=Path, required=True, help="run directory (tokenizer, resumable state, final checkpoint)"
     )
@@ -146,7 +180,7 @@ def run_pretraining(args) -> Path:
     if args.threads:
         torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
-    train, holdout, summary = load_documents(args.corpus)
+    train, holdout, summary = load_corpora(args.corpus)
     out = Path(args.out)
     tokenizer_path = out / "tokenizer.json"
     init = load_checkpoint(resolve_checkpoint(args.init)) if args.init else None
@@ -258,6 +292,8 @@ def shipped_meta(meta: dict, init, export_id: str | None) -> dict:
     training totals over the runs it continues."""
     shipped = json.loads(json.dumps(meta))
     shipped["data"].pop("corpus", None)
+    for summary in shipped["data"].get("corpora", []):
+        summary.pop("corpus", None)
     shipped["data"].get("init", {}).pop("path", None)
     if export_id:
         shipped["id"] = export_id
