@@ -2,7 +2,7 @@
 
 A checkpoint is a directory holding four files:
     model.safetensors  weights (never pickle: a pickle can run code when loaded)
-    config.json        {"format": 1, "model": GPTConfig}
+    config.json        {"format": 1, "model": GPTConfig} (its `arch`, absent for dense, names the model)
     tokenizer.json     the tokenizer (its vocab size must equal the model's)
     meta.json          parent, created, data summary, metrics
 
@@ -18,6 +18,7 @@ checkpoint, whatever moment a writer dies at.
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
 import secrets
@@ -47,6 +48,7 @@ BUNDLED_DIR = Path(__file__).resolve().parent / "weights"
 _MAX_JSON_BYTES = 16 * 1024 * 1024
 BACKENDS = ("torch", "numpy")
 _FLOAT_DTYPES = ("float16", "float32", "float64", "bfloat16")
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -67,8 +69,8 @@ class LoadedModel:
 
     def on_numpy(self) -> LoadedModel:
         """The same model on the numpy backend (a float32 copy of the weights), as the server
-        runs it on a CPU."""
-        if self.backend == "numpy":
+        runs it on a CPU; itself for an arch numpy does not run (load_checkpoint)."""
+        if self.backend == "numpy" or self.config.arch != "dense":
             return self
         from .numpy_gpt import NumpyGPT
 
@@ -208,8 +210,10 @@ def load_checkpoint(
 ) -> LoadedModel:
     """Load and validate a checkpoint directory. Raises CheckpointError naming what is wrong.
 
-    backend "torch" builds a `GPT` on `device` (training, evaluation, serving on a GPU);
-    "numpy" builds a `NumpyGPT` (serving on a CPU: torch is never imported)."""
+    backend "torch" builds the config's model (architectures.build_model: a `GPT` for dense) on
+    `device` (training, evaluation, serving on a GPU); "numpy" builds a `NumpyGPT` (serving on a
+    CPU: torch is never imported), which exists for dense only: a checkpoint of another arch
+    loads with torch on the CPU instead (logged; LoadedModel.backend says "torch")."""
     if backend not in BACKENDS:
         raise ConfigError(f"unknown backend {backend!r}; choose one of: {', '.join(BACKENDS)}")
     if backend == "numpy" and str(device) != "cpu":
@@ -238,6 +242,16 @@ def load_checkpoint(
             f"{path}: vocab mismatch: tokenizer has {tokenizer.vocab_size} tokens, model config has {config.vocab_size}"
         )
     meta = _read_json(path / META_FILE, "meta")
+    if backend == "numpy" and config.arch != "dense":
+        # numpy_gpt implements the dense transformer only: the other archs serve with torch on the CPU
+        from .device import torch_installed, torch_missing
+
+        if not torch_installed():
+            raise torch_missing(f"serving {path} (arch {config.arch})", "train")
+        logger.info(
+            "%s is arch %s, which the numpy backend does not run: serving it with torch on the CPU", path, config.arch
+        )
+        backend = "torch"
     tensors = read_weights(path / WEIGHTS_FILE, framework="numpy" if backend == "numpy" else "pt")
     validate_weights(config, tensors, path)
     probe = [tokenizer.encode("#!/bin/bash\necho ok\n")[: config.block_size]]
@@ -250,9 +264,9 @@ def load_checkpoint(
     else:
         import torch
 
-        from .gpt import GPT
+        from .architectures import build_model
 
-        model = GPT(config, init_weights=False)
+        model = build_model(config, init_weights=False)
         model.load_state_dict(tensors, strict=True)  # copies, casting float16 weights to float32
         device = torch.device(device)
         model.to(device).eval()

@@ -38,6 +38,12 @@ class KVCache(Protocol):
     @property
     def batch_size(self) -> int: ...
 
+    def resized(self, batch_size: int, max_len: int) -> KVCache:
+        """A new cache of `max_len` positions holding the first `length` positions of batch row 0
+        in each of `batch_size` rows (the engine grows a document's cache, and starts sampled
+        rows from one prefix, with it)."""
+        ...
+
 
 class Forward(Protocol):
     config: GPTConfig

@@ -46,6 +46,18 @@ class KVCache:
         new.max_len, new.length = self.max_len, self.length
         return new
 
+    def resized(self, batch_size: int, max_len: int) -> KVCache:
+        """forward.KVCache.resized: a new cache of `max_len` positions holding the first
+        `length` positions of batch row 0 in each of `batch_size` rows."""
+        new = KVCache.__new__(KVCache)
+        shape = (self.k.shape[0], batch_size, self.k.shape[2], max_len, self.k.shape[4])
+        new.k = torch.empty(shape, device=self.k.device, dtype=self.k.dtype)
+        new.v = torch.empty(shape, device=self.v.device, dtype=self.v.dtype)
+        new.k[:, :, :, : self.length] = self.k[:, :1, :, : self.length]
+        new.v[:, :, :, : self.length] = self.v[:, :1, :, : self.length]
+        new.max_len, new.length = max_len, self.length
+        return new
+
 
 def rope_tables(config: GPTConfig, device=None) -> tuple[torch.Tensor, torch.Tensor]:
     """cos and sin of forward.rope_angles, (block_size, head_dim / 2) float32."""
@@ -125,7 +137,7 @@ class GPT(nn.Module):
         super().__init__()
         self.config = config
         self.wte = nn.Embedding(config.vocab_size, config.n_embd)
-        self.blocks = nn.ModuleList(Block(config, i) for i in range(config.n_layer))
+        self.blocks = nn.ModuleList(self.make_block(config, i) for i in range(config.n_layer))
         self.norm = nn.RMSNorm(config.n_embd, eps=config.norm_eps)
         cos, sin = rope_tables(config)
         # Not parameters and not saved: rebuilt from the config.
@@ -133,6 +145,11 @@ class GPT(nn.Module):
         self.register_buffer("rope_sin", sin, persistent=False)
         if init_weights:
             self._init_all()
+
+    @staticmethod
+    def make_block(config: GPTConfig, layer_index: int) -> nn.Module:
+        """Layer `layer_index`; the other architectures (moe.py, mamba.py) build theirs."""
+        return Block(config, layer_index)
 
     def _init_all(self) -> None:
         config = self.config

@@ -55,6 +55,17 @@ class NumpyKVCache:
     def batch_size(self) -> int:
         return self.k.shape[1]
 
+    def resized(self, batch_size: int, max_len: int) -> NumpyKVCache:
+        """forward.KVCache.resized: a new cache of `max_len` positions holding the first
+        `length` positions of batch row 0 in each of `batch_size` rows."""
+        new = NumpyKVCache.__new__(NumpyKVCache)
+        shape = (self.k.shape[0], batch_size, self.k.shape[2], max_len, self.k.shape[4])
+        new.k, new.v = np.empty(shape, dtype=np.float32), np.empty(shape, dtype=np.float32)
+        new.k[:, :, :, : self.length] = self.k[:, :1, :, : self.length]
+        new.v[:, :, :, : self.length] = self.v[:, :1, :, : self.length]
+        new.max_len, new.length = max_len, self.length
+        return new
+
 
 class NumpyGPT:
     """Inference-only `GPT` over a state dict of numpy arrays (float16 or float32)."""

@@ -44,11 +44,11 @@ def serving_forward(loaded: LoadedModel) -> Forward:
     """The forward pass that serves `loaded`: NumpyGPT as loaded, or a torch GPT through the
     fast path (fast_gpt.FastForward re-lays out the model's weight matrices in place: same
     values, stored transposed; do not train or save that model afterwards)."""
-    if loaded.backend == "torch":
+    if loaded.backend == "torch" and loaded.config.arch == "dense":
         from ..fast_gpt import FastForward  # imports torch: GPU serving, or the torch path on a CPU
 
         return FastForward(loaded.model.eval())
-    return loaded.model
+    return loaded.model  # NumpyGPT, or another arch's torch model (architectures.py), which steps itself
 
 
 class Engine:
@@ -200,17 +200,13 @@ class Engine:
         document should not hold a full-context cache, 8 MB for nano at 1024 positions)."""
         if doc.cache.max_len >= length:
             return
-        grown = self.forward.new_cache(1, min(self.context, max(length, 2 * doc.cache.max_len)))
-        keep = doc.cache.length
-        grown.k[:, :, :, :keep] = doc.cache.k[:, :, :, :keep]
-        grown.v[:, :, :, :keep] = doc.cache.v[:, :, :, :keep]
-        grown.length = keep
-        doc.cache = grown
+        doc.cache = doc.cache.resized(1, min(self.context, max(length, 2 * doc.cache.max_len)))
 
     def _budget(self, query: CompletionQuery, rules: StopRules) -> int:
         """Most tokens the request may generate."""
-        line_bound = LINE_MAX_TOKENS if rules.single_line else self.context
-        return max(1, min(query.max_tokens, self.context // 2, line_bound))
+        scale = self.tokenizer.token_scale  # a char model spends ~3 tokens where BPE spends one
+        line_bound = LINE_MAX_TOKENS * scale if rules.single_line else self.context
+        return max(1, min(query.max_tokens * scale, self.context // 2, line_bound))
 
     def _prefill(
         self,
@@ -255,10 +251,7 @@ class Engine:
         if n == 1:
             cache = doc.cache  # decode in place: generated tokens stay cached for the next request
         else:
-            cache = self.forward.new_cache(n, len(prompt) + budget)
-            cache.k[:, :, :, : len(prompt)] = doc.cache.k[:, :1, :, : len(prompt)]
-            cache.v[:, :, :, : len(prompt)] = doc.cache.v[:, :1, :, : len(prompt)]
-            cache.length = len(prompt)
+            cache = doc.cache.resized(n, len(prompt) + budget)  # the prompt's positions (all of doc.cache)
             logits = np.broadcast_to(logits, (n, logits.shape[-1]))
         budget = min(budget, cache.max_len - cache.length)
         code_first = query.mode == "generate" or (query.mode == "text" and query.code_first)
