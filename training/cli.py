@@ -18,6 +18,13 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _non_negative_int(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be at least 0, got {value}")
+    return value
+
+
 def _positive_float(text: str) -> float:
     value = float(text)
     if not value > 0:
@@ -115,6 +122,13 @@ def build_parser() -> argparse.ArgumentParser:
         "(default: %(default)s; 0: none)",
     )
     train.add_argument(
+        "--adapter-rank",
+        type=_non_negative_int,
+        default=defaults.adapter_rank,
+        help="train low-rank adapters of this rank on every block's projections instead of all the weights, "
+        "merged into the published checkpoint (default: %(default)s; 0: fine-tune all the weights)",
+    )
+    train.add_argument(
         "--eval-points",
         type=_positive_int,
         default=defaults.eval_points,
@@ -174,6 +188,7 @@ def options_from_args(args: argparse.Namespace):
         seq_len=args.seq_len,
         replay_share=args.replay_share,
         eval_points=args.eval_points,
+        adapter_rank=args.adapter_rank,
         seed=args.seed,
         once=args.once,
         dry_run=args.dry_run,

@@ -254,9 +254,12 @@ class Trainer:
         on_eval: Callable[[int, dict], None] | None = None,
         context=None,
         replay_texts: Sequence[str] = (),
+        adapter: torch.nn.Module | None = None,
     ) -> None:
         """context: neighbour chunks for repo-level examples (see TokenWindows; config.context_rate).
-        replay_texts: documents mixed into every micro-batch, config.replay_rows() sequences of it."""
+        replay_texts: documents mixed into every micro-batch, config.replay_rows() sequences of it.
+        adapter: low-rank adapters attached to `model` (model/lora.py): only they are trained, and
+        they are saved beside the (frozen) weights in the resumable state."""
         config.validate()
         if config.seq_len > model.config.block_size:
             raise TrainingError(f"seq_len {config.seq_len} exceeds the model's block_size {model.config.block_size}")
@@ -281,8 +284,10 @@ class Trainer:
             self.ddp_model = DistributedDataParallel(
                 model, device_ids=[device.index] if device.type == "cuda" else None
             )
-        decay = [p for n, p in model.named_parameters() if p.dim() >= 2]
-        no_decay = [p for n, p in model.named_parameters() if p.dim() < 2]
+        self.adapter = adapter
+        self.trainable = list((adapter if adapter is not None else model).parameters())
+        decay = [p for p in self.trainable if p.dim() >= 2]
+        no_decay = [p for p in self.trainable if p.dim() < 2]
         self.optimizer = torch.optim.AdamW(
             [{"params": decay, "weight_decay": config.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
             lr=config.lr,
@@ -314,6 +319,9 @@ class Trainer:
         opt_tensors, opt_info = _optimizer_tensors(self.optimizer)
         write_file_synced(tmp / "model.safetensors", safetensors_save(weights))
         write_file_synced(tmp / "optimizer.safetensors", safetensors_save(opt_tensors))
+        if self.adapter is not None:
+            adapter = {k: v.detach().cpu().contiguous() for k, v in self.adapter.state_dict().items()}
+            write_file_synced(tmp / "adapter.safetensors", safetensors_save(adapter))
         info = {
             "step": self.step,
             "skipped": self.skipped,
@@ -357,6 +365,10 @@ class Trainer:
         weights = read_weights(folder / "model.safetensors")
         validate_weights(self.model.config, weights, folder)
         self.model.load_state_dict(weights)
+        if self.adapter is not None:
+            if not (folder / "adapter.safetensors").is_file():
+                raise TrainingError(f"the saved state in {folder} has no adapter; remove it to start afresh")
+            self.adapter.load_state_dict(read_weights(folder / "adapter.safetensors"))
         _restore_optimizer(self.optimizer, read_weights(folder / "optimizer.safetensors"), info["optimizer"])
         self.step, self.skipped, self.tokens_seen = info["step"], info["skipped"], info["tokens_seen"]
         self.history = info["history"]
@@ -449,7 +461,7 @@ class Trainer:
                 self.step += 1
                 continue
             if config.grad_clip > 0:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+                torch.nn.utils.clip_grad_norm_(self.trainable, config.grad_clip)
             self.optimizer.step()
             self.optimizer.zero_grad(set_to_none=True)
             self.step += 1

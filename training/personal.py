@@ -98,6 +98,10 @@ class PersonalOptions:
     # (docs/benchmarks.md, "Personal training").
     replay_share: float = 0.25
     replay: Path | None = None  # default: the sample shipped with the default model
+    # Low-rank adapters (model/lora.py) on every block's projections instead of fine-tuning all
+    # the weights: 0 fine-tunes the whole model. Merged into the weights when published.
+    adapter_rank: int = 0
+    adapter_alpha: float = 16.0
     # Both holdouts are scored at this many points of the round; each point that passes the gate
     # and beats the last published one is published at once, and the round stops when your
     # holdout gains less than min_improvement (relative) over its best point so far.
@@ -234,7 +238,9 @@ class BestStep:
             "gate": gate,
         }
         meta["summary"] = decision.headline(f"step {step} of {self.config.steps}", seconds)
-        self.published_id = self.owner.store.publish(self.loaded.model, self.loaded.tokenizer, meta)
+        adapter = self.owner.adapter
+        model = adapter.merged(self.loaded.model) if adapter is not None else self.loaded.model
+        self.published_id = self.owner.store.publish(model, self.loaded.tokenizer, meta)
         self.owner.latest = self.owner.store.path_of(self.published_id)
         self.decision, self.step, self.meta = decision, step, meta
         if self.first_published_s is None:
@@ -268,6 +274,7 @@ class PersonalTrainer:
         self.latest: Path | None = None  # newest checkpoint this trainer published
         self.out = out or (lambda text: print(text, flush=True))
         self.rounds = 0
+        self.adapter = None  # the round's low-rank adapters (model/lora.py), when options.adapter_rank
         self._watcher = None
 
     def say(self, text: str) -> None:
@@ -322,10 +329,17 @@ class PersonalTrainer:
         started = time.perf_counter()
 
         replay_texts = self._replay_texts(config)
+        self.adapter = self._attach_adapter(loaded)
         trainer = self._make_trainer(start_path, loaded, texts, config, replay_texts)
         rows = config.replay_rows()
+        trained = (
+            f"rank-{self.adapter.config.rank} adapters ({sum(p.numel() for p in self.adapter.parameters()) / 1e6:.2f}M "
+            f"parameters) of the {loaded.model.num_params() / 1e6:.2f}M-parameter model"
+            if self.adapter is not None
+            else f"{loaded.model.num_params() / 1e6:.2f}M parameters"
+        )
         self.say(
-            f"fine-tuning {loaded.model.num_params() / 1e6:.2f}M parameters on {len(train_scripts)} scripts "
+            f"fine-tuning {trained} on {len(train_scripts)} scripts "
             f"({num_tokens:,} tokens): {config.steps} steps of {config.batch_size}x{config.seq_len} tokens"
             + (f" ({rows} of {config.batch_size} rows general bash replayed)" if rows else "")
             + f", lr {config.lr:g}, device {self.device}"
@@ -481,6 +495,14 @@ class PersonalTrainer:
             config.replay_share = 0.0
         return texts
 
+    def _attach_adapter(self, loaded: LoadedModel):
+        """Low-rank adapters on the loaded model when the options ask for them, else None."""
+        if not self.options.adapter_rank:
+            return None
+        from ..model.lora import LoRA, LoRAConfig
+
+        return LoRA(loaded.model, LoRAConfig(rank=self.options.adapter_rank, alpha=self.options.adapter_alpha))
+
     def _make_trainer(self, start_path: Path, loaded: LoadedModel, texts: list[str], config, replay_texts=()):
         """The shared loop's Trainer, resumed from a saved state of this very round if there is one:
         same start checkpoint, data and settings."""
@@ -496,6 +518,8 @@ class PersonalTrainer:
                     texts_digest(texts),
                     texts_digest(list(replay_texts)),
                     settings,
+                    self.adapter.config.rank if self.adapter is not None else 0,
+                    self.adapter.config.alpha if self.adapter is not None else None,
                 ]
             ).encode()
         ).hexdigest()[:16]
@@ -507,6 +531,7 @@ class PersonalTrainer:
             self.device,
             state_dir=self._state_dir(key),
             replay_texts=replay_texts,
+            adapter=self.adapter,
         )
         if trainer.load_state():
             self.say(f"resumed from step {trainer.step} of {config.steps} (saved state in {trainer.state_dir})")
@@ -543,6 +568,7 @@ class PersonalTrainer:
             "lr": config.lr,
             "fim_rate": config.fim_rate,
             "replay_share": config.replay_share,
+            "adapter_rank": self.adapter.config.rank if self.adapter is not None else 0,
             "skipped_nonfinite": trainer.skipped,
             "tokens_per_second": round(trainer.tokens_per_second(), 1),
             "seconds": round(train_seconds, 1),
