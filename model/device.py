@@ -107,3 +107,39 @@ def autocast_dtype(device: torch.device) -> torch.dtype | None:
     if device.type == "cpu" and cpu_has_fast_bf16():
         return torch.bfloat16
     return None
+
+
+AMP_MODES = ("auto", "on", "off", "force")
+
+
+def amp_dtype(device: torch.device, mode: str = "auto") -> tuple[torch.dtype | None, str | None]:
+    """The autocast dtype for training (None: fp32) and a message for the user, or None.
+
+    auto: bf16 where the device runs it fast (autocast_dtype), silently fp32 elsewhere.
+    on: also fp16 on Apple's MPS and on CUDA GPUs without bf16 (trained with a gradient scaler);
+        where the device is slow at both (a CPU without AVX512-BF16 or AMX) it says so and
+        trains in fp32.
+    force: autocast even there (bf16 on such a CPU: slower, for checking numerics only).
+    off: fp32."""
+    import torch
+
+    if mode not in AMP_MODES:
+        raise ConfigError(f"unknown amp mode {mode!r}; choose one of: {', '.join(AMP_MODES)}")
+    if mode == "off":
+        return None, None
+    if mode == "auto":
+        return autocast_dtype(device), None
+    dtype = autocast_dtype(device)
+    if dtype is None and device.type in ("cuda", "mps"):
+        dtype = torch.float16
+    if dtype is not None:
+        return dtype, None
+    if mode == "force":
+        return torch.bfloat16, (
+            f"--amp force: bf16 autocast on {device.type}, which has no fast bf16 (no AVX512-BF16 or AMX): "
+            "expect it to be slower than fp32"
+        )
+    return None, (
+        f"--amp: this {device.type} has no fast bf16 or fp16 (a CPU without AVX512-BF16 or AMX emulates bf16, "
+        "slower than fp32: docs/benchmarks.md); training in fp32 (--amp force runs bf16 anyway)"
+    )

@@ -4,17 +4,21 @@ Documents (already redacted text) become one token stream per epoch: documents i
 shuffled order, each followed by <|eof|>, a share of them turned into fill-in-the-middle
 examples (model/fim.py). The stream is cut into windows of `seq_len + 1` tokens; a
 (distributed) sampler hands windows to each process. AdamW with warmup and cosine
-decay, gradient clipping and accumulation, bf16 autocast where the device runs it fast,
-non-finite losses skipped and counted. State (weights, optimizer, step, history) is saved
+decay, gradient clipping and accumulation, bf16 autocast where the device runs it fast
+(`amp`), non-finite losses skipped and counted; optionally torch.compile (`compile`) and
+activation checkpointing per block (`grad_checkpointing`). State (weights, optimizer, step, history) is saved
 as safetensors + JSON so a killed run resumes where it stopped, never through pickle.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import math
 import os
+import shutil
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
@@ -27,7 +31,7 @@ from torch.utils.data import Dataset, DistributedSampler, RandomSampler
 
 from ..model.checkpoint import LoadedModel, fsync_dir, write_file_synced
 from ..model.context import CONTEXT_SHARE, QUERY_LINES, context_ids, query_text
-from ..model.device import autocast_dtype
+from ..model.device import AMP_MODES, amp_dtype
 from ..model.errors import TrainingError
 from ..model.fim import fim_training_ids
 from ..model.gpt import GPT
@@ -56,7 +60,9 @@ class TrainConfig:
     save_every: int = 0  # steps between resumable state saves (0: only at the end)
     log_every: int = 10
     seed: int = 0
-    autocast: bool = True  # bf16 where the device runs it fast (see model/device.py)
+    amp: str = "auto"  # autocast: auto | on | off | force (model/device.amp_dtype says what each does)
+    compile: bool = False  # torch.compile the training forward; eager with one warning where it cannot
+    grad_checkpointing: bool = False  # recompute each block's activations in backward: less memory, ~1/3 more compute
     progress: bool = True  # a tqdm bar on rank 0
 
     def validate(self) -> None:
@@ -71,6 +77,8 @@ class TrainConfig:
             raise TrainingError("context_rate must be between 0 and 1")
         if not 0 <= self.replay_share < 1:
             raise TrainingError("replay_share must be at least 0 and below 1")
+        if self.amp not in AMP_MODES:
+            raise TrainingError(f"amp must be one of {', '.join(AMP_MODES)}, not {self.amp!r}")
 
     def replay_rows(self) -> int:
         """Sequences of each micro-batch taken from the replay texts (at least one when sharing)."""
@@ -302,8 +310,22 @@ class Trainer:
         self.epoch = 0
         self.batch_in_epoch = 0
         self.history: list[dict] = []
-        dtype = autocast_dtype(device) if config.autocast else None
+        dtype, message = amp_dtype(device, config.amp)
+        if message:
+            warnings.warn(message, RuntimeWarning, stacklevel=2)
         self.autocast = torch.autocast(device.type, dtype=dtype) if dtype else nullcontext()
+        # fp16 (MPS, older CUDA GPUs) underflows small gradients unless the loss is scaled.
+        self.scaler = torch.amp.GradScaler(device.type) if dtype == torch.float16 else None
+        if config.grad_checkpointing:
+            checkpoint_blocks(model)
+        self.forward_model = self.ddp_model  # what the loop calls: compiled, or the module itself
+        self._compiled_once = False
+        if config.compile:
+            reason = compile_unavailable(device)
+            if reason:
+                warnings.warn(f"--compile: {reason}; training without it", RuntimeWarning, stacklevel=2)
+            else:
+                self.forward_model = torch.compile(self.ddp_model)
 
     # resumable state
 
@@ -449,10 +471,9 @@ class Trainer:
                 sync = nullcontext()
                 if self.distributed and micro < config.grad_accum - 1:
                     sync = self.ddp_model.no_sync()  # all-reduce once per optimizer step
-                with sync, self.autocast:
-                    loss = self.ddp_model(x, targets=y) / config.grad_accum
-                loss.backward()
-                total += loss.detach()
+                with sync:
+                    loss = self._forward_backward(x, y)
+                total += loss
                 self.tokens_seen += x.numel() * world
             if not torch.isfinite(total):
                 # A bad batch or a spike: drop this step rather than poison the weights.
@@ -460,9 +481,15 @@ class Trainer:
                 self.skipped += 1
                 self.step += 1
                 continue
+            if self.scaler is not None:
+                self.scaler.unscale_(self.optimizer)  # clip the true gradients
             if config.grad_clip > 0:
                 torch.nn.utils.clip_grad_norm_(self.trainable, config.grad_clip)
-            self.optimizer.step()
+            if self.scaler is not None:
+                self.scaler.step(self.optimizer)  # skips the step if the scaled gradients overflowed
+                self.scaler.update()
+            else:
+                self.optimizer.step()
             self.optimizer.zero_grad(set_to_none=True)
             self.step += 1
             loss_value = total.item()
@@ -499,6 +526,25 @@ class Trainer:
             history=self.history,
         )
 
+    def _forward_backward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """One micro-batch's loss (already divided by grad_accum), its gradients accumulated."""
+        first_compiled_call = self.forward_model is not self.ddp_model and not self._compiled_once
+        try:
+            with self.autocast:
+                loss = self.forward_model(x, targets=y) / self.config.grad_accum
+            (self.scaler.scale(loss) if self.scaler is not None else loss).backward()
+        except Exception as exc:
+            if not first_compiled_call:
+                raise
+            # torch.compile compiles at the first call and fails there (a broken C++ toolchain, an
+            # unsupported op or platform): say so once and go on eager from clean gradients.
+            warnings.warn(f"--compile: torch.compile failed ({exc}); training without it", RuntimeWarning, stacklevel=2)
+            self.optimizer.zero_grad(set_to_none=True)
+            self.forward_model = self.ddp_model
+            return self._forward_backward(x, y)
+        self._compiled_once = True
+        return loss.detach()
+
     def tokens_per_second(self) -> float:
         """Training tokens per second of the current (or last) train() call, pauses excluded."""
         clock = getattr(self, "_clock", None)
@@ -517,6 +563,42 @@ class Trainer:
             if self.on_eval:
                 self.on_eval(self.step, result)
         return result
+
+
+def compile_unavailable(device: torch.device) -> str | None:
+    """Why torch.compile cannot work here, or None. Inductor writes C++ for the CPU (it needs a
+    C++ compiler on PATH, or CXX) and Triton kernels for CUDA (the triton package)."""
+    if device.type == "cpu":
+        if not (os.environ.get("CXX") and shutil.which(os.environ["CXX"])) and not any(
+            shutil.which(c) for c in ("g++", "c++", "clang++")
+        ):
+            return "no C++ compiler on PATH (torch.compile's CPU code needs g++ or clang++)"
+    elif device.type == "cuda":
+        if importlib.util.find_spec("triton") is None:
+            return "the triton package is not installed (torch.compile's CUDA code needs it)"
+    elif device.type != "mps":
+        return f"torch.compile does not support device {device.type}"
+    return None
+
+
+def checkpoint_blocks(model: torch.nn.Module) -> None:
+    """Activation checkpointing per block: each of `model.blocks` keeps only its input in the
+    forward pass and recomputes the rest in backward. The block's own forward stays as it is
+    (the weights and their names do not change); without gradients (evaluation) it runs plainly."""
+    from torch.utils.checkpoint import checkpoint
+
+    blocks = getattr(model, "blocks", None)
+    if not isinstance(blocks, torch.nn.ModuleList):
+        raise TrainingError(f"grad checkpointing needs a model with a .blocks list; {type(model).__name__} has none")
+    for block in blocks:
+        forward = block.forward
+
+        def run(*args, forward=forward, **kwargs):
+            if torch.is_grad_enabled():
+                return checkpoint(forward, *args, use_reentrant=False, **kwargs)
+            return forward(*args, **kwargs)
+
+        block.forward = run
 
 
 def _rmtree(path: Path) -> None:

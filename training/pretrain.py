@@ -32,11 +32,13 @@ from ..model.checkpoint import (
     resolve_checkpoint,
     save_checkpoint,
 )
-from ..model.device import resolve_device
+from ..model.device import AMP_MODES, resolve_device
 from ..model.errors import BashlspError, TrainingError
 from ..model.gpt import GPT, PRESETS, preset_config
-from ..model.tokenizer import BashTokenizer
+from ..model.tokenizer import TOKENIZER_KINDS, BashTokenizer
 from .loop import TrainConfig, Trainer, is_main_process
+
+STAGES = ("language", "code")
 
 
 def load_documents(corpus: Path) -> tuple[list[str], list[str], dict]:
@@ -148,7 +150,12 @@ def build_parser(prog: str = "bashlsp-train --pretrain") -> argparse.ArgumentPar
     )
     p.add_argument("--export-id", help="the exported checkpoint's id (e.g. default-nano-4 for the bundled model)")
     p.add_argument("--size", default="nano", choices=list(PRESETS))
-    p.add_argument("--vocab-size", type=int, default=8192)
+    p.add_argument(
+        "--tokenizer",
+        choices=TOKENIZER_KINDS,
+        help="bpe: a --vocab-size BPE trained on the corpus (the default); char: one token a byte (261 tokens)",
+    )
+    p.add_argument("--vocab-size", type=int, default=8192, help="BPE vocabulary size (ignored with --tokenizer char)")
     p.add_argument("--block-size", type=int, default=1024)
     p.add_argument("--seq-len", type=int, default=512)
     p.add_argument("--steps", type=int, default=4000)
@@ -156,12 +163,31 @@ def build_parser(prog: str = "bashlsp-train --pretrain") -> argparse.ArgumentPar
     p.add_argument("--grad-accum", type=int, default=1)
     p.add_argument("--lr", type=float, default=2e-3, help="peak learning rate (pre-training; fine-tuning uses less)")
     p.add_argument("--warmup", type=int, default=100)
-    p.add_argument("--fim-rate", type=float, default=0.5)
+    p.add_argument("--fim-rate", type=float, help="share of FIM examples (default 0.5; 0 with --stage language)")
     p.add_argument(
         "--context-rate",
         type=float,
         default=0.0,
         help="share of a corpus's package scripts trained with chunks of the package's other files ahead (repo-level)",
+    )
+    p.add_argument(
+        "--stage",
+        choices=STAGES,
+        help="two-stage recipe: language (English prose: python -m bashlsp.training.corpus.language), "
+        "then code from that checkpoint (--init); recorded in meta.json",
+    )
+    p.add_argument(
+        "--amp",
+        choices=AMP_MODES,
+        default="auto",
+        help="autocast: auto (bf16 where fast, the default), on (also fp16 on MPS; says so where slow and "
+        "stays fp32), force (even where slow), off",
+    )
+    p.add_argument("--compile", action="store_true", help="torch.compile the model (falls back with a warning)")
+    p.add_argument(
+        "--grad-checkpointing",
+        action="store_true",
+        help="recompute each block's activations in backward: less memory for ~1/3 more compute",
     )
     p.add_argument("--eval-every", type=int, default=500)
     p.add_argument("--save-every", type=int, default=100)
@@ -184,16 +210,26 @@ def run_pretraining(args) -> Path:
     out = Path(args.out)
     tokenizer_path = out / "tokenizer.json"
     init = load_checkpoint(resolve_checkpoint(args.init)) if args.init else None
+    if args.stage == "code" and init is None:
+        raise TrainingError("--stage code continues a language-stage checkpoint: give it with --init")
+    kind = args.tokenizer or (init.tokenizer.kind if init is not None else "bpe")
+    if init is not None and kind != init.tokenizer.kind:
+        raise TrainingError(f"--tokenizer {kind}: --init {init.path} has a {init.tokenizer.kind} tokenizer")
     if is_main_process():
         out.mkdir(parents=True, exist_ok=True)
         if init is not None and not tokenizer_path.is_file():
             init.tokenizer.save(tokenizer_path)
+        if not tokenizer_path.is_file() and kind == "char":
+            BashTokenizer.char().save(tokenizer_path)
         if not tokenizer_path.is_file():
             print(f"training a {args.vocab_size}-token BPE tokenizer on {len(train)} documents", flush=True)
             BashTokenizer.train(train, vocab_size=args.vocab_size).save(tokenizer_path)
     if dist.is_initialized():
         dist.barrier()
     tokenizer = BashTokenizer.from_file(tokenizer_path)
+    if args.tokenizer and tokenizer.kind != args.tokenizer:  # a resumed run keeps its tokenizer
+        raise TrainingError(f"{tokenizer_path} is a {tokenizer.kind} tokenizer, not {args.tokenizer}; use a new --out")
+    fim_rate = args.fim_rate if args.fim_rate is not None else (0.0 if args.stage == "language" else 0.5)
     if init is not None:
         if init.tokenizer.to_str() != tokenizer.to_str():
             raise TrainingError(f"{tokenizer_path} differs from the tokenizer of --init {init.path}; use a new --out")
@@ -212,8 +248,11 @@ def run_pretraining(args) -> Path:
         grad_accum=args.grad_accum,
         lr=args.lr,
         warmup_steps=args.warmup,
-        fim_rate=args.fim_rate,
+        fim_rate=fim_rate,
         context_rate=args.context_rate,
+        amp=args.amp,
+        compile=args.compile,
+        grad_checkpointing=args.grad_checkpointing,
         eval_every=args.eval_every,
         save_every=args.save_every,
         seed=args.seed,
@@ -255,8 +294,13 @@ def run_pretraining(args) -> Path:
                 "batch_size": args.batch_size,
                 "grad_accum": args.grad_accum,
                 "lr": args.lr,
-                "fim_rate": args.fim_rate,
+                "fim_rate": fim_rate,
                 "context_rate": args.context_rate,
+                "tokenizer": tokenizer.kind,
+                "stage": args.stage,
+                "amp": args.amp,
+                "compile": args.compile,
+                "grad_checkpointing": args.grad_checkpointing,
                 "skipped_nonfinite": result.skipped_nonfinite,
                 "world_size": dist.get_world_size() if dist.is_initialized() else 1,
                 "seconds_this_run": round(time.time() - started, 1),
