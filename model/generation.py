@@ -3,27 +3,41 @@
 A pure function of three callables, so the language server (its worker-thread engine and tool
 runner) and `bashlsp eval` (the engine and tools called directly) run the same tries:
 
-- `complete(samples, temperature)`: scripts for the comment, as engine suggestions (text, score);
+- `complete(samples, temperature, max_tokens)`: scripts for the comment, as engine suggestions
+  (text, score);
 - `check_syntax(script)`: a `SyntaxResult` (`ShellTools.check_syntax`: `bash -O extglob -n`);
 - `findings(script)`: shellcheck findings used to rank the scripts that pass, or None.
 
 The tries (`attempts`): the script at the editor's temperature (greedy by default), then
-`samples` sampled ones. The first try with a script that has a line of code and passes
+`samples` sampled ones, decoded as one batch and bounded to RETRY_MAX_TOKENS (the batch lasts as
+long as its longest row). The first try with a script that has a line of code and passes
 `bash -n` wins; among its passing scripts, the one with the fewest serious shellcheck findings,
-then the fewest findings, then the likeliest. Generated code is only parsed, never executed.
+then the fewest findings, then the likeliest. A try's scripts are checked concurrently (`bash -n`
+on all, then shellcheck on those that pass). Generated code is only parsed, never executed.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from .shell_check import Finding, SyntaxResult
 
 RETRY_TEMPERATURE = 0.8  # the sampled tries: varied enough to get past a greedy script that does not parse
 SAMPLES = 4  # sampled scripts in the second try (the editor setting generate.samples)
 MAX_TOKENS = 128  # most tokens for one script (the editor setting generate.maxTokens)
+# Most tokens for a sampled script. The engine ends a script at the end of its block, so a
+# sampled row still running here is mostly one that never closes what it opened (fails `bash -n`
+# anyway), and the batch waited for it (latency before and after: docs/benchmarks.md).
+RETRY_MAX_TOKENS = 64
+
+
+class Try(NamedTuple):
+    samples: int
+    temperature: float
+    max_tokens: int = MAX_TOKENS
 
 
 class Scored(Protocol):
@@ -48,9 +62,13 @@ class Generated:
         }
 
 
-def attempts(temperature: float = 0.0, samples: int = SAMPLES) -> list[tuple[int, float]]:
-    """(samples, temperature) of each try: one script at `temperature`, then `samples` sampled ones."""
-    return [(1, temperature), (samples, max(temperature, RETRY_TEMPERATURE))]
+def attempts(temperature: float = 0.0, samples: int = SAMPLES, max_tokens: int = MAX_TOKENS) -> list[Try]:
+    """The tries: one script at `temperature` of at most `max_tokens`, then `samples` sampled ones
+    of at most min(max_tokens, RETRY_MAX_TOKENS)."""
+    return [
+        Try(1, temperature, max_tokens),
+        Try(samples, max(temperature, RETRY_TEMPERATURE), min(max_tokens, RETRY_MAX_TOKENS)),
+    ]
 
 
 def has_code_line(code: str) -> bool:
@@ -66,26 +84,24 @@ def _rank(candidate: tuple[Scored, list[Finding] | None]) -> tuple:
 
 
 async def generate_script(
-    complete: Callable[[int, float], Awaitable[Sequence[Scored]]],
+    complete: Callable[[int, float, int], Awaitable[Sequence[Scored]]],
     check_syntax: Callable[[str], Awaitable[SyntaxResult]],
     findings: Callable[[str], Awaitable[list[Finding] | None]] | None = None,
-    tries: Sequence[tuple[int, float]] | None = None,
+    tries: Sequence[Try] | None = None,
 ) -> Generated:
     """The script to offer for a comment (see the module docstring); `tries` defaults to `attempts()`."""
     tried, first_error = 0, None
-    for index, (num_samples, temperature) in enumerate(attempts() if tries is None else tries):
-        passing: list[tuple[Scored, list[Finding] | None]] = []
-        for suggestion in await complete(num_samples, temperature):
-            script = suggestion.text.strip("\n")
-            if not has_code_line(script):
-                continue
-            tried += 1
-            result = await check_syntax(script + "\n")
-            if result.ok is False:
-                first_error = first_error or result.message
-                continue
-            found = await findings(script + "\n") if findings is not None else None
-            passing.append((suggestion, found))
+    for index, (num_samples, temperature, max_tokens) in enumerate(attempts() if tries is None else tries):
+        suggestions = [s for s in await complete(num_samples, temperature, max_tokens) if has_code_line(s.text)]
+        tried += len(suggestions)
+        scripts = [s.text.strip("\n") + "\n" for s in suggestions]
+        results = await asyncio.gather(*(check_syntax(script) for script in scripts))
+        ok = [(s, script) for s, script, result in zip(suggestions, scripts, results) if result.ok is not False]
+        first_error = first_error or next((r.message for r in results if r.ok is False), None)
+        found = (
+            await asyncio.gather(*(findings(script) for _, script in ok)) if findings is not None else [None] * len(ok)
+        )
+        passing: list[tuple[Scored, list[Finding] | None]] = [(s, f) for (s, _), f in zip(ok, found)]
         if passing:
             best, found = min(passing, key=_rank)
             return Generated(script=best.text.strip("\n") + "\n", findings=found or [], tried=tried, attempt=index)
@@ -101,17 +117,15 @@ def generate_with_engine(engine, shell, prompt: str, uri: str, rank: bool = True
     """`generate_script` for `prompt` with a local engine and shell tools, outside the server
     (`bashlsp generate --from-comment`, eval): the action's tries, checks and, with `rank` and
     shellcheck installed, its ranking. Blocks until the script is chosen."""
-    import asyncio
-
     from .engine import CompletionQuery
 
-    async def complete(num_samples: int, temperature: float):
+    async def complete(num_samples: int, temperature: float, max_tokens: int):
         query = CompletionQuery(
             uri=uri,
             prefix=prompt,
             suffix="",
             mode="generate",
-            max_tokens=MAX_TOKENS,
+            max_tokens=max_tokens,
             temperature=temperature,
             num_samples=num_samples,
         )

@@ -99,14 +99,14 @@ async def generate(
         )
         prefix = few_shot_prompt(examples, prefix)
 
-    async def complete(num_samples: int, temperature: float):
+    async def complete(num_samples: int, temperature: float, max_tokens: int):
         query = CompletionQuery(
             # Its own cache entry: the document's keeps its window start, which would cut the examples off.
             uri=f"{doc.uri}#examples" if examples else doc.uri,
             prefix=prefix,
             suffix=suffix,
             mode="generate",
-            max_tokens=settings.generate.maxTokens,
+            max_tokens=max_tokens,
             temperature=temperature,
             top_p=settings.topP,
             num_samples=num_samples,
@@ -124,7 +124,7 @@ async def generate(
         complete,
         check_syntax,
         findings if use_shellcheck else None,
-        attempts(settings.temperature, settings.generate.samples),
+        attempts(settings.temperature, settings.generate.samples, settings.generate.maxTokens),
     )
     if generated.script is None and services.host.engine is None:
         generated.problem = "no model is loaded"

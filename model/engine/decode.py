@@ -19,7 +19,14 @@ import numpy as np
 from ..tokenizer import BashTokenizer
 from .healing import TokenTable
 from .query import CompletionQuery, Suggestion
-from .stops import LINE_CONFIDENCE, LINE_GUESSES, LINE_MAX_TOKENS, StopRules
+from .stops import (
+    GENERATE_LINE_CHARS,
+    LINE_CONFIDENCE,
+    LINE_GUESSES,
+    LINE_MAX_TOKENS,
+    StopRules,
+    repeats_itself,
+)
 
 TOP_K = 64  # sampling draws from the 64 likeliest tokens, then the nucleus among them (see Decoder.sample)
 
@@ -92,8 +99,6 @@ class Decoder:
         self.table = table
         self.line_confidence = line_confidence  # see stops.LINE_CONFIDENCE (0: a guess always ends a suggestion)
         self.line_guesses = line_guesses  # see stops.LINE_GUESSES
-        # Bounds in tokens cover the same text whatever the tokenizer (BashTokenizer.token_scale).
-        self.line_max_tokens = LINE_MAX_TOKENS * tokenizer.token_scale
 
     def _judge_line(self, row: Row, healed: bytes, give_up: bool = False) -> int | None:
         """At a line start, once the first line is decoded (or the row ended): None to offer the line
@@ -146,13 +151,20 @@ class Decoder:
                 row.done, row.cut = True, cut
                 return
             row.judged = True
-        if row.line_tokens >= self.line_max_tokens and rules.mode in ("line", "inline"):
+        if row.line_tokens >= LINE_MAX_TOKENS and rules.mode in ("line", "inline"):
             # A line as long as a whole line suggestion may be: the same bound in every mode.
             # The slowest ghost texts in `bench serve` were a model repeating itself for 48
             # tokens ("%M:%M:%M:..."). As at the token limit, a cut-off line after the first is
             # not offered.
             row.done = row.truncated = True
             return
+        if rules.mode == "generate" and b"\n" not in data:
+            line_start = row.data.rfind(b"\n", len(healed)) + 1 or len(healed)
+            line = utf8_text(bytes(row.data[line_start:]))
+            if len(line) > GENERATE_LINE_CHARS or repeats_itself(line):
+                # A looping line is dropped: the script ends after the line before it.
+                row.done, row.cut = True, len(utf8_text(bytes(row.data[len(healed) : line_start])))
+                return
         # The stop rules only change their answer at these (stop strings: at any token).
         if b"\n" in data or b"#" in data or starts_line or rules.stop:
             cut = rules.cut(utf8_text(bytes(row.data[len(healed) :])), final=False)

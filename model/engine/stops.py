@@ -30,6 +30,16 @@ LINE_CONFIDENCE = 0.3
 # the same as without the bound and a line-start request decoded 11.6 steps instead of 13.5
 # (edit similarity 24.2 instead of 25.1; docs/benchmarks.md).
 LINE_GUESSES = 2
+# Generate mode: a script line is cut where the model repeats itself within it (a unit of
+# LOOP_UNIT characters, with a letter and two different characters in it, LOOP_TIMES times in a
+# row at the line's end: `/rc.d/rc.d/rc.d/rc.d`, `echo "echo "echo "echo "`), or past
+# GENERATE_LINE_CHARS characters. The slowest "Generate script from comment" answers were such a
+# line decoded to the token bound, failing `bash -n`, then sampled scripts doing the same; real
+# lines rarely trip either rule (how rarely, and what it saved: docs/benchmarks.md, Command
+# examples).
+LOOP_UNIT = (3, 24)
+LOOP_TIMES = 4
+GENERATE_LINE_CHARS = 240  # characters, not tokens: the same bound for any tokenizer
 
 
 _OPENER = re.compile(r"(?:^|[;&|\s])(?:then|do)$|\{$|^case\s.*\sin$")
@@ -45,6 +55,18 @@ def block_delta(line: str) -> int:
     if not code or code.startswith("#") or _MIDDLE.match(code):
         return 0
     return (1 if _OPENER.search(code) else 0) - (1 if _CLOSER.match(code) else 0)
+
+
+def repeats_itself(line: str) -> bool:
+    """Whether `line` ends with a unit of LOOP_UNIT characters, holding a letter, repeated
+    LOOP_TIMES times in a row (a small model caught in a loop within a line). A run of one
+    character is not a loop here (`mktemp -t x.XXXXXXXXXXXX`); the line bound ends a long one."""
+    shortest, longest = LOOP_UNIT
+    for size in range(shortest, min(longest, len(line) // LOOP_TIMES) + 1):
+        unit = line[-size:]
+        if line.endswith(unit * LOOP_TIMES) and any(ch.isalpha() for ch in unit) and len(set(unit)) > 1:
+            return True
+    return False
 
 
 def _indent(line: str) -> int:
@@ -72,7 +94,8 @@ class StopRules:
              indented less than the cursor line, a closer of an outer block, a new statement at
              the cursor line's level when the cursor line had code; after the closer of a block
              the suggestion opened.
-    generate a script body: stop before a blank line that is followed by a comment in column 0.
+    generate the code for a comment: it ends at the end of its block, before a blank line once
+             every block it opened is closed (and before a blank line followed by a comment).
     text     a free continuation (`bashlsp generate`, eval's raw samples): it ends only at
              <|eof|>, at the token budget, or before the first of the query's `stop` strings.
     All modes: never repeat what follows the cursor: the suggestion ends before a line equal to
@@ -171,14 +194,19 @@ class StopRules:
         lines = text.split("\n")
         complete = len(lines) if final else len(lines) - 1
         pos = 0  # offset of the start of line i
+        depth, continued = 0, False  # blocks the script opened and has not closed; a trailing backslash
         for i in range(complete):
             line = lines[i]
             if line.strip() and self.next_line is not None and line.rstrip() == self.next_line.rstrip():
                 return max(0, pos - 1)
+            if i > 0 and not line.strip() and depth <= 0 and not continued:
+                return max(0, pos - 1)  # the end of the block: a blank line after complete statements
             if i > 0 and line.startswith("#") and not lines[i - 1].strip():
                 return max(0, pos - 1 - len(lines[i - 1]) - 1)
             if i > 0 and line.strip() and line == lines[i - 1]:  # a small model caught in a loop
                 return max(0, pos - 1)
+            depth += block_delta(line)
+            continued = line.rstrip().endswith("\\")
             pos += len(line) + 1
         if final:
             return len(text)

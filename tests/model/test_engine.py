@@ -12,6 +12,7 @@ from bashlsp.bench.engine import decode_tokens_per_second
 from bashlsp.model.checkpoint import load_checkpoint
 from bashlsp.model.engine import CompletionQuery, Engine, StopRules, TokenTable, block_delta
 from bashlsp.model.engine.decode import Row, utf8_text
+from bashlsp.model.engine.stops import repeats_itself
 from bashlsp.model.errors import Cancelled
 from bashlsp.model.fast_gpt import FastForward
 from bashlsp.model.gpt import GPT, GPTConfig
@@ -413,7 +414,39 @@ def test_generate_stops_at_a_blank_line_before_a_comment():
     r = rules("# list big files\n", "", mode="generate")
     body = "find . -size +10M\nls -la\n\n# next task\nrm -rf /\n"
     assert finished(r, body) == "find . -size +10M\nls -la"
-    assert finished(r, "du -sh *\n\nfor f in *; do\n") == "du -sh *\n\nfor f in *; do\n"  # not a comment
+
+
+def test_generate_stops_at_the_end_of_its_block():
+    """A blank line after complete statements ends the code for the comment; inside a block it
+    opened, or after a line continued with a backslash, a blank line does not."""
+    r = rules("# list big files\n", "", mode="generate")
+    assert finished(r, "du -sh *\n\nfor f in *; do\n") == "du -sh *"
+    assert finished(r, "for f in *; do\n  a\n\n  b\ndone\n\nnext\n") == "for f in *; do\n  a\n\n  b\ndone"
+    assert finished(r, "ls \\\n\n  -l\n") == "ls \\\n\n  -l"
+    assert r.cut("du -sh *\n\n", final=False) == len("du -sh *")  # decided as the blank line ends
+
+
+def test_repeats_itself():
+    assert repeats_itself("for i in /etc/rc.d/rc.d/rc.d/rc.d")
+    assert repeats_itself('echo "echo "echo "echo "')
+    assert not repeats_itself("for i in /etc/rc.d/rc.d/rc.d")  # three times is not yet a loop
+    assert not repeats_itself('echo "=============================="')  # no letter in the unit
+    assert not repeats_itself("mktemp -t run.XXXXXXXXXXXXXXXX")  # one character repeated
+    assert not repeats_itself("find / -perm -2000 -type f")
+
+
+def test_generate_drops_a_line_that_repeats_itself(engine):
+    """The row ends at once and the looping line is left out; the lines before it stay."""
+    tok = engine.tokenizer
+    r = rules("# list\n", "", mode="generate")
+    row = Row(pending=b"", code_due=True)
+    for token in tok.encode("ls -l\nfor i in /etc" + "/rc.d" * 12):
+        engine.decoder.take(row, token, -0.1, r, b"")
+        if row.done:
+            break
+    assert row.done and len(row.data) < len(b"ls -l\nfor i in /etc" + b"/rc.d" * 6)
+    (suggestion,) = engine.decoder.suggestions([row], b"", r, "generate")
+    assert suggestion.text == "ls -l"
 
 
 def test_block_delta():

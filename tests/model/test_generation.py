@@ -6,7 +6,15 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass
 
-from bashlsp.model.generation import RETRY_TEMPERATURE, attempts, generate_script, has_code_line
+from bashlsp.model.generation import (
+    MAX_TOKENS,
+    RETRY_MAX_TOKENS,
+    RETRY_TEMPERATURE,
+    Try,
+    attempts,
+    generate_script,
+    has_code_line,
+)
 from bashlsp.model.shell_check import Finding, ShellTools, SyntaxResult
 
 
@@ -20,7 +28,7 @@ def run(answers, findings=None, tries=None, syntax=None):
     """generate_script over canned answers per try; returns (result, the calls made)."""
     calls, tries_made = [], []
 
-    async def complete(num_samples, temperature):
+    async def complete(num_samples, temperature, max_tokens):
         calls.append((num_samples, temperature))
         tries_made.append(num_samples)
         return answers[len(tries_made) - 1] if len(tries_made) <= len(answers) else []
@@ -85,9 +93,10 @@ def test_ranking_prefers_fewer_serious_findings_then_fewer_findings_then_score()
 
 
 def test_attempts_follow_the_editor_temperature():
-    assert attempts() == [(1, 0.0), (4, RETRY_TEMPERATURE)]
-    assert attempts(1.5, 2) == [(1, 1.5), (2, 1.5)]
-    result, calls = run([[Scripted("BAD")], [Scripted("BAD")], [Scripted("pwd")]], tries=[(1, 0.0), (2, 0.5), (3, 1)])
+    assert attempts() == [(1, 0.0, MAX_TOKENS), (4, RETRY_TEMPERATURE, RETRY_MAX_TOKENS)]
+    assert attempts(1.5, 2, 32) == [(1, 1.5, 32), (2, 1.5, 32)]  # the retry bound is never above the editor's
+    tries = [Try(1, 0.0), Try(2, 0.5), Try(3, 1)]
+    result, calls = run([[Scripted("BAD")], [Scripted("BAD")], [Scripted("pwd")]], tries=tries)
     assert result.attempt == 2 and [c for c in calls if c[0] != "check"] == [(1, 0.0), (2, 0.5), (3, 1)]
 
 
@@ -105,7 +114,7 @@ def test_with_the_real_bash_check():
     async def check_syntax(script):
         return tools.check_syntax(script)
 
-    async def complete(num_samples, temperature):
+    async def complete(num_samples, temperature, max_tokens):
         return [Scripted("if true; then\n")] if temperature == 0 else [Scripted("rm -- !(*.keep)\n")]
 
     result = asyncio.run(generate_script(complete, check_syntax))
