@@ -24,6 +24,7 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 
+from ..model.architectures import build_model, describe
 from ..model.checkpoint import (
     CHECKPOINT_FILES,
     META_FILE,
@@ -32,6 +33,7 @@ from ..model.checkpoint import (
     resolve_checkpoint,
     save_checkpoint,
 )
+from ..model.config import ARCHS
 from ..model.device import AMP_MODES, resolve_device
 from ..model.errors import BashlspError, TrainingError
 from ..model.gpt import GPT, PRESETS, preset_config
@@ -39,6 +41,18 @@ from ..model.tokenizer import TOKENIZER_KINDS, BashTokenizer
 from .loop import TrainConfig, Trainer, is_main_process
 
 STAGES = ("language", "code")
+
+
+# The architectures' settings (model/config.py): given only for their arch; unset, the config's defaults.
+ARCH_OPTIONS = (
+    ("n_experts", int, "moe", "expert MLPs per block (default 4)"),
+    ("top_k", int, "moe", "experts per token (default 2)"),
+    ("aux_loss_weight", float, "moe", "weight of the load-balancing loss (default 0.01)"),
+    ("d_state", int, "mamba/hybrid", "SSM state per channel (default 16)"),
+    ("d_conv", int, "mamba/hybrid", "causal conv width (default 4)"),
+    ("expand", int, "mamba/hybrid", "inner width / model width (default 2)"),
+    ("attn_every", int, "hybrid", "every Nth layer is attention (default 3)"),
+)
 
 
 def load_documents(corpus: Path) -> tuple[list[str], list[str], dict]:
@@ -151,6 +165,14 @@ def build_parser(prog: str = "bashlsp-train --pretrain") -> argparse.ArgumentPar
     p.add_argument("--export-id", help="the exported checkpoint's id (e.g. default-nano-4 for the bundled model)")
     p.add_argument("--size", default="nano", choices=list(PRESETS))
     p.add_argument(
+        "--arch",
+        choices=ARCHS,
+        help="dense transformer (the default), moe (top-k routed expert MLPs), mamba (selective state space) "
+        "or hybrid (Mamba layers, attention every --attn-every); see model/architectures.py",
+    )
+    for name, kind, arch, what in ARCH_OPTIONS:
+        p.add_argument("--" + name.replace("_", "-"), type=kind, help=f"{arch}: {what}")
+    p.add_argument(
         "--tokenizer",
         choices=TOKENIZER_KINDS,
         help="bpe: a --vocab-size BPE trained on the corpus (the default); char: one token a byte (261 tokens)",
@@ -233,6 +255,8 @@ def run_pretraining(args) -> Path:
     if init is not None:
         if init.tokenizer.to_str() != tokenizer.to_str():
             raise TrainingError(f"{tokenizer_path} differs from the tokenizer of --init {init.path}; use a new --out")
+        if args.arch and args.arch != init.config.arch:
+            raise TrainingError(f"--arch {args.arch}: --init {init.path} is arch {init.config.arch}")
         model = init.model.train()
         summary["init"] = {
             "path": str(init.path),
@@ -240,7 +264,9 @@ def run_pretraining(args) -> Path:
             "steps_before": init.meta.get("training", {}).get("total_steps"),
         }
     else:
-        model = GPT(preset_config(args.size, tokenizer.vocab_size, args.block_size))
+        settings = {name: getattr(args, name) for name, *_ in ARCH_OPTIONS if getattr(args, name) is not None}
+        arch = args.arch or "dense"
+        model = build_model(preset_config(args.size, tokenizer.vocab_size, args.block_size, arch, **settings))
     config = TrainConfig(
         steps=args.steps,
         batch_size=args.batch_size,
@@ -274,7 +300,8 @@ def run_pretraining(args) -> Path:
         print(f"resumed at step {trainer.step} from {out / 'state'}", flush=True)
     if is_main_process():
         print(
-            f"model {args.size}: {model.num_params() / 1e6:.2f}M parameters; {trainer.data.num_tokens:,} training tokens; "
+            f"model {args.size}, {describe(model.config)}: {model.num_params() / 1e6:.2f}M parameters; "
+            f"{trainer.data.num_tokens:,} training tokens; "
             f"{len(train)} train / {len(holdout)} holdout documents; device {device}",
             flush=True,
         )
@@ -286,6 +313,7 @@ def run_pretraining(args) -> Path:
         meta = {
             "kind": "base",
             "size": args.size if init is None else init.meta.get("size", "custom"),
+            "arch": model.config.arch,
             "data": summary,
             "training": {
                 "steps": result.steps_done,
