@@ -14,6 +14,7 @@ carries the adapter merged into its weights (`merged`): the server needs nothing
 from __future__ import annotations
 
 import math
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
@@ -63,13 +64,18 @@ class LoRA(nn.Module):
         for i in range(len(model.blocks)):
             for target in config.targets:
                 name = f"blocks.{i}.{target}"
-                linear = modules[name]
+                linear = modules.get(name)
+                if not isinstance(linear, nn.Linear):  # another architecture's block (issue 17)
+                    continue
                 out_features, in_features = linear.weight.shape
                 a = torch.empty(config.rank, in_features, device=weight.device, dtype=weight.dtype)
                 nn.init.kaiming_uniform_(a, a=math.sqrt(5))  # as nn.Linear initialises; B = 0 keeps W at first
                 self.names.append(name)
                 self.a.append(nn.Parameter(a))
                 self.b.append(nn.Parameter(torch.zeros(out_features, config.rank, device=a.device, dtype=a.dtype)))
+        if not self.names:
+            raise ConfigError(f"this model ({model.config.arch}) has none of the projections an adapter reaches")
+        self.enabled = True  # off: the model computes as it did before the adapter (the start model)
         self._handles: list = []
         self.attach(model)
 
@@ -89,11 +95,22 @@ class LoRA(nn.Module):
 
     def _hook(self, index: int):
         def add_change(module, inputs, output):
+            if not self.enabled:
+                return None
             x = inputs[0]  # (B, T, in)
             a, b = self.a[index], self.b[index]
             return output + (x @ a.to(x.dtype).t() @ b.to(x.dtype).t()) * self.config.scale  # (B, T, out)
 
         return add_change
+
+    @contextmanager
+    def disabled(self):
+        """The start model, for as long as the block runs (the adapter's changes are left out)."""
+        self.enabled = False
+        try:
+            yield
+        finally:
+            self.enabled = True
 
     def delta(self, index: int) -> torch.Tensor:
         """The change to projection `index`'s weight, (out, in)."""

@@ -32,6 +32,13 @@ def _positive_float(text: str) -> float:
     return value
 
 
+def _non_negative_float(text: str) -> float:
+    value = float(text)
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"must be at least 0, got {value}")
+    return value
+
+
 def _fraction(text: str) -> float:
     value = float(text)
     if not 0 <= value < 1:
@@ -129,6 +136,13 @@ def build_parser() -> argparse.ArgumentParser:
         "merged into the published checkpoint (default: %(default)s; 0: fine-tune all the weights)",
     )
     train.add_argument(
+        "--replay-distill",
+        type=_non_negative_float,
+        default=defaults.replay_distill,
+        help="weight of the pull towards the start model's predictions on the replayed rows, so the model "
+        "keeps general bash (default: %(default)s; 0: none)",
+    )
+    train.add_argument(
         "--eval-points",
         type=_positive_int,
         default=defaults.eval_points,
@@ -189,6 +203,7 @@ def options_from_args(args: argparse.Namespace):
         replay_share=args.replay_share,
         eval_points=args.eval_points,
         adapter_rank=args.adapter_rank,
+        replay_distill=args.replay_distill,
         seed=args.seed,
         once=args.once,
         dry_run=args.dry_run,

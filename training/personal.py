@@ -102,10 +102,15 @@ class PersonalOptions:
     # the weights: 0 fine-tunes the whole model. Merged into the weights when published.
     adapter_rank: int = 0
     adapter_alpha: float = 16.0
-    # Both holdouts are scored at this many points of the round; each point that passes the gate
-    # and beats the last published one is published at once, and the round stops when your
-    # holdout gains less than min_improvement (relative) over its best point so far.
-    eval_points: int = 4
+    # Weight of the pull towards the start model's predictions on the replayed rows (KL divergence,
+    # training/distill.py); 0: the replayed rows are trained on their text alone.
+    replay_distill: float = 0.0
+    # Both holdouts are scored at this many points of the round, each twice the steps of the one
+    # before (eval_steps); each point that passes the gate and beats the last published one is
+    # published at once. The round stops when your holdout gains less than min_improvement
+    # (relative) over its best point so far, or when a point forgets more than allowed and more
+    # than the point before it.
+    eval_points: int = 5
     min_improvement: float = 0.002
     debounce_s: float = 2.0
     progress: bool = True
@@ -139,9 +144,11 @@ class Baseline:
 
 
 def eval_steps(steps: int, points: int) -> list[int]:
-    """The steps at which a round of `steps` is scored: `points` evenly spaced, the last one last."""
-    points = max(1, min(points, steps))
-    return sorted({max(1, round(steps * k / points)) for k in range(1, points + 1)})
+    """The steps at which a round of `steps` is scored: the last step and `points - 1` before it,
+    each half the one after (80 steps, 5 points: 5, 10, 20, 40, 80). The first checkpoint can so
+    come after a few steps, and the first steps, where a folder's style pulls the model furthest
+    from general bash, are looked at closely (docs/benchmarks.md, "Personal training")."""
+    return sorted({max(1, round(steps / 2**k)) for k in range(max(1, points))})
 
 
 class BestStep:
@@ -162,6 +169,7 @@ class BestStep:
         self.meta: dict = {}
         self.converged = False
         self.first_published_s: float | None = None
+        self.last_general: float | None = None  # the general holdout at the last point it was scored
 
     def due(self, step: int) -> bool:
         return step in self.points and step != self.last_step
@@ -179,6 +187,7 @@ class BestStep:
         if user is not None and (previous_best is None or user < previous_best):
             self.best_user = user
         said = f"step {step}/{self.config.steps}: your holdout {bpb_text(user)}"
+        forgetting_grows = False
         beats_published = self.decision is None or not self.decision.publish or user < self.decision.user_bpb_after
         if user is not None and user < (b.user_before or float("inf")) and beats_published:
             general = holdout_bpb(self.loaded, b.general_texts) if b.general_texts else None
@@ -191,6 +200,15 @@ class BestStep:
                 missing_general_note=b.general_note,
             )
             said += f", general holdout {bpb_text(general)}"
+            # Refused for forgetting, and more than at the last point: later steps only go further.
+            forgetting_grows = (
+                general is not None
+                and b.general_reference is not None
+                and general > b.general_reference * (1 + o.max_general_loss)
+                and self.last_general is not None
+                and general >= self.last_general
+            )
+            self.last_general = general
             if decision.publish:
                 self._publish(decision, step, trainer)
                 said += f": published {self.published_id}"
@@ -203,10 +221,11 @@ class BestStep:
         else:
             said += ": no better than the published step"
         self.owner.say(said)
-        if not gained:
+        if not gained or forgetting_grows:
             self.converged = True
             if step < self.config.steps:
-                self.owner.say(f"your holdout stopped improving: the round ends at step {step} of {self.config.steps}")
+                why = "your holdout stopped improving" if not gained else "the model forgets more general bash"
+                self.owner.say(f"{why}: the round ends at step {step} of {self.config.steps}")
         return self.converged
 
     def gate_record(self, decision: GateDecision, step: int | None) -> dict:
@@ -332,6 +351,7 @@ class PersonalTrainer:
         self.adapter = self._attach_adapter(loaded)
         trainer = self._make_trainer(start_path, loaded, texts, config, replay_texts)
         rows = config.replay_rows()
+        distill = self._attach_distillation(loaded, rows if replay_texts else 0)
         trained = (
             f"rank-{self.adapter.config.rank} adapters ({sum(p.numel() for p in self.adapter.parameters()) / 1e6:.2f}M "
             f"parameters) of the {loaded.model.num_params() / 1e6:.2f}M-parameter model"
@@ -342,6 +362,7 @@ class PersonalTrainer:
             f"fine-tuning {trained} on {len(train_scripts)} scripts "
             f"({num_tokens:,} tokens): {config.steps} steps of {config.batch_size}x{config.seq_len} tokens"
             + (f" ({rows} of {config.batch_size} rows general bash replayed)" if rows else "")
+            + (f", distilled from the start model (weight {distill.weight:g})" if distill is not None else "")
             + f", lr {config.lr:g}, device {self.device}"
         )
         base_meta = {
@@ -358,7 +379,11 @@ class PersonalTrainer:
             },
         }
         best = BestStep(self, loaded, baseline, config, changed, base_meta, started)
-        result = self._fine_tune(trainer, config.steps, best)
+        try:
+            result = self._fine_tune(trainer, config.steps, best)
+        finally:
+            if distill is not None:
+                distill.detach()
         if result.stopped_early and not best.converged:
             kept = (
                 f"checkpoint {best.published_id} (step {best.step}) stays published"
@@ -503,6 +528,27 @@ class PersonalTrainer:
 
         return LoRA(loaded.model, LoRAConfig(rank=self.options.adapter_rank, alpha=self.options.adapter_alpha))
 
+    def _attach_distillation(self, loaded: LoadedModel, rows: int):
+        """Replay distillation (training/distill.py) when the options ask for it and rows are
+        replayed, else None. The teacher is the start model: the same model with its adapters
+        off, or a frozen copy when all the weights train."""
+        if not (self.options.replay_distill and rows):
+            return None
+        from .distill import ReplayDistillation
+
+        adapter = self.adapter
+        if adapter is not None:
+
+            def teacher(idx):
+                with adapter.disabled():
+                    return loaded.model(idx)
+
+        else:
+            import copy
+
+            teacher = copy.deepcopy(loaded.model).eval().requires_grad_(False)
+        return ReplayDistillation(loaded.model, teacher, rows, self.options.replay_distill)
+
     def _make_trainer(self, start_path: Path, loaded: LoadedModel, texts: list[str], config, replay_texts=()):
         """The shared loop's Trainer, resumed from a saved state of this very round if there is one:
         same start checkpoint, data and settings."""
@@ -520,6 +566,7 @@ class PersonalTrainer:
                     settings,
                     self.adapter.config.rank if self.adapter is not None else 0,
                     self.adapter.config.alpha if self.adapter is not None else None,
+                    self.options.replay_distill,
                 ]
             ).encode()
         ).hexdigest()[:16]
@@ -569,6 +616,7 @@ class PersonalTrainer:
             "fim_rate": config.fim_rate,
             "replay_share": config.replay_share,
             "adapter_rank": self.adapter.config.rank if self.adapter is not None else 0,
+            "replay_distill": self.options.replay_distill if config.replay_share else 0.0,
             "skipped_nonfinite": trainer.skipped,
             "tokens_per_second": round(trainer.tokens_per_second(), 1),
             "seconds": round(train_seconds, 1),

@@ -76,3 +76,16 @@ def test_training_moves_only_the_adapter(tmp_path):
 def test_bad_adapter_settings_are_clear_errors(config):
     with pytest.raises(ConfigError, match="adapter"):
         LoRA(_model(), config)
+
+
+def test_a_disabled_adapter_is_the_start_model():
+    model = _model()
+    ids = _ids()
+    start = model(ids)
+    adapter = LoRA(model, LoRAConfig(rank=4))
+    with torch.no_grad():
+        for b in adapter.b:
+            b.normal_(std=0.05)
+    with adapter.disabled():
+        assert torch.equal(model(ids), start)
+    assert not torch.allclose(model(ids), start, atol=1e-3)

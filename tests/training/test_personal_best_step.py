@@ -69,29 +69,29 @@ def _run(opts) -> tuple[list[str], PersonalTrainer]:
     return lines, trainer
 
 
-def test_eval_steps_are_spread_and_end_at_the_last():
-    assert eval_steps(80, 4) == [20, 40, 60, 80]
+def test_eval_steps_double_up_to_the_last():
+    assert eval_steps(80, 5) == [5, 10, 20, 40, 80]
     assert eval_steps(3, 4) == [1, 2, 3]
     assert eval_steps(10, 1) == [10]
 
 
 def test_the_best_passing_step_is_published_not_the_last(tmp_path, tiny_checkpoint, monkeypatch):
     opts = _options(tmp_path, tiny_checkpoint)
-    # before, then steps 2, 4, 6, 8: 6 is the best that passes; 4 forgets; 8 is worse for you.
-    asked = _scripted(monkeypatch, opts.general_holdout, [2.0, 1.9, 1.8, 1.7, 1.75], [1.0, 1.01, 1.05, 1.015])
+    # before, then steps 1, 2, 4, 8: 4 is the best that passes; 1 forgets; 8 is worse for you.
+    asked = _scripted(monkeypatch, opts.general_holdout, [2.0, 1.9, 1.8, 1.7, 1.75], [1.0, 1.05, 1.01, 1.015])
     lines, _ = _run(opts)
     text = "\n".join(lines)
     store = CheckpointStore(opts.store)
-    assert len(store.list()) == 2, text  # steps 2 and 6
+    assert len(store.list()) == 2, text  # steps 2 and 4
     meta = json.loads((store.current_path() / "meta.json").read_text())
-    assert meta["gate"]["step"] == 6 and meta["gate"]["user_bpb_after"] == 1.7
+    assert meta["gate"]["step"] == 4 and meta["gate"]["user_bpb_after"] == 1.7
     assert meta["gate"]["general_bpb_after"] == 1.015
-    assert "step 4/8: your holdout 1.8000 bpb, general holdout 1.0500 bpb: not published (forgets general bash" in text
+    assert "step 1/8: your holdout 1.9000 bpb, general holdout 1.0500 bpb: not published (forgets general bash" in text
     # The general holdout is not scored at a step that is no better for you.
     assert asked.count("general") == 4
     headline = lines[-1]
     assert headline == meta["summary"]
-    assert headline.startswith("bashlsp-train: published the model of step 6 of 8")
+    assert headline.startswith("bashlsp-train: published the model of step 4 of 8")
     assert (
         "your scripts 2.000 -> 1.700 bpb (-15.0%)" in headline and "general bash 1.000 -> 1.015 bpb (+1.5%" in headline
     )
@@ -100,14 +100,26 @@ def test_the_best_passing_step_is_published_not_the_last(tmp_path, tiny_checkpoi
 
 
 def test_the_round_stops_when_your_holdout_stops_improving(tmp_path, tiny_checkpoint, monkeypatch):
-    opts = _options(tmp_path, tiny_checkpoint, steps=40)
+    opts = _options(tmp_path, tiny_checkpoint, steps=40)  # points at steps 2, 5, 10, 20, 40
     _scripted(monkeypatch, opts.general_holdout, [2.0, 1.9, 1.95], [1.0, 1.005])
     lines, trainer = _run(opts)
     text = "\n".join(lines)
-    assert "your holdout stopped improving: the round ends at step 20 of 40" in text
+    assert "your holdout stopped improving: the round ends at step 5 of 40" in text
     logged = json.loads((opts.store / HISTORY_FILE).read_text().splitlines()[-1])
-    assert logged["training"]["steps"] == 10 and logged["gate"]["step"] == 10  # published at step 10, the best
-    assert not any(line.startswith("step 21/") for line in lines)
+    assert logged["training"]["steps"] == 2 and logged["gate"]["step"] == 2  # published at step 2, the best
+    assert not any(line.startswith("step 6/") for line in lines)
+
+
+def test_the_round_stops_when_it_forgets_more_and_more(tmp_path, tiny_checkpoint, monkeypatch):
+    opts = _options(tmp_path, tiny_checkpoint, steps=40)  # points at steps 2, 5, 10, 20, 40
+    # Step 2 passes; step 5 is better for you but forgets beyond the 2% allowed, more than step 2.
+    _scripted(monkeypatch, opts.general_holdout, [2.0, 1.9, 1.8], [1.0, 1.01, 1.03])
+    lines, _ = _run(opts)
+    text = "\n".join(lines)
+    assert "the model forgets more general bash: the round ends at step 5 of 40" in text
+    assert not any(line.startswith("step 6/") for line in lines)
+    logged = json.loads((opts.store / HISTORY_FILE).read_text().splitlines()[-1])
+    assert logged["gate"]["step"] == 2 and logged["published"] is not None
 
 
 def test_nothing_better_says_so_in_one_line(tmp_path, tiny_checkpoint, monkeypatch):
