@@ -11,6 +11,7 @@ from ..model.errors import DocumentError
 from ..model.shell_check import introduces_syntax_error
 from ..model.tokenizer import clean_text
 from . import convert
+from .context import ProjectContext
 from .documents import Document
 from .services import Services
 from .settings import Settings
@@ -114,6 +115,23 @@ async def completion(
     return convert.completion_list(items)
 
 
+def inline_query(context: ProjectContext, settings: Settings, uri: str, prefix: str, suffix: str) -> CompletionQuery:
+    """The model query of ghost text between `prefix` and `suffix`: the request's, and the one
+    answered ahead of time while the editor is idle (server/prefill.py), which must be equal to it."""
+    return CompletionQuery(
+        uri=uri,
+        prefix=prefix,
+        suffix=suffix,
+        mode="inline",
+        max_tokens=settings.maxTokens,
+        temperature=settings.temperature,
+        top_p=settings.topP,
+        num_samples=1,
+        multiline=settings.inlineCompletion.multiline,
+        context=context.for_cursor(uri, prefix),
+    )
+
+
 async def inline_completion(
     services: Services,
     settings: Settings,
@@ -142,18 +160,7 @@ async def inline_completion(
         # The user typed what the ghost text starts with: its rest, without the model (issue 14).
         with services.requests.track(doc.uri, "inline"):  # newest wins: an older request for it stops
             return convert.inline_completion_list([doc.native(rest)], replaced)
-    query = CompletionQuery(
-        uri=doc.uri,
-        prefix=prefix,
-        suffix=suffix,
-        mode="inline",
-        max_tokens=settings.maxTokens,
-        temperature=settings.temperature,
-        top_p=settings.topP,
-        num_samples=1,
-        multiline=settings.inlineCompletion.multiline,
-        context=services.context.for_cursor(doc.uri, prefix),
-    )
+    query = inline_query(services.context, settings, doc.uri, prefix, suffix)
     tools = services.tools
     texts, shown = [], []  # as the editor shows them, and as the model wrote them
     with services.requests.track(doc.uri, "inline") as ticket:

@@ -3,7 +3,9 @@
 The server reaches the model only through the host: `complete(query, should_stop)` runs the
 engine on the worker thread and returns its `Completion` (suggestions and what they cost; the
 host keeps the per-kind figures `bashlsp.modelInfo` shows), and `prefill(query)` fills a
-document's cache there while nothing else runs (every request stops it first).
+document's cache there while nothing else runs (every request stops it first), and with
+`answer=True` also decodes the answer, which a request for exactly that query then gets without
+running the model (`Remembered`).
 
 Threads:
 - `worker` (one thread): everything that touches the Engine — the first load, every
@@ -89,6 +91,37 @@ class KindStats:
         }
 
 
+class Remembered:
+    """The last greedy answer per (document, mode, alternatives), with the query and the model it
+    was made for. The greedy model gives the same answer to the same query, so a request for
+    exactly that query (the first ghost text after the editor was idle, answered ahead of time;
+    an editor asking again at an unchanged cursor) is answered from here without running it.
+    Written on the worker thread, read on the event loop (single dict operations)."""
+
+    def __init__(self) -> None:
+        self._answers: dict[tuple[str, str, int], tuple[object, CompletionQuery, Completion]] = {}
+        self.hits = 0
+
+    @staticmethod
+    def _key(query: CompletionQuery) -> tuple[str, str, int]:
+        return query.uri, query.mode, query.num_samples
+
+    def keep(self, model: object, query: CompletionQuery, completion: Completion) -> None:
+        if query.temperature <= 0:  # a sampled answer is one of many: never repeated
+            self._answers[self._key(query)] = (model, query, completion)
+
+    def get(self, model: object, query: CompletionQuery) -> Completion | None:
+        """The answer made by `model` for a query equal to `query`, or None."""
+        kept = self._answers.get(self._key(query))
+        if kept is None or kept[0] != model or query.temperature > 0 or kept[1] != query:
+            return None
+        return kept[2]
+
+    def forget(self, uri: str) -> None:
+        for key in [k for k in self._answers if k[0] == uri]:
+            self._answers.pop(key, None)
+
+
 class ModelHost:
     def __init__(self, notify: Notify) -> None:
         self.notify = notify
@@ -111,7 +144,8 @@ class ModelHost:
         self._follow_task: asyncio.Task | None = None
         self._follow_again = False
         self.stats: dict[str, KindStats] = {}  # written on the worker thread only
-        self.prefills = 0  # pre-fills that ran to the end
+        self.prefills = 0  # pre-fills that ran to the end (with their answer, when asked)
+        self.remembered = Remembered()  # answers a request for the same query gets without the model
         self._prefill_stop = threading.Event()  # of the pre-fill queued or running
         self._failures_logged: set[str] = set()
 
@@ -168,9 +202,14 @@ class ModelHost:
 
     # -- completing ----------------------------------------------------------------------------------
 
+    def _model(self, engine: Engine) -> tuple[Engine, int]:
+        """Which model answers: a swap keeps the engine and counts (both on the worker, between jobs)."""
+        return engine, self.swaps
+
     def forget_document(self, uri: str) -> None:
         """Free the engine's state for a closed document, on the worker (after the requests
         already queued for it). Event loop thread."""
+        self.remembered.forget(uri)
         if self.engine is not None:
             try:
                 self.worker.submit(self._forget, uri)
@@ -188,6 +227,12 @@ class ModelHost:
         steps). A model failure is logged to the editor, once per kind of failure, and answers
         with no suggestions: it must not fail the editor's request."""
         kind = query.mode + ("" if query.num_samples == 1 else f"x{query.num_samples}")
+        engine = self.engine
+        if engine is not None and (answer := self.remembered.get(self._model(engine), query)) is not None:
+            if should_stop():
+                raise Cancelled("request cancelled before it started")
+            self.remembered.hits += 1  # (not in the per-kind figures: the model did not run)
+            return answer
         self._prefill_stop.set()  # a pre-fill queued or running gives way (within one chunk)
 
         def job() -> Completion:
@@ -205,15 +250,19 @@ class ModelHost:
                 self._engine_failed(exc)
                 return Completion([])
             self.stats.setdefault(kind, KindStats()).add(completion, time.perf_counter() - started)
+            self.remembered.keep(self._model(engine), query, completion)
             return completion
 
         return await asyncio.get_running_loop().run_in_executor(self.worker, job)
 
-    def prefill(self, query: CompletionQuery) -> None:
+    def prefill(self, query: CompletionQuery, answer: bool = False) -> None:
         """Fill the document's KV cache with the prompt `query` would have, on the worker while
-        nothing else runs, so the request that follows pre-fills a token or two. Lowest priority:
-        a newer pre-fill replaces one not yet done, and every request stops it between chunks. A
-        failure costs the next request time, nothing else: it is logged once like any other."""
+        nothing else runs, so the request that follows pre-fills a token or two; with `answer`,
+        decode its answer too and remember it, so a request for exactly `query` is answered at
+        once (a decode step of a 20 KB prompt costs ~4 ms on 2 CPU cores, and a line start may
+        decode a whole line). Lowest priority: a newer pre-fill replaces one not yet done, and
+        every request stops it between chunks or decode steps. A failure costs the next request
+        time, nothing else: it is logged once like any other."""
         self._prefill_stop.set()
         stop = self._prefill_stop = threading.Event()
 
@@ -221,8 +270,12 @@ class ModelHost:
             engine = self.engine
             if engine is None or stop.is_set():
                 return
+            if answer and self.remembered.get(self._model(engine), query) is not None:
+                return  # a request already asked this (the editor asks as the user types)
             try:
                 engine.prefill(query, stop.is_set)
+                if answer:
+                    self.remembered.keep(self._model(engine), query, engine.complete(query, stop.is_set))
                 self.prefills += 1
             except Cancelled:
                 pass

@@ -148,6 +148,7 @@ class BashLanguageServer(LanguageServer):
         info["projectContext"] = {
             "reusedAnswers": self.shown.hits,
             "prefills": self.host.prefills,
+            "rememberedAnswers": self.host.remembered.hits,  # answered ahead of time (or asked again)
             **self.context.info(),
         }
         return info

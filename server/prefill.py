@@ -1,6 +1,10 @@
 """Pre-fill ahead of time: while the editor is idle, fill a document's KV cache for the cursor
 the user is likely to type at next, so their first request pre-fills a token or two instead of
-the whole prompt (a 20 KB script is ~800 tokens: ~170 ms cold on 2 CPU cores).
+the whole prompt (a 20 KB script is ~800 tokens: ~170 ms cold on 2 CPU cores). The ghost text
+for that cursor is decoded too and remembered (server/hotswap.py's `Remembered`): a request at
+that cursor then gets it without running the model. Pre-filling alone left the decode in the
+request: 4-8 steps of ~4 ms each at a 750-token prompt, 60-90 ms under load at a line start in
+the middle of a script (docs/benchmarks.md, issue 14).
 
 When: a document opens (the cursor is not known yet: the end of the document, where a script
 grows), the editor is idle IDLE_S after a change (the cursor is after the change), and a code
@@ -8,8 +12,9 @@ action request names an empty range (editors ask for code actions as the cursor 
 says where the cursor is).
 
 Lowest priority: `ModelHost.prefill` runs it on the model worker between requests, and every
-request stops it (Engine.prefill polls the stop flag between 32-token chunks), so a request
-waits for one chunk at most. A newer pre-fill replaces an older one that has not started.
+request stops it (Engine.prefill polls the stop flag between 32-token chunks, Engine.complete
+before every decode step), so a request waits for one chunk or step at most. A newer pre-fill
+replaces an older one that has not started.
 """
 
 from __future__ import annotations
@@ -18,8 +23,7 @@ import asyncio
 
 from lsprotocol import types
 
-from ..model.engine import CompletionQuery
-from .completion import Cursor
+from .completion import Cursor, inline_query
 from .documents import split_lines
 
 IDLE_S = 0.25  # quiet time after a change before the cache is filled for its cursor
@@ -58,16 +62,12 @@ class AheadOfTime:
             last = len(doc.lines) - 1
             position = doc.position(last, len(doc.line_text(last)))
         cursor = Cursor.at(doc, position)
-        prefix = cursor.prefix()
-        query = CompletionQuery(
-            uri=uri,
-            prefix=prefix,
-            suffix=cursor.suffix(),
-            mode="inline",
-            max_tokens=ls.settings.maxTokens,
-            context=ls.context.for_cursor(uri, prefix),
-        )
-        ls.host.prefill(query)
+        settings = ls.settings
+        query = inline_query(ls.context, settings, uri, cursor.prefix(), cursor.suffix())
+        # The ghost text's answer too, when the editor asks for ghost text and the answer is
+        # greedy (one answer per query): the first request after the idle time then needs no
+        # model time at all. The prompt alone serves the popup as well (one cache per document).
+        ls.host.prefill(query, answer=settings.inlineCompletion.enable and settings.temperature <= 0)
 
 
 def cursor_after(doc, change) -> types.Position | None:

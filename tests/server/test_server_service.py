@@ -7,9 +7,9 @@ import asyncio
 
 import pytest
 
-from bashlsp.model.engine import CompletionQuery
+from bashlsp.model.engine import Completion, CompletionQuery
 from bashlsp.model.errors import Cancelled
-from bashlsp.server.hotswap import ModelHost
+from bashlsp.server.hotswap import ModelHost, Remembered
 from bashlsp.server.requests import RequestTracker
 from bashlsp.server.settings import Settings
 
@@ -109,3 +109,50 @@ async def test_prefill_fills_the_cache_the_next_request_reuses(tiny_checkpoint):
         assert typed.stats.prefilled <= 2 < typed.stats.prompt
     finally:
         host.close()
+
+
+async def test_an_answer_made_ahead_of_time_is_given_to_the_same_query_without_the_model(tiny_checkpoint):
+    host = _host(tiny_checkpoint, [])
+    host.start()
+    try:
+        text = '#!/bin/sh\nfor f in *; do\n  echo "$f"\ndone\n' * 3
+        query = CompletionQuery("file:///b.sh", text, "", "inline", max_tokens=8)
+        await host.complete(CompletionQuery("file:///warm.sh", "echo ", "", "inline", max_tokens=2), lambda: False)
+        host.prefill(query, answer=True)
+        await asyncio.get_running_loop().run_in_executor(host.worker, lambda: None)  # the queue has run
+        ran = host.stats["inline"].requests
+        direct = host.engine.complete(query)  # what the model itself answers (on this thread: nothing else runs)
+        remembered = await host.complete(
+            CompletionQuery("file:///b.sh", text, "", "inline", max_tokens=8), lambda: False
+        )
+        assert [s.text for s in remembered.suggestions] == [s.text for s in direct.suggestions]
+        assert host.remembered.hits == 1 and host.stats["inline"].requests == ran  # the model did not run
+        # Anything else in the query runs the model: another prefix, a sampled answer, a closed document.
+        await host.complete(CompletionQuery("file:///b.sh", text + "e", "", "inline", max_tokens=8), lambda: False)
+        sampled = CompletionQuery("file:///b.sh", text + "e", "", "inline", max_tokens=8, temperature=0.7)
+        await host.complete(sampled, lambda: False)
+        await host.complete(sampled, lambda: False)
+        assert host.remembered.hits == 1 and host.stats["inline"].requests == ran + 3
+        again = CompletionQuery("file:///b.sh", text + "e", "", "inline", max_tokens=8)
+        host.forget_document("file:///b.sh")
+        await host.complete(again, lambda: False)
+        assert host.remembered.hits == 1 and host.stats["inline"].requests == ran + 4
+        await host.complete(again, lambda: False)  # the editor asks again at the same cursor
+        assert host.remembered.hits == 2
+        # A pre-fill for a query already answered decodes nothing more.
+        host.prefill(again, answer=True)
+        await asyncio.get_running_loop().run_in_executor(host.worker, lambda: None)
+        assert host.stats["inline"].requests == ran + 4 and host.prefills == 1
+    finally:
+        host.close()
+
+
+def test_remembered_answers_belong_to_the_model_that_made_them():
+    remembered = Remembered()
+    query = CompletionQuery("file:///a.sh", "echo ", "", "inline")
+    answer = Completion([])
+    old_model, new_model = object(), object()
+    remembered.keep(old_model, query, answer)
+    assert remembered.get(old_model, CompletionQuery("file:///a.sh", "echo ", "", "inline")) is answer
+    assert remembered.get(new_model, query) is None  # a hot swap: the new model answers anew
+    assert remembered.get(old_model, CompletionQuery("file:///a.sh", "echo ", "", "line")) is None

@@ -75,6 +75,26 @@ def test_index_is_logged_once_with_what_it_skipped(session):
     assert sum("workspace index:" in m for _, m in server.logs) == 1
 
 
+def test_prefill_after_open_fills_the_cache(session):
+    # Before the tests that type (their pre-fills, IDLE_S after a change, would count here too).
+    server, root = session
+    uri = (root / "other.sh").as_uri()
+    done = server.model_info()["projectContext"]["prefills"]
+    server.open(uri, SCRIPT * 3)
+    # The pre-fill runs IDLE_S after the open, on the model worker; ask until it has run.
+    deadline = time.monotonic() + 60
+    while server.model_info()["projectContext"]["prefills"] == done and time.monotonic() < deadline:
+        pass
+    assert server.model_info()["projectContext"]["prefills"] == done + 1
+    # The answer at the end was decoded ahead too: the request gets it without the model.
+    before = server.model_info()
+    answer = inline(server, uri, len((SCRIPT * 3).splitlines()), 0)
+    assert "result" in answer
+    after = server.model_info()
+    assert after["projectContext"]["rememberedAnswers"] == before["projectContext"]["rememberedAnswers"] + 1
+    assert "inline" not in after["stats"]  # the model ran for no inline request
+
+
 def test_completions_work_with_context_ring_prefill_and_reuse(session):
     server, root = session
     server.wait_log("workspace index:")
@@ -133,17 +153,3 @@ def test_completions_work_with_context_ring_prefill_and_reuse(session):
     after = server.model_info()
     assert after["projectContext"]["reusedAnswers"] == before["projectContext"]["reusedAnswers"] + 1
     assert after["stats"]["inline"]["requests"] == before["stats"]["inline"]["requests"]  # no model run
-
-
-def test_prefill_after_open_fills_the_cache(session):
-    server, root = session
-    uri = (root / "other.sh").as_uri()
-    done = server.model_info()["projectContext"]["prefills"]
-    server.open(uri, SCRIPT * 3)
-    # The pre-fill runs IDLE_S after the open, on the model worker; ask until it has run.
-    deadline = time.monotonic() + 60
-    while server.model_info()["projectContext"]["prefills"] == done and time.monotonic() < deadline:
-        pass
-    assert server.model_info()["projectContext"]["prefills"] == done + 1
-    answer = inline(server, uri, len((SCRIPT * 3).splitlines()), 0)
-    assert "result" in answer
