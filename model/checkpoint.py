@@ -242,8 +242,7 @@ def load_checkpoint(
             f"{path}: vocab mismatch: tokenizer has {tokenizer.vocab_size} tokens, model config has {config.vocab_size}"
         )
     meta = _read_json(path / META_FILE, "meta")
-    if backend == "numpy" and config.arch != "dense":
-        # numpy_gpt implements the dense transformer only: the other archs serve with torch on the CPU
+    if serving_backend(config.arch, backend) != backend:
         from .device import torch_installed, torch_missing
 
         if not torch_installed():
@@ -279,6 +278,12 @@ def load_checkpoint(
     return LoadedModel(model=model, tokenizer=tokenizer, config=config, meta=meta, path=path, device=device)
 
 
+def serving_backend(arch: str, backend: str) -> str:
+    """The backend a checkpoint of `arch` loads on when `backend` is asked for: numpy_gpt runs the
+    dense transformer only, so the other archs run with torch on the CPU instead."""
+    return "torch" if backend == "numpy" and arch != "dense" else backend
+
+
 # -- the store -----------------------------------------------------------------------------------
 
 
@@ -302,6 +307,7 @@ class CheckpointInfo:
     path: Path
     meta: dict = field(default_factory=dict)
     current: bool = False
+    arch: str = "dense"  # config.json's (model/architectures.py)
 
 
 def new_checkpoint_id() -> str:
@@ -372,9 +378,13 @@ class CheckpointStore:
                 continue
             try:
                 meta = _read_json(path / META_FILE, "meta")
+                model = _read_json(path / CONFIG_FILE, "config").get("model")
+                arch = model.get("arch", "dense") if isinstance(model, dict) else "?"
             except CheckpointError as exc:
-                meta = {"error": str(exc)}
-            infos.append(CheckpointInfo(id=path.name, path=path, meta=meta, current=path.name == current))
+                meta, arch = {"error": str(exc)}, "?"
+            infos.append(
+                CheckpointInfo(id=path.name, path=path, meta=meta, current=path.name == current, arch=str(arch))
+            )
         return infos
 
     # changes

@@ -168,11 +168,13 @@ def _run_from_comment(args) -> int:
 
 
 def _run_models_list(args) -> int:
-    from ..model.checkpoint import bundled_checkpoint
+    from ..model.checkpoint import bundled_checkpoint, serving_backend
+    from ..model.device import serving_device
 
     store = _store(args)
     infos = store.list()
     print(f"store: {store.root}")
+    backend, device = serving_device("auto")  # as `bashlsp serve` chooses with the default settings
     if not infos:
         bundled = bundled_checkpoint()
         print(
@@ -185,7 +187,8 @@ def _run_models_list(args) -> int:
             f"{k}={v:.3f}" if isinstance(v, float) else f"{k}={v}" for k, v in sorted(metrics.items())[:4]
         )
         marker = "*" if info.current else " "
-        print(f"{marker} {info.id}  {info.meta.get('created', '?')}  {info.meta.get('error', summary)}")
+        served = f"{info.arch}, served on {serving_backend(info.arch, backend)} ({device})"
+        print(f"{marker} {info.id}  {info.meta.get('created', '?')}  {served}  {info.meta.get('error', summary)}")
     return 0
 
 
