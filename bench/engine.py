@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from ..model.checkpoint import LoadedModel
+from ..model.config import ARCHS
 from ..model.engine import CompletionQuery, Engine
 from ..model.engine.core import PREFILL_CHUNK
 from ..model.engine.decode import Row
@@ -64,10 +65,10 @@ def naive_vs_engine_decode(engine: Engine, tokens: int = 64, context: int = 256,
     the median ms/token of each."""
     import torch
 
-    from ..model.gpt import GPT
+    from ..model.architectures import build_model
 
     served = engine.loaded.model
-    naive = GPT(served.config, init_weights=False).eval()
+    naive = build_model(served.config, init_weights=False).eval()
     # the same weights under their checkpoint names (NumpyGPT gives them back in GPT's layout)
     state = {name: torch.as_tensor(w).contiguous() for name, w in served.state_dict().items()}
     naive.load_state_dict(state)
@@ -86,6 +87,36 @@ def naive_vs_engine_decode(engine: Engine, tokens: int = 64, context: int = 256,
                     logits = forward.step(logits.argmax(axis=-1)[:, None], cache)
                 times[name].append(1000 * (time.perf_counter() - start) / tokens)
     return {name: sorted(values)[len(values) // 2] for name, values in times.items()}
+
+
+def lowered_length_step_ms(engine: Engine, context: int = 256, drop: int = 4, rounds: int = 32) -> dict:
+    """A one-token step right after the cache's length was lowered by `drop` (an edit before the
+    cursor, a rejected draft) beside a plain one-token step, over `rounds` consecutive lengths
+    from `context` (every offset from a state snapshot, for Mamba: model/mamba.py). Returns the
+    median ms of each and the mean positions a state cache re-ran (0 for a KV cache)."""
+    context = min(context, engine.context - rounds - drop - 2)
+    lowered, plain, rerun = [], [], []
+    with engine.exclusive() as forward:
+        ids = np.random.default_rng(0).integers(0, engine.tokenizer.vocab_size, (1, context + rounds + drop + 2))
+        cache = forward.new_cache(1, context + rounds + drop + 2)
+        forward.step(ids[:, :context], cache)
+        for length in range(context, context + rounds):
+            cache.length = length
+            forward.step(ids[:, length : length + drop], cache)  # the tail that the edit drops
+            cache.length = length
+            before = getattr(cache, "recomputed", 0)  # only a state cache re-runs anything
+            start = time.perf_counter()
+            forward.step(ids[:, length : length + 1], cache)
+            lowered.append(time.perf_counter() - start)
+            rerun.append(getattr(cache, "recomputed", 0) - before)
+            start = time.perf_counter()
+            forward.step(ids[:, length + 1 : length + 2], cache)
+            plain.append(time.perf_counter() - start)
+    return {
+        "lowered_ms": 1000 * float(np.median(lowered)),
+        "plain_ms": 1000 * float(np.median(plain)),
+        "mean_rerun": float(np.mean(rerun)),
+    }
 
 
 def prefill_ms(engine: Engine, tokens: int, context: int = 0, repeats: int = 3) -> float:
@@ -161,19 +192,21 @@ def psm_prefill_tokens(engine: Engine, text: str, every: int = 1) -> float:
     return sum(counts) / len(counts)
 
 
-def _random_nano_model(vocab_texts: list[str], backend: str) -> LoadedModel:
-    """A randomly initialised nano model (speed does not depend on the weights) with a
+def _random_nano_model(vocab_texts: list[str], backend: str, arch: str = "dense") -> LoadedModel:
+    """A randomly initialised nano model of `arch` (speed does not depend on the weights) with a
     tokenizer trained to 8192 tokens on the given shell text."""
     import torch
 
-    from ..model.gpt import GPT, preset_config
+    from ..model.architectures import build_model
+    from ..model.checkpoint import serving_backend
+    from ..model.gpt import preset_config
     from ..model.numpy_gpt import NumpyGPT
 
     tok = BashTokenizer.train(vocab_texts, vocab_size=8192)
     torch.manual_seed(0)
-    model = GPT(preset_config("nano", tok.vocab_size)).eval()
-    meta, path = {"id": "random-nano"}, Path("(random nano)")
-    if backend == "numpy":
+    model = build_model(preset_config("nano", tok.vocab_size, arch=arch)).eval()
+    meta, path = {"id": f"random-nano-{arch}"}, Path(f"(random nano {arch})")
+    if serving_backend(arch, backend) == "numpy":
         numpy_model = NumpyGPT(model.config, {name: t.numpy() for name, t in model.state_dict().items()})
         return LoadedModel(numpy_model, tok, model.config, meta, path, "cpu")
     return LoadedModel(model, tok, model.config, meta, path, torch.device("cpu"))
@@ -214,6 +247,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--checkpoint", help="checkpoint dir, store id, 'current' or 'default' (else a random nano model)"
     )
+    parser.add_argument(
+        "--arch",
+        choices=ARCHS,
+        default="dense",
+        help="the random nano model's architecture (without --checkpoint; not numpy but torch for all but dense)",
+    )
     parser.add_argument("--threads", type=int, default=0, help="CPU threads (0: the engine's default)")
     parser.add_argument(
         "--backend",
@@ -238,12 +277,13 @@ def main(argv: list[str] | None = None) -> int:
     if args.checkpoint:
         loaded = load_checkpoint(resolve_checkpoint(args.checkpoint), backend=args.backend)
     else:
-        loaded = _random_nano_model(texts, args.backend)
+        loaded = _random_nano_model(texts, args.backend, args.arch)
     engine = Engine(
         loaded, num_threads=args.threads or None, speculate={"auto": None, "on": True, "off": False}[args.speculate]
     )
     engine.warm_up()
     print(f"model {loaded.id}: {engine.forward.num_params() / 1e6:.2f}M params, config {loaded.config.to_dict()}")
+    print(f"arch {loaded.config.describe()}")
     print(
         f"backend {loaded.backend}, threads {engine.threads}, cpus {os.cpu_count()}, load ready in {time.perf_counter() - start:.2f}s"
     )
@@ -263,6 +303,12 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"decode (4 streams, {figures['context']} cached): {figures['tokens_per_second']:.0f} tokens/s in all ({figures['ms_per_token']:.2f} ms/step)"
     )
+    for drop in (1, 4):
+        figures = lowered_length_step_ms(engine, drop=drop)
+        print(
+            f"step after the cache length was lowered by {drop} (32 lengths from 256): {figures['lowered_ms']:.2f} ms, "
+            f"plain step {figures['plain_ms']:.2f} ms; {figures['mean_rerun']:.1f} positions re-run on average"
+        )
     for tokens in (1, 4, 64, 256):
         print(f"prefill {tokens} tokens after 128 cached: {prefill_ms(engine, tokens, context=128):.1f} ms")
     cold = min(768, engine.context - 1)

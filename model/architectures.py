@@ -26,16 +26,3 @@ def build_model(config: GPTConfig, init_weights: bool = True) -> GPT:
 
         return Mamba(config, init_weights)
     return GPT(config, init_weights)
-
-
-def describe(config: GPTConfig) -> str:
-    """The arch and its settings in a few words, e.g. "moe (4 experts, top 2)"."""
-    c = config
-    if c.arch == "moe":
-        return f"moe ({c.n_experts} experts, top {c.top_k})"
-    if c.arch == "mamba":
-        return f"mamba (d_state {c.d_state}, expand {c.expand})"
-    if c.arch == "hybrid":
-        attention = [i for i in range(c.n_layer) if c.is_attention(i)]
-        return f"hybrid (attention in layers {', '.join(map(str, attention))} of {c.n_layer})"
-    return "dense"

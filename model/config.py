@@ -94,6 +94,17 @@ class GPTConfig:
             return (layer + 1) % self.attn_every == 0
         return self.arch != "mamba"
 
+    def describe(self) -> str:
+        """The arch and its settings in a few words, e.g. "moe (4 experts, top 2)"."""
+        if self.arch == "moe":
+            return f"moe ({self.n_experts} experts, top {self.top_k})"
+        if self.arch == "mamba":
+            return f"mamba (d_state {self.d_state}, expand {self.expand})"
+        if self.arch == "hybrid":
+            attention = [i for i in range(self.n_layer) if self.is_attention(i)]
+            return f"hybrid (attention in layers {', '.join(map(str, attention))} of {self.n_layer})"
+        return "dense"
+
     def to_dict(self) -> dict:
         """The fields of this config's arch only (a dense config has no `arch` key: older
         readers, and a resumed run's saved state, see the dict they always saw)."""

@@ -11,6 +11,11 @@ token ids in, numpy float32 logits out, a KV cache of one layout
 (n_layer, batch, n_head, max_len, head_dim) for keys and values. They build their RoPE tables
 from `rope_angles` and take each block's weights by the names in `config.BLOCK_WEIGHTS`
 (`block_weights`). Torch-free (numpy only), like config.py.
+
+The other architectures (architectures.py: moe.MoE, mamba.Mamba) are torch models that serve
+themselves through the same interface; Mamba's cache (mamba.StateCache) holds recurrent states
+beside keys and values, and the engine reaches any cache only through `length`, `max_len`,
+`batch_size` and `resized`.
 """
 
 from __future__ import annotations

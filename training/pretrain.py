@@ -24,7 +24,7 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 
-from ..model.architectures import build_model, describe
+from ..model.architectures import build_model
 from ..model.checkpoint import (
     CHECKPOINT_FILES,
     META_FILE,
@@ -300,7 +300,7 @@ def run_pretraining(args) -> Path:
         print(f"resumed at step {trainer.step} from {out / 'state'}", flush=True)
     if is_main_process():
         print(
-            f"model {args.size}, {describe(model.config)}: {model.num_params() / 1e6:.2f}M parameters; "
+            f"model {args.size}, {model.config.describe()}: {model.num_params() / 1e6:.2f}M parameters; "
             f"{trainer.data.num_tokens:,} training tokens; "
             f"{len(train)} train / {len(holdout)} holdout documents; device {device}",
             flush=True,
