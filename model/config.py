@@ -59,6 +59,8 @@ class GPTConfig:
             raise ConfigError(f"model config: top_k={self.top_k} must be between 1 and n_experts={self.n_experts}")
         if self.arch == "moe" and self.n_experts < 2:
             raise ConfigError(f"model config: a mixture of experts needs n_experts >= 2, got {self.n_experts}")
+        if self.arch in ("mamba", "hybrid") and self.d_conv < 2:
+            raise ConfigError(f"model config: d_conv must be at least 2, got {self.d_conv}")
         if self.arch == "hybrid" and not 2 <= self.attn_every <= self.n_layer:
             raise ConfigError(
                 f"model config: attn_every={self.attn_every} must be between 2 and n_layer={self.n_layer} "

@@ -41,6 +41,9 @@ except ImportError:
     causal_conv1d_fn = selective_scan_fn = None
 
 SNAPSHOT_EVERY = 32  # positions between state snapshots: the most a lowered length re-runs is this - 1
+# States of the last RECENT positions are kept too: the engine's usual cut (the healed partial word
+# at the cursor, a rejected draft of up to 7 tokens) restores one of them and re-runs nothing.
+RECENT = 8
 
 
 def scan_implementation(device: torch.device) -> str:
@@ -73,6 +76,10 @@ class StateCache:
         snapshots = max_len // SNAPSHOT_EVERY
         self.snap_conv = torch.empty(snapshots, *self.conv.shape, device=device, dtype=dtype)
         self.snap_ssm = torch.empty(snapshots, *self.ssm.shape, device=device, dtype=dtype)
+        # recent[p % RECENT]: the states after position p, for p in [recent_from, state_length]
+        self.recent_conv = torch.zeros(RECENT, *self.conv.shape, device=device, dtype=dtype)
+        self.recent_ssm = torch.zeros(RECENT, *self.ssm.shape, device=device, dtype=dtype)
+        self.recent_from = 0  # entry 0 holds the empty state of position 0
         kv = (n_attn, batch_size, config.n_head, max_len, config.head_dim)
         self.k = torch.empty(kv, device=device, dtype=dtype)  # gpt.Attention writes and reads these
         self.v = torch.empty(kv, device=device, dtype=dtype)
@@ -100,6 +107,9 @@ class StateCache:
         valid = min(keep // SNAPSHOT_EVERY, snapshots)
         new.snap_conv[:valid] = self.snap_conv[:valid, :, :1]
         new.snap_ssm[:valid] = self.snap_ssm[:valid, :, :1]
+        new.recent_conv = self.recent_conv[:, :, :1].repeat(1, 1, batch_size, 1, 1)
+        new.recent_ssm = self.recent_ssm[:, :, :1].repeat(1, 1, batch_size, 1, 1)
+        new.recent_from = self.recent_from
         kv = (self.k.shape[0], batch_size, self.k.shape[2], max_len, self.k.shape[4])
         new.k, new.v = self.k.new_empty(kv), self.v.new_empty(kv)
         new.k[:, :, :, :keep] = self.k[:, :1, :, :keep]
@@ -111,9 +121,15 @@ class StateCache:
         return new
 
     def _restore_to(self, length: int) -> None:
-        """Put the live states back at the last snapshot at or before `length` (or at the
-        start) if they are past it. The snapshots up to `fed` are those of the ids fed."""
+        """Put the live states back at `length` if a recent state is kept for it, else at the
+        last snapshot before it (or at the start), if they are past it. The snapshots up to `fed`
+        are those of the ids fed."""
         if self.state_length <= length:
+            return
+        if length >= self.recent_from:
+            self.conv.copy_(self.recent_conv[length % RECENT])
+            self.ssm.copy_(self.recent_ssm[length % RECENT])
+            self.state_length = length
             return
         i = min(length // SNAPSHOT_EVERY, self.snap_conv.shape[0])
         if i == 0:
@@ -123,6 +139,10 @@ class StateCache:
             self.conv.copy_(self.snap_conv[i - 1])
             self.ssm.copy_(self.snap_ssm[i - 1])
         self.state_length = i * SNAPSHOT_EVERY
+        # the recent states start again from here (the re-run refills them)
+        self.recent_conv[self.state_length % RECENT] = self.conv
+        self.recent_ssm[self.state_length % RECENT] = self.ssm
+        self.recent_from = self.state_length
 
 
 def selective_scan(x, dt, A, B, C, D, h):
@@ -200,6 +220,11 @@ class MambaMixer(nn.Module):
         if cache is not None:
             cache.conv[self.slot] = window[..., T:]
             cache.ssm[self.slot] = states[:, -1]
+            # the recent states: after each of the chunk's last m positions
+            m = min(T, RECENT)
+            slots = torch.arange(start + T - m + 1, start + T + 1, device=u.device) % RECENT
+            cache.recent_conv[slots, self.slot] = window.unfold(-1, w, 1)[..., T - m + 1 :, :].permute(2, 0, 1, 3)
+            cache.recent_ssm[slots, self.slot] = states[:, T - m :].transpose(0, 1)
             # snapshots at the multiples p of SNAPSHOT_EVERY in (start, start + T]
             first = start // SNAPSHOT_EVERY + 1
             for i in range(first, min((start + T) // SNAPSHOT_EVERY, cache.snap_conv.shape[0]) + 1):
@@ -264,6 +289,7 @@ class Mamba(GPT):
         out = super().forward(idx, targets=targets, cache=cache, last_only=last_only)
         if cache is not None:
             cache.state_length = cache.fed = cache.length
+            cache.recent_from = max(cache.recent_from, cache.length - RECENT + 1)
         return out
 
     def flops_per_token(self, context: int | None = None) -> float:

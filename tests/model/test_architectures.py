@@ -12,7 +12,7 @@ from bashlsp.model.checkpoint import load_checkpoint, save_checkpoint
 from bashlsp.model.config import GPTConfig, preset_config
 from bashlsp.model.engine import CompletionQuery, Engine
 from bashlsp.model.errors import CheckpointError, ConfigError
-from bashlsp.model.mamba import SNAPSHOT_EVERY, scan_implementation
+from bashlsp.model.mamba import RECENT, SNAPSHOT_EVERY, scan_implementation
 from bashlsp.model.tokenizer import BashTokenizer
 
 ARCHS = {
@@ -70,20 +70,40 @@ def test_incremental_decoding_matches_full_forward(model):
     assert cache.length == 120
 
 
-@pytest.mark.parametrize("keep", [0, 5, SNAPSHOT_EVERY, 2 * SNAPSHOT_EVERY + 3, 88])
+@pytest.mark.parametrize("keep", [0, 5, SNAPSHOT_EVERY, 2 * SNAPSHOT_EVERY + 3, 88, 100 - RECENT + 1, 99])
 def test_lowering_the_length_drops_the_tail(model, keep):
     idx = torch.randint(0, VOCAB, (1, 100))
-    other = torch.randint(0, VOCAB, (1, 9))
+    other, more = torch.randint(0, VOCAB, (1, 9)), torch.randint(0, VOCAB, (1, 3))
     with torch.no_grad():
         cache = model.new_cache(1, 160)
-        model(idx, cache=cache)
+        model(idx[:, :60], cache=cache)
+        model(idx[:, 60:], cache=cache)
         cache.length = keep  # the user edited the text after token `keep`
         tail = model(other, cache=cache)
-        again = model(idx[:, keep + 9 : keep + 12], cache=cache)  # and decoding goes on from there
-        full = model(torch.cat([idx[:, :keep], other, idx[:, keep + 9 : keep + 12]], dim=1))
+        again = model(more, cache=cache)  # and decoding goes on from there
+        full = model(torch.cat([idx[:, :keep], other, more], dim=1))
     torch.testing.assert_close(torch.cat([tail, again], dim=1), full[:, keep:], atol=1e-4, rtol=1e-4)
-    if model.config.arch != "moe":  # a recurrent state re-runs from the snapshot at or before `keep`
-        assert cache.recomputed == keep % SNAPSHOT_EVERY
+    if model.config.arch != "moe":
+        # a recurrent state restores one of the last RECENT positions' states, or re-runs from
+        # the snapshot at or before `keep`
+        assert cache.recomputed == (0 if keep > 100 - RECENT else keep % SNAPSHOT_EVERY)
+
+
+def test_lowering_twice_within_the_recent_states():
+    """A rejected draft, then another: each cut restores a recent state, nothing is re-run."""
+    model = tiny("hybrid")
+    idx = torch.randint(0, VOCAB, (1, 80))
+    with torch.no_grad():
+        cache = model.new_cache(1, 160)
+        model(idx[:, :50], cache=cache)
+        model(idx[:, 50:55], cache=cache)
+        cache.length = 52
+        model(idx[:, 52:53], cache=cache)  # now at 53, the recent states of 48..53 are valid
+        cache.length = 49
+        out = model(idx[:, 49:80], cache=cache)
+        full = model(idx)
+    torch.testing.assert_close(out, full[:, 49:], atol=1e-4, rtol=1e-4)
+    assert cache.recomputed == 0
 
 
 def test_resized_cache_continues_each_row(model):
@@ -170,6 +190,7 @@ def test_a_dense_config_is_stored_as_before():
         ({"arch": "moe", "n_experts": 1, "top_k": 1}, "n_experts >= 2"),
         ({"arch": "moe", "aux_loss_weight": -1}, "aux_loss_weight must be a number >= 0"),
         ({"arch": "mamba", "d_state": 0}, "d_state must be a positive integer"),
+        ({"arch": "mamba", "d_conv": 1}, "d_conv must be at least 2"),
         ({"arch": "mamba", "n_experts": 4}, "n_experts do not apply to arch mamba"),
         ({"arch": "hybrid", "attn_every": 1}, "attn_every=1 must be between 2 and n_layer=2"),
         ({"d_conv": 4}, "d_conv do not apply to arch dense"),
