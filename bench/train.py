@@ -182,6 +182,7 @@ def round_figures(store: Path) -> dict:
         "steps": training.get("steps"),
         "tokens_per_second": training.get("tokens_per_second"),
         "summary": entry.get("summary"),
+        "context": (entry.get("personalisation") or {}).get("context"),
     }
 
 
@@ -221,6 +222,14 @@ def run_style_folders(corpus: Path, work: Path, base: Path | None) -> list[dict]
     return rows
 
 
+def context_text(context: dict | None) -> str:
+    """What the project context gave a round's start model on your holdout (training/holdouts.context_gain)."""
+    if not context:
+        return "n/a"
+    change = (context["context_bpb"] - context["plain_bpb"]) / context["plain_bpb"]
+    return f"{context['plain_bpb']:.3f} -> {context['context_bpb']:.3f} ({change:+.1%})"
+
+
 def style_table(rows: list[dict], fp32_gflops: float) -> str:
     def pct(x):
         return "n/a" if x is None else f"{x:+.1%}"
@@ -230,8 +239,8 @@ def style_table(rows: list[dict], fp32_gflops: float) -> str:
 
     lines = [
         "| folder | scripts | KB | published | your holdout bpb | general holdout bpb | first checkpoint s | round s "
-        "| best step | tokens/s (fp32 matmul GFLOP/s) | load |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "| CPU s | best step | tokens/s (fp32 matmul GFLOP/s) | project context, before training | load |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         lines.append(
@@ -239,7 +248,8 @@ def style_table(rows: list[dict], fp32_gflops: float) -> str:
             f"| {r['user_before']:.3f} -> {r['user_after']:.3f} ({pct(r['user_change'])}) "
             f"| {r['general_before']:.3f} -> {r['general_after'] if r['general_after'] is not None else float('nan'):.3f} "
             f"({pct(r['general_change'])}) | {secs(r['first_checkpoint_s'])} | {r['round_s']:.0f} "
-            f"| {r['step'] if r['step'] is not None else '-'} of {r['steps']} | {r['tokens_per_second'] or 0:,.0f} ({fp32_gflops:.0f}) "
+            f"| {secs(r.get('cpu_s'))} | {r['step'] if r['step'] is not None else '-'} of {r['steps']} "
+            f"| {r['tokens_per_second'] or 0:,.0f} ({fp32_gflops:.0f}) | {context_text(r.get('context'))} "
             f"| {r['load_start']:.1f}-{r['load_end']:.1f} |"
         )
     published = sum(r["published"] for r in rows)
@@ -366,10 +376,18 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
         help="run bashlsp-train on five folders of different styles from CORPUS's held-out packages and print a table",
     )
     p.add_argument("--json", action="store_true", help="print the figures as JSON too")
+    p.add_argument(
+        "--compare", action="store_true", help="train and measure each architecture and tokenizer (bench/compare.py)"
+    )
     return p
 
 
 def main(argv: list[str] | None = None, prog: str = "bashlsp bench train") -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if "--compare" in argv:  # the architectures and tokenizers side by side: bench/compare.py
+        from .compare import main as compare
+
+        return compare([a for a in argv if a != "--compare"], f"{prog} --compare")
     args = build_parser(prog).parse_args(argv)
     from ..model.checkpoint import bundled_checkpoint
     from ..training.collect import collect_scripts

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -170,3 +171,71 @@ def holdout_bpb(loaded: LoadedModel, texts: list[str]) -> float | None:
         return float(evaluate_bpb(loaded, texts, stride=loaded.model.config.block_size)["bpb"])
     finally:
         loaded.model.train(was_training)
+
+
+# What the project context gives (issue 16): the server puts chunks of the user's other scripts
+# ahead of every prompt (model/context.py) from the first minute, before any training. Measured on
+# at most this much of your holdout, in segments of CONTEXT_SEGMENT_LINES lines, each scored after
+# up to CONTEXT_PREFIX_TOKENS tokens (a quarter of a smaller block) of the file before it, with the chosen chunks ahead or not.
+MAX_CONTEXT_BYTES = 16 * 1024
+CONTEXT_SEGMENT_LINES = 24
+CONTEXT_PREFIX_TOKENS = 256
+
+
+def context_gain(loaded: LoadedModel, holdout: list[Script], others: list[Script]) -> dict | None:
+    """Bits per byte of (the first MAX_CONTEXT_BYTES of) `holdout` with and without chunks of
+    `others` chosen for each segment as the server chooses them (the complete lines before it are
+    the query); {"plain_bpb", "context_bpb", "segments", "with_chunks"}, None when there is nothing
+    to measure. Both figures are scored the same way, so only the chunks differ."""
+    import torch
+    import torch.nn.functional as F
+
+    from ..model.context import CONTEXT_SHARE, best_chunks, context_ids, file_chunks, query_text
+
+    model, tok = loaded.model, loaded.tokenizer
+    block = model.config.block_size
+    prefix_tokens = min(CONTEXT_PREFIX_TOKENS, block // 4)
+    room = block - block // CONTEXT_SHARE - prefix_tokens - 1  # a segment's tokens, with or without chunks
+    candidates = [(s.name, chunk) for s in others for chunk in file_chunks(s.text)]
+    if not candidates or not holdout:
+        return None
+    was_training = model.training
+    model.eval()
+    device = model.wte.weight.device
+    bits = {"plain": 0.0, "context": 0.0}
+    total_bytes = segments = with_chunks = 0
+    try:
+        with torch.inference_mode():
+            for script in holdout:
+                if total_bytes >= MAX_CONTEXT_BYTES:
+                    break
+                lines = script.text.splitlines(keepends=True)
+                for start in range(0, len(lines), CONTEXT_SEGMENT_LINES):
+                    prefix = "".join(lines[:start])
+                    segment = "".join(lines[start : start + CONTEXT_SEGMENT_LINES])
+                    if not segment.strip() or total_bytes >= MAX_CONTEXT_BYTES:
+                        continue
+                    prefix_ids = tok.encode(prefix)[-prefix_tokens:] if prefix else []
+                    segment_ids = tok.encode(segment)[:room]
+                    size = len(tok.decode_bytes(segment_ids))
+                    chunks = [(path, text) for path, text, _ in best_chunks(query_text(prefix), candidates)]
+                    ctx = context_ids(tok, chunks, block // CONTEXT_SHARE) if chunks else []
+                    with_chunks += bool(ctx)
+                    for which, ahead in (("plain", []), ("context", ctx)):
+                        ids = [tok.eof_id, *ahead, *prefix_ids, *segment_ids]  # at most block + 1
+                        x = torch.tensor(ids[:-1], device=device)[None]  # (1, T)
+                        targets = torch.tensor(segment_ids, device=device)  # the segment's tokens only
+                        logits = model(x)[0, -len(segment_ids) :].float()  # (S, V)
+                        bits[which] += F.cross_entropy(logits, targets, reduction="sum").item() / math.log(2)
+                    total_bytes += size
+                    segments += 1
+    finally:
+        model.train(was_training)
+    if not total_bytes:
+        return None
+    return {
+        "plain_bpb": bits["plain"] / total_bytes,
+        "context_bpb": bits["context"] / total_bytes,
+        "segments": segments,
+        "with_chunks": with_chunks,
+    }

@@ -47,6 +47,7 @@ from .holdouts import (
     MAX_GENERAL_BYTES,
     PreparedData,
     bpb_text,
+    context_gain,
     describe_dry_run,
     holdout_bpb,
     kb_text,
@@ -96,15 +97,16 @@ class PersonalOptions:
     # General bash mixed into every batch (the base model's training data that ships with it),
     # so one folder's style does not make the model forget the rest; chosen by measurement
     # (docs/benchmarks.md, "Personal training").
-    replay_share: float = 0.25
+    replay_share: float = 0.5
     replay: Path | None = None  # default: the sample shipped with the default model
     # Low-rank adapters (model/lora.py) on every block's projections instead of fine-tuning all
     # the weights: 0 fine-tunes the whole model. Merged into the weights when published.
     adapter_rank: int = 0
     adapter_alpha: float = 16.0
     # Weight of the pull towards the start model's predictions on the replayed rows (KL divergence,
-    # training/distill.py); 0: the replayed rows are trained on their text alone.
-    replay_distill: float = 0.0
+    # training/distill.py); 0: the replayed rows are trained on their text alone. Chosen, with the
+    # replay share, by measurement (docs/benchmarks.md, "Personal training").
+    replay_distill: float = 1.0
     # Both holdouts are scored at this many points of the round, each twice the steps of the one
     # before (eval_steps); each point that passes the gate and beats the last published one is
     # published at once. The round stops when your holdout gains less than min_improvement
@@ -256,7 +258,9 @@ class BestStep:
             },
             "gate": gate,
         }
-        meta["summary"] = decision.headline(f"step {step} of {self.config.steps}", seconds)
+        meta["summary"] = self.owner.with_personalisation(
+            decision.headline(f"step {step} of {self.config.steps}", seconds)
+        )
         adapter = self.owner.adapter
         model = adapter.merged(self.loaded.model) if adapter is not None else self.loaded.model
         self.published_id = self.owner.store.publish(model, self.loaded.tokenizer, meta)
@@ -293,6 +297,9 @@ class PersonalTrainer:
         self.latest: Path | None = None  # newest checkpoint this trainer published
         self.out = out or (lambda text: print(text, flush=True))
         self.rounds = 0
+        # What covers the folder before any training: the personal example index and the
+        # project context (what each gave; every round's report says it).
+        self.personalisation: dict = {}
         self.adapter = None  # the round's low-rank adapters (model/lora.py), when options.adapter_rank
         self._watcher = None
 
@@ -343,6 +350,8 @@ class PersonalTrainer:
         texts = [s.text for s in train_scripts]
         config, num_tokens = self._train_config(loaded, texts)
         baseline = self._measure_before(loaded, prepared)
+        if changed is None:
+            self.measure_context(loaded, prepared)
         if self.stop_event.is_set():
             return RoundResult(None, None, True, 0, [], {})
         started = time.perf_counter()
@@ -377,6 +386,7 @@ class PersonalTrainer:
                 "tokens": num_tokens,
                 "replay_docs": len(replay_texts),
             },
+            "personalisation": self.personalisation,
         }
         best = BestStep(self, loaded, baseline, config, changed, base_meta, started)
         try:
@@ -395,8 +405,8 @@ class PersonalTrainer:
         if best.last_step != trainer.step:
             best.evaluate(trainer.step, result)  # the last step, unless an evaluation point was it
         decision = best.final_decision()
-        headline = best.meta.get("summary") or decision.headline(
-            best.where(trainer.step), time.perf_counter() - started
+        headline = best.meta.get("summary") or self.with_personalisation(
+            decision.headline(best.where(trainer.step), time.perf_counter() - started)
         )
         self.say(decision.summary())
         self.say(headline)
@@ -635,7 +645,34 @@ class PersonalTrainer:
         """The scripts' comment -> code blocks (redacted) into the store's personal example index,
         which the server searches for Generate script from comment (issue 13)."""
         count = publish_personal_examples(prepared.train + prepared.holdout, self.store.root)
+        self.personalisation["examples"] = count
         self.say(f"personal examples: {count} comment -> code blocks in {personal_index_path(self.store.root)}")
+
+    def measure_context(self, loaded: LoadedModel, prepared: PreparedData) -> None:
+        """What the project context gives the start model on your holdout: the server puts chunks
+        of your other scripts ahead of every prompt from the first minute (holdouts.context_gain)."""
+        started = time.perf_counter()
+        gain = context_gain(loaded, prepared.holdout, prepared.train)
+        if gain is None:
+            return
+        self.personalisation["context"] = gain
+        self.say(
+            f"project context: your holdout {gain['plain_bpb']:.4f} -> {gain['context_bpb']:.4f} bpb "
+            f"({(gain['context_bpb'] - gain['plain_bpb']) / gain['plain_bpb']:+.1%}) with chunks of your other scripts "
+            f"ahead, as the server puts them, before training ({gain['with_chunks']} of {gain['segments']} segments "
+            f"found some, {time.perf_counter() - started:.1f} s)"
+        )
+
+    def with_personalisation(self, headline: str) -> str:
+        """The round's one line, with what covered the folder before training."""
+        parts = []
+        context = self.personalisation.get("context")
+        if context:
+            change = (context["context_bpb"] - context["plain_bpb"]) / context["plain_bpb"]
+            parts.append(f"your other scripts as context {change:+.1%} bpb")
+        if "examples" in self.personalisation:
+            parts.append(f"{self.personalisation['examples']} personal examples for generate-from-comment")
+        return headline + (f" (before training: {', '.join(parts)})" if parts else "")
 
     # the whole run
 

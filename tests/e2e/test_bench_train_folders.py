@@ -81,6 +81,7 @@ def test_the_table_has_a_row_a_folder_and_counts_the_targets(tmp_path):
         },
         "training": {"steps": 80, "tokens_per_second": 2500.0},
         "summary": "bashlsp-train: published",
+        "personalisation": {"examples": 12, "context": {"plain_bpb": 2.0, "context_bpb": 1.9}},
     }
     (tmp_path / HISTORY_FILE).write_text(json.dumps(history) + "\n")
     row = round_figures(tmp_path)
@@ -90,6 +91,7 @@ def test_the_table_has_a_row_a_folder_and_counts_the_targets(tmp_path):
         kb=500.0,
         first_checkpoint_s=70.0,
         round_s=95.0,
+        cpu_s=180.0,
         load_start=1.0,
         load_end=2.0,
         user_change=-0.15,
@@ -102,6 +104,6 @@ def test_the_table_has_a_row_a_folder_and_counts_the_targets(tmp_path):
     lines = table.splitlines()
     assert len(lines) == 2 + 2 + 1
     assert "| test suite | 100 | 500 | yes | 2.000 -> 1.700 (-15.0%)" in lines[2] and "| 60 of 80 |" in lines[2]
-    assert "2,500 (150)" in lines[2]
+    assert "| 95 | 180 | 60 of 80 | 2,500 (150) | 2.000 -> 1.900 (-5.0%) |" in lines[2]
     assert lines[-1].startswith("published in 1 of 2; your holdout -10% or better in 1 of 2")
     assert "general holdout within +2% in 1 of 2; first checkpoint within 90 s in 1 of 2" in lines[-1]

@@ -64,3 +64,44 @@ def test_without_replayed_rows_it_is_a_clear_error():
     student, teacher, _, _ = _pair()
     with pytest.raises(TrainingError, match="replay"):
         ReplayDistillation(student, teacher, rows=0)
+
+
+def test_a_round_with_adapters_distils_from_the_adapters_switched_off(tmp_path, tiny_checkpoint):
+    import json
+
+    from support import write_personal_scripts
+
+    from bashlsp.model.checkpoint import CheckpointStore
+    from bashlsp.training.personal import HISTORY_FILE, PersonalOptions, PersonalTrainer
+
+    replay = tmp_path / "replay"
+    replay.mkdir()
+    doc = '#!/bin/sh\n# replayed general bash\nfor f in *.log; do gzip -9 "$f"; done\n' * 8
+    (replay / "replay.jsonl").write_text(json.dumps({"text": doc}) + "\n")
+    options = PersonalOptions(
+        dirs=[write_personal_scripts(tmp_path / "scripts")],
+        store=tmp_path / "store",
+        base=str(tiny_checkpoint),
+        once=True,
+        device="cpu",
+        steps=4,
+        lr=1e-2,
+        batch_size=4,
+        seq_len=64,
+        warmup_steps=1,
+        progress=False,
+        holdout_fraction=0.2,
+        eval_points=1,
+        adapter_rank=2,
+        replay=replay,
+        replay_share=0.25,
+        replay_distill=1.0,
+        general_holdout=tmp_path / "no-general-holdout",
+    )
+    lines: list[str] = []
+    assert PersonalTrainer(options, out=lines.append).run() == 0
+    text = "\n".join(lines)
+    assert "(1 of 4 rows general bash replayed), distilled from the start model (weight 1)" in text
+    logged = json.loads((options.store / HISTORY_FILE).read_text().splitlines()[-1])
+    assert logged["training"]["replay_distill"] == 1.0 and logged["training"]["adapter_rank"] == 2
+    assert logged["published"] == CheckpointStore(options.store).current_id(), text
