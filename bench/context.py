@@ -30,6 +30,8 @@ from ..model.checkpoint import load_checkpoint, resolve_checkpoint
 from ..model.context import words
 from ..model.engine import CompletionQuery, Engine
 from ..model.engine.stops import LINE_CONFIDENCE, LINE_GUESSES
+from ..model.shell_check import ShellTools
+from ..server.completion import ghost_text
 from ..server.context import ProjectContext
 from ..server.workspace import WorkspaceIndex, build_index
 from ..training.evaluate.metrics import edit_similarity, exact_match
@@ -42,9 +44,12 @@ def _project_files(root: str, max_files: int) -> tuple[list[str], object]:
     return files, snapshot
 
 
-def _completer(engine: Engine, picker: ProjectContext | None, uri: str, prefilled: list[int], decoded: list[int]):
-    """The server's ghost text after `prefix` (with the server's chunks when `picker` is given);
-    appends the tokens each request pre-filled and its decode steps to the lists."""
+def _completer(
+    engine: Engine, picker: ProjectContext | None, uri: str, prefilled: list[int], decoded: list[int], shell: ShellTools
+):
+    """The server's ghost text after `prefix` (with the server's chunks when `picker` is given),
+    as the editor gets it (server/completion.ghost_text: bash -n on several lines); appends the
+    tokens each request pre-filled and its decode steps to the lists."""
 
     def complete(prefix: str, following: str | None = None) -> str:
         context = picker.for_cursor(uri, prefix) if picker is not None else ()
@@ -52,7 +57,8 @@ def _completer(engine: Engine, picker: ProjectContext | None, uri: str, prefille
         completion = engine.complete(query)
         prefilled.append(completion.stats.prefilled)
         decoded.append(completion.stats.decoded)
-        return completion.suggestions[0].text if completion.suggestions else ""
+        text = completion.suggestions[0].text if completion.suggestions else ""
+        return (ghost_text(shell, prefix, text, "") or "") if text else ""
 
     return complete
 
@@ -63,6 +69,7 @@ def evaluate_project(engine: Engine, root: str, args, with_context: bool) -> dic
     typing: list[int] = []  # tokens pre-filled per request while typing (keystroke savings): the cache at work
     line_decoded: list[int] = []  # decode steps per request at a line start (next line): the line rule's cost
     with_chunks = 0
+    shell = ShellTools()
     for path in files:
         text = Path(path).read_text(encoding="utf-8", errors="replace")
         picker = None
@@ -71,7 +78,7 @@ def evaluate_project(engine: Engine, root: str, args, with_context: bool) -> dic
             picker.index.snapshot, picker.index.roots = snapshot, [root]
         # A cache per configuration (the fragment); the document's origin is still its file.
         uri = Path(path).as_uri() + ("#with" if with_context else "#without")
-        complete = _completer(engine, picker, uri, [], line_decoded)
+        complete = _completer(engine, picker, uri, [], line_decoded, shell)
         for offset, truth in sample_line_positions(text, args.lines_per_file, f"0:{path}"):
             prediction = complete(text[:offset]).split("\n", 1)[0]
             totals["lines"] += 1
@@ -81,7 +88,7 @@ def evaluate_project(engine: Engine, root: str, args, with_context: bool) -> dic
                 with_chunks += 1
         span = typed_span(text, args.ksr_chars)
         if span:
-            pressed, typed = simulate_typing(span, _completer(engine, picker, uri, typing, []))
+            pressed, typed = simulate_typing(span, _completer(engine, picker, uri, typing, [], shell))
             totals["keystrokes"] += pressed
             totals["characters"] += typed
     totals["lines_with_chunks"] = with_chunks

@@ -26,6 +26,7 @@ from .stops import (
     LINE_MAX_TOKENS,
     StopRules,
     repeats_itself,
+    worth_showing,
 )
 
 TOP_K = 64  # sampling draws from the 64 likeliest tokens, then the nucleus among them (see Decoder.sample)
@@ -245,8 +246,8 @@ class Decoder:
             text = text[:cut]
             if mode == "generate":
                 text = text.rstrip()
-            if not text.strip() or (mode in ("line", "inline") and not text.strip().lstrip("#").strip()):
-                continue  # nothing, or a lone comment marker: not worth showing
+            if not text.strip() or (mode in ("line", "inline") and not worth_showing(text)):
+                continue  # nothing, or only comment markers
             end_byte = len(healed) + len(text.encode("utf-8"))
             tokens = bisect.bisect_left(row.ends, end_byte) + 1
             tokens = min(tokens, len(row.ends))

@@ -69,6 +69,14 @@ def repeats_itself(line: str) -> bool:
     return False
 
 
+def worth_showing(text: str) -> bool:
+    """Whether a line or inline suggestion is worth showing: one of its lines holds more than
+    blanks and comment markers. A lone `#`, or `#` lines (`#\n#`, the start of a comment block
+    a small model often offers at a line start), save a keystroke or two, and hide the
+    suggestion that would come once the user typed on."""
+    return any(line.strip().lstrip("#").strip() for line in text.split("\n"))
+
+
 def _indent(line: str) -> int:
     return len(line) - len(line.lstrip(" \t"))
 

@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 from lsprotocol import types
 
 from bashlsp.model.shell_check import ShellTools, introduces_syntax_error
+from bashlsp.server.completion import ghost_text
 from bashlsp.server.documents import (
     Document,
     DocumentStore,
@@ -231,6 +232,15 @@ def test_suggestion_syntax_rules(tools):
     assert introduces_syntax_error(tools, "echo a\n", "fi\n", "echo b\n")
     # An error above the cursor is the user's: the suggestion is not judged by it.
     assert not introduces_syntax_error(tools, "fi\necho a\n", "echo b\n", "")
+
+
+def test_ghost_text_of_several_lines_that_break_the_syntax_is_their_first_line(tools):
+    before = "for f in *; do\n"
+    assert ghost_text(tools, before, '  echo "$f"\ndone', "") == '  echo "$f"\ndone'  # valid: all of it
+    assert ghost_text(tools, before, '  echo "$f"\nfi', "") == '  echo "$f"'  # the first line, as one line is offered
+    assert ghost_text(tools, before, "#\nfi", "") is None  # its first line is not worth showing
+    assert ghost_text(tools, before, "\n  ls\nfi", "") is None  # a blank first line
+    assert ghost_text(tools, before, "  ech", "") == "  ech"  # one line: never checked
 
 
 @pytest.mark.skipif(not ShellTools().shellcheck.available, reason="shellcheck is not installed")
