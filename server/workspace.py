@@ -225,7 +225,8 @@ def _walk(roots: Sequence[str], max_seconds: float, walk: _Walk):
                         continue
                     is_dir = entry.is_dir(follow_symlinks=False)
                     if not is_dir and not entry.is_file(follow_symlinks=False):
-                        continue  # a socket, a fifo, a device: never opened
+                        walk.binary_or_not_shell += 1  # a socket, a fifo, a device: never opened (a fifo blocks)
+                        continue
                 except OSError:
                     walk.unreadable += 1
                     continue

@@ -104,12 +104,13 @@ def test_index_finds_shell_scripts_and_skips_the_rest(tmp_path):
     write(tmp_path / "outside" / "secret.sh", BACKUP)
     (root / "out").symlink_to(tmp_path / "outside", target_is_directory=True)
     (root / "out.sh").symlink_to(tmp_path / "outside" / "secret.sh")
+    os.mkfifo(root / "pipe.sh")  # opening it would wait for a writer forever
     index = build_index([str(root)])
     assert sorted(index.names) == ["bin/backup.sh", "deploy"]
-    assert index.summary["links"] == 3 and index.summary["notShell"] == 2
+    assert index.summary["links"] == 3 and index.summary["notShell"] == 3
     assert index.files[index.names.index("deploy")] == str(root / "deploy")
     line = describe(index.summary, index.roots)
-    assert "2 shell scripts" in line and "3 symbolic links (not followed)" in line and "2 binary or not shell" in line
+    assert "2 shell scripts" in line and "3 symbolic links (not followed)" in line and "3 binary or not shell" in line
 
 
 def test_gitignore_nested_and_negated(tmp_path):
@@ -183,11 +184,36 @@ def test_unreadable_and_vanishing_folders(tmp_path, monkeypatch):
             Path(path).rmdir()
         return real_scandir(path)
 
+    write(root / "vanishing.sh", DEPLOY)
+
+    def open_after_it_vanished(path, *args, **kwargs):  # deleted between the listing and the read
+        if str(path).endswith("vanishing.sh"):
+            os.unlink(path)
+        return open(path, *args, **kwargs)
+
     monkeypatch.setattr(workspace.os, "scandir", scandir)
+    monkeypatch.setattr(workspace, "open", open_after_it_vanished, raising=False)
     index = build_index([str(root), str(tmp_path / "no-such-folder")])
     assert index.names == ["ok.sh"]
-    assert index.summary["unreadable"] == 3
-    assert "3 unreadable or vanished" in describe(index.summary, index.roots)
+    assert index.summary["unreadable"] == 4
+    assert "4 unreadable or vanished" in describe(index.summary, index.roots)
+
+
+def test_an_indexer_that_dies_is_logged_and_leaves_an_empty_index(tmp_path):
+    root = tmp_path / "proj"
+    write(root / "backup.sh", BACKUP)
+    logs = []
+    index = workspace.WorkspaceIndex(lambda level, message, show: logs.append((level, message)))
+    future = index.start([str(root)])
+    for child in multiprocessing.active_children():  # killed (out of memory, a signal) before it answers
+        if child.name == "bashlsp-index":
+            child.kill()
+    with pytest.raises(RuntimeError):
+        future.result(timeout=120)
+    assert [level for level, message in logs if "the workspace index failed (the indexer ended" in message] == [
+        "warning"
+    ]
+    assert index.snapshot.num_chunks == 0 and index.snapshot.scores(fmt.words(BACKUP), 4) == []
 
 
 def test_scores_are_jaccard_and_exclude_the_own_file(tmp_path):
@@ -379,7 +405,7 @@ def test_prefill_ahead_of_time_then_a_request_prefills_little(engine):
 # -- the line rule at line starts (model/engine/decode.py, stops.LINE_CONFIDENCE) -------------------
 
 
-def _decode_line(tok, pieces, prefix, line_confidence=0.5, line_guesses=2):
+def _decode_line(tok, pieces, prefix, line_confidence=0.5, line_guesses=2, multiline=False):
     """Feed (text, probability) pieces to a Decoder as if the model had chosen them."""
     import math
 
@@ -387,7 +413,7 @@ def _decode_line(tok, pieces, prefix, line_confidence=0.5, line_guesses=2):
     from bashlsp.model.engine.decode import Decoder, Row
 
     decoder = Decoder(tok, token_table(tok), line_confidence, line_guesses)
-    query = CompletionQuery("u", prefix, "", "inline", multiline=False)
+    query = CompletionQuery("u", prefix, "", "inline", multiline=multiline)
     rules, row = StopRules.for_query(query), Row(pending=b"")
     for text, prob in pieces:
         for i, token in enumerate(tok.encode(text)):
@@ -414,6 +440,11 @@ def test_line_start_offers_the_whole_line_when_confident(tiny_checkpoint):
     ]
     assert _decode_line(tok, many, "x=1\n", line_confidence=0.3, line_guesses=2) == ["echo"]
     assert _decode_line(tok, [("  ", 0.9), ("\n", 0.9)], "x=1\n") == []  # only blanks
+    # Several lines of comment markers only (`#\n#`, the most common of them at line starts): nothing.
+    markers = [("#", 0.9), ("\n", 0.9), ("#", 0.9), ("\n", 0.9), ("\n", 0.9)]
+    assert _decode_line(tok, markers, "x=1\n", multiline=True) == []
+    comment = [("#", 0.9), ("\n", 0.9), ("# usage", 0.9), ("\n", 0.9), ("\n", 0.9)]
+    assert _decode_line(tok, comment, "x=1\n", multiline=True) == ["#\n# usage"]
 
 
 def test_training_stream_carries_neighbour_chunks(tiny_checkpoint):
