@@ -46,7 +46,7 @@ MAN_SECTIONS = ("man1", "man5", "man8")
 MAX_PAGES_PER_PACKAGE = 40  # one package's pages (git-man, openssl) must not make up the stage
 MIN_DOCUMENT_CHARS = 200
 LEFT_OUT_SECTIONS = ("EXAMPLES", "EXAMPLE")
-_CHAPTER = re.compile(r"^Chapter \d+\. \S", re.MULTILINE)
+_CHAPTER = re.compile(r"^Chapter\s\d+\.\s\S", re.MULTILINE)  # \s: the text has no-break spaces there
 
 
 @dataclass(frozen=True)
@@ -66,13 +66,16 @@ def split_of(origin: str, name: str) -> str:
 
 
 def man_prose(rendered: str) -> str:
-    """A rendered page without its EXAMPLES sections, runs of blank lines squeezed."""
+    """A rendered page without its EXAMPLES sections, runs of blank lines and of spaces inside a
+    line squeezed (indentation stays)."""
     kept, inside = [], False
     for line in rendered.splitlines():
         if re.match(r"^[A-Z][A-Z0-9 ,/&-]*$", line):
             inside = line.strip() in LEFT_OUT_SECTIONS
         if not inside:
-            kept.append(line.rstrip())
+            # Rendered 2000 columns wide (a paragraph a line), the header and footer lines are
+            # padded to that width: their runs of spaces shrink to two.
+            kept.append(re.sub(r"(?<=\S) {3,}(?=\S)", "  ", line.rstrip()))
     return re.sub(r"\n{3,}", "\n\n", "\n".join(kept)).strip() + "\n"
 
 
