@@ -134,3 +134,8 @@ def test_lock_and_attribution_are_written_and_pretraining_reads_the_corpus(built
     manifest = (out / "manifest.jsonl").read_text().splitlines()
     assert len(train) + len(holdout) == len(load_corpus(out, None)) == len(manifest)
     assert any("Debian is a volunteer organization." in text for text in train + holdout)
+
+
+def test_the_committed_lock_pins_the_build_of_the_docs_figures():
+    versions = language.read_lock_versions(language.COMMITTED_LOCK)
+    assert versions[language.REFERENCE_PACKAGE] == "2.100" and len(versions) >= 100
