@@ -42,7 +42,9 @@ class MoEMLP(nn.Module):
         top_logits, choice = logits.topk(self.top_k, dim=-1)  # (N, k) each
         weights = F.softmax(top_logits, dim=-1, dtype=torch.float32).to(x.dtype)  # (N, k)
         y = torch.zeros_like(x)
-        # One expert at a time over the tokens routed to it: E small matmuls, no padding.
+        # One expert at a time over the tokens routed to it: E small matmuls, no padding. (The
+        # experts' weights are stacked tensors, so an expert no token chose still gets a gradient,
+        # zero, as DistributedDataParallel expects of every parameter at every step.)
         for e in range(self.n_experts):
             token, slot = (choice == e).nonzero(as_tuple=True)  # which tokens chose e, at which rank
             if token.numel() == 0:

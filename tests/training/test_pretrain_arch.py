@@ -3,13 +3,27 @@ weights and loads through the one loader; its settings are checked."""
 
 from __future__ import annotations
 
+import copy
 import json
 
 import pytest
+import torch
 from support import FIXTURES
 
+from bashlsp.model.architectures import build_model
 from bashlsp.model.checkpoint import load_checkpoint
+from bashlsp.model.config import GPTConfig
 from bashlsp.training import pretrain
+from bashlsp.training.loop import checkpoint_blocks
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """These models are tiny: a second thread only adds synchronisation (support.make_tiny_checkpoint)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 def pretrain_args(out, *extra):
@@ -58,3 +72,24 @@ def test_a_setting_of_another_arch_is_a_clear_error(tmp_path, capsys):
     assert "n_experts do not apply to arch mamba" in capsys.readouterr().err
     assert pretrain.main(pretrain_args(tmp_path / "run2", "--arch", "moe", "--top-k", "9")) == 1
     assert "top_k=9 must be between 1 and n_experts=4" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("arch", ["moe", "mamba", "hybrid"])
+def test_grad_checkpointing_and_unused_experts(arch):
+    """--grad-checkpointing gives the same loss and gradients (the MoE balancing loss included),
+    and every parameter gets one (an expert no token chose: zeros, as DDP expects)."""
+    torch.manual_seed(0)
+    settings = {"n_experts": 8, "top_k": 1} if arch == "moe" else {}
+    model = build_model(GPTConfig(vocab_size=97, block_size=64, n_layer=2, n_head=2, n_embd=32, arch=arch, **settings))
+    checkpointed = copy.deepcopy(model)
+    checkpoint_blocks(checkpointed)
+    idx = torch.randint(0, 97, (1, 4))  # 3 tokens for 8 experts: most get none
+    losses = []
+    for m in (model, checkpointed):
+        loss = m(idx[:, :-1], targets=idx[:, 1:])
+        loss.backward()
+        losses.append(loss.item())
+    assert losses[0] == losses[1]
+    for (name, p), q in zip(model.named_parameters(), checkpointed.parameters()):
+        assert p.grad is not None, name
+        torch.testing.assert_close(p.grad, q.grad)
