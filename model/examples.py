@@ -8,10 +8,19 @@ user's own comment -> code blocks). One schema, written and read here:
 - ``meta(key, value)``: ``format`` (FORMAT), ``kind`` ("commands" or "personal"), ``sources``
   (JSON: source -> {licence, credit, entries}), ``entries``, ``created``;
 - ``examples(id, description, command, source, page, licence)``;
-- ``pages(source, page, summary)``: what a page's program is for (tldr summary, man NAME line);
+- ``pages(source, page, summary, licence)``: every page of the index, with what its program is
+  for when known (tldr summary, man NAME line), also for pages with no example in the index (a
+  program known by its description only);
 - ``examples_fts``: an external-content FTS5 table (content: the view ``examples_text``) over
   description, command, page and the page's summary, tokenised with Porter stemming (``files``
-  finds ``file``), ranked with bm25.
+  finds ``file``), ranked with bm25;
+- ``pages_fts`` (format 2): a contentless FTS5 table, one row per page (rowid: the page's), over
+  the page name, its summary and all its examples' descriptions: which program a comment is about.
+
+A search ranks examples by their own bm25 plus PAGE_WEIGHT times their page's (a comment about
+a scrub finds the btrfs-scrub page through all its descriptions, not one); a page with no
+example whose page score is the best offers its program itself (`utility_command`), with its
+summary as the description.
 
 The index is opened read-only (``mode=ro``) and validated before use (schema, format, a probe
 query); any problem is an `ExampleIndexError` naming the file, and callers keep working without
@@ -28,12 +37,13 @@ import sqlite3
 import threading
 import time
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from .errors import ExampleIndexError
 
-FORMAT = 1
+FORMAT = 2
+READABLE_FORMATS = ("1", "2")  # format 1 (no pages_fts) is searched by example bm25 alone
 INDEX_FILE = "examples.sqlite"
 # The shipped index (package data, like the bundled weights).
 BUNDLED_INDEX = Path(__file__).resolve().parent / "data" / INDEX_FILE
@@ -49,6 +59,14 @@ MAX_QUERY_CHARS = 4_000
 # says what a program is for when the description does not name it (measured on the held-out
 # set: see README).
 BM25_WEIGHTS = (1.0, 0.4, 2.0, 1.0)
+# The page search: bm25 weights of page name, summary, descriptions; how many examples and pages
+# a search weighs before it keeps `limit`; the page score's weight in an example's score; the
+# weight of the page score of a page with no example (its program offered alone). Chosen on a
+# dev split of the train pages (docs/benchmarks.md, Command examples), not on the held-out set.
+PAGE_BM25_WEIGHTS = (2.0, 1.0, 1.0)
+CANDIDATES = 30
+PAGE_WEIGHT = 2.0
+UTILITY_WEIGHT = 3.0
 
 # Words that carry no meaning for picking a command: leaving them out keeps the OR query short.
 STOPWORDS = frozenset(
@@ -184,14 +202,33 @@ CREATE TABLE meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE examples(
     id INTEGER PRIMARY KEY, description TEXT NOT NULL, command TEXT NOT NULL,
     source TEXT NOT NULL, page TEXT NOT NULL, licence TEXT NOT NULL);
-CREATE TABLE pages(source TEXT NOT NULL, page TEXT NOT NULL, summary TEXT NOT NULL, PRIMARY KEY (source, page));
+CREATE TABLE pages(
+    id INTEGER PRIMARY KEY, source TEXT NOT NULL, page TEXT NOT NULL, summary TEXT NOT NULL,
+    licence TEXT NOT NULL, command TEXT NOT NULL, entries INTEGER NOT NULL, UNIQUE (source, page));
 CREATE VIEW examples_text AS
     SELECT e.id AS id, e.description, e.command, e.page, coalesce(p.summary, '') AS summary
     FROM examples e LEFT JOIN pages p ON p.source = e.source AND p.page = e.page;
 CREATE VIRTUAL TABLE examples_fts USING fts5(
     description, command, page, summary, content='examples_text', content_rowid='id',
     tokenize='porter unicode61');
+CREATE VIRTUAL TABLE pages_fts USING fts5(page, summary, descriptions, content='', tokenize='porter unicode61');
 """
+_MAN_SECTION = re.compile(r"\.\d\w*$")
+
+
+def page_name(page: str) -> str:
+    """'find' for the pages find (tldr, cheat, eg) and find.1 (man)."""
+    return _MAN_SECTION.sub("", page)
+
+
+def utility_command(source: str, page: str, known: set[str]) -> str:
+    """The command a page is about: its name (a man page names a program: 'ansible-config.1' ->
+    'ansible-config'), with a tldr sub-command page's first hyphen a space when the part before
+    it is a page too ('git-push' -> 'git push'; 'kde-builder' stays; a tldr page of a program
+    with a hyphen after another page's name, 'apt-add-repository', is split wrongly)."""
+    name = page_name(page)
+    head, dash, rest = name.partition("-")
+    return f"{head} {rest}" if source == "tldr" and dash and head in known and rest else name
 
 
 def _fill(
@@ -200,22 +237,41 @@ def _fill(
     sources: dict[str, dict],
     kind: str,
     summaries: dict[tuple[str, str], str] | None = None,
+    page_licences: dict[tuple[str, str], str] | None = None,
 ) -> int:
     connection.executescript(_SCHEMA)
-    connection.executemany(
-        "INSERT INTO pages(source, page, summary) VALUES (?, ?, ?)",
-        [(source, page, summary) for (source, page), summary in sorted((summaries or {}).items()) if summary],
-    )
     counts: dict[str, int] = {}
     rows = []
+    pages: dict[tuple[str, str], list[Example]] = {key: [] for key in sorted(summaries or {})}
     for entry in entries:
         counts[entry.source] = counts.get(entry.source, 0) + 1
         rows.append((entry.description, entry.command, entry.source, entry.page, entry.licence))
+        pages.setdefault((entry.source, entry.page), []).append(entry)
     connection.executemany(
         "INSERT INTO examples(description, command, source, page, licence) VALUES (?, ?, ?, ?, ?)", rows
     )
+    known = {page_name(page) for source, page in pages if source == "tldr"}
+    page_rows = []
+    for (source, page), found in pages.items():
+        summary = (summaries or {}).get((source, page), "")
+        licence = (page_licences or {}).get((source, page)) or (
+            found[0].licence if found else sources.get(source, {}).get("licence", "")
+        )
+        descriptions = " ".join(entry.description for entry in found)
+        page_rows.append(
+            (source, page, summary, licence, utility_command(source, page, known), len(found), descriptions)
+        )
+    connection.executemany(
+        "INSERT INTO pages(source, page, summary, licence, command, entries) VALUES (?, ?, ?, ?, ?, ?)",
+        [row[:6] for row in page_rows],
+    )
+    connection.executemany(
+        "INSERT INTO pages_fts(rowid, page, summary, descriptions) VALUES (?, ?, ?, ?)",
+        [(number, row[1], row[2], row[6]) for number, row in enumerate(page_rows, start=1)],
+    )
     connection.execute("INSERT INTO examples_fts(examples_fts) VALUES ('rebuild')")
-    connection.execute("INSERT INTO examples_fts(examples_fts) VALUES ('optimize')")
+    for table in ("examples_fts", "pages_fts"):
+        connection.execute(f"INSERT INTO {table}({table}) VALUES ('optimize')")
     described = {name: {**sources.get(name, {}), "entries": count} for name, count in sorted(counts.items())}
     meta = {
         "format": str(FORMAT),
@@ -235,12 +291,15 @@ def write_index(
     sources: dict[str, dict],
     kind: str = "commands",
     summaries: dict[tuple[str, str], str] | None = None,
+    page_licences: dict[tuple[str, str], str] | None = None,
 ) -> int:
     """Write a new index at `path` atomically (a temporary file beside it, fsynced, then
     os.replace), so a reader never opens half an index. `sources`: source -> {licence, credit};
     entry counts are added. `summaries`: (source, page) -> what the page's program is for (a
-    tldr page's summary, a man page's NAME line), searched with each of the page's examples.
-    Returns the number of entries written."""
+    tldr page's summary, a man page's NAME line), searched with each of the page's examples and
+    as the page's own; a page with a summary and no example is a program known by its description.
+    `page_licences`: the licence of such a page's summary (default: its examples', else its
+    source's). Returns the number of entries written."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
@@ -248,7 +307,7 @@ def write_index(
     try:
         connection = sqlite3.connect(tmp)
         try:
-            written = _fill(connection, entries, sources, kind, summaries)
+            written = _fill(connection, entries, sources, kind, summaries, page_licences)
             connection.execute("VACUUM")
         finally:
             connection.close()
@@ -280,16 +339,17 @@ class ExampleIndex:
         self._lock = threading.Lock()
         try:
             self.meta = dict(self._connection.execute("SELECT key, value FROM meta"))
-            if self.meta.get("format") != str(FORMAT):
+            if self.meta.get("format") not in READABLE_FORMATS:
                 raise ExampleIndexError(
-                    f"example index {self.path} has format {self.meta.get('format')!r}, this bashlsp reads {FORMAT}"
+                    f"example index {self.path} has format {self.meta.get('format')!r}, this bashlsp reads"
+                    f" {' and '.join(READABLE_FORMATS)}"
                 )
+            self.has_pages = self.meta["format"] != "1"
             self.sources: dict[str, dict] = json.loads(self.meta.get("sources", "{}"))
             (self.entries,) = self._connection.execute("SELECT count(*) FROM examples").fetchone()
             # A probe through the full-text index: a damaged FTS table fails here, not mid-request.
-            self._connection.execute(
-                "SELECT rowid FROM examples_fts WHERE examples_fts MATCH '\"file\"' LIMIT 1"
-            ).fetchall()
+            for table in ("examples_fts", "pages_fts") if self.has_pages else ("examples_fts",):
+                self._connection.execute(f"SELECT rowid FROM {table} WHERE {table} MATCH '\"file\"' LIMIT 1").fetchall()
         except ExampleIndexError:
             self._connection.close()
             raise
@@ -305,22 +365,46 @@ class ExampleIndex:
         return cls(Path(name), connection)
 
     def search(self, text: str, limit: int = 5) -> list[Example]:
-        """The `limit` best examples for the words of `text` (bm25), best first; [] when `text`
-        has no searchable word."""
+        """The `limit` best examples for the words of `text`, best first (score: lower is
+        better; see the module docstring); [] when `text` has no searchable word."""
         words = query_words(text)
         if not words or limit < 1:
             return []
-        sql = (
+        match = match_expression(words)
+        examples_sql = (
             "SELECT e.description, e.command, e.source, e.page, e.licence, bm25(examples_fts, ?, ?, ?, ?) AS rank"
             " FROM examples_fts JOIN examples e ON e.id = examples_fts.rowid"
             " WHERE examples_fts MATCH ? ORDER BY rank LIMIT ?"
         )
+        pages_sql = (
+            "SELECT p.source, p.page, p.summary, p.licence, p.command, p.entries, bm25(pages_fts, ?, ?, ?) AS rank"
+            " FROM pages_fts JOIN pages p ON p.id = pages_fts.rowid"
+            " WHERE pages_fts MATCH ? ORDER BY rank LIMIT ?"
+        )
+        wanted = max(limit, CANDIDATES) if self.has_pages else limit
         try:
             with self._lock:
-                rows = self._connection.execute(sql, (*BM25_WEIGHTS, match_expression(words), limit)).fetchall()
+                rows = self._connection.execute(examples_sql, (*BM25_WEIGHTS, match, wanted)).fetchall()
+                pages = (
+                    self._connection.execute(pages_sql, (*PAGE_BM25_WEIGHTS, match, CANDIDATES)).fetchall()
+                    if self.has_pages
+                    else []
+                )
         except sqlite3.Error as exc:
             raise ExampleIndexError(f"search in example index {self.path} failed: {exc}") from exc
-        return [Example(*row) for row in rows]
+        found = [Example(*row) for row in rows]
+        if not pages:
+            return found[:limit]
+        page_score = {(source, page): rank for source, page, *_, rank in pages}
+        weakest = max(page_score.values())  # a page past the CANDIDATES best counts as the weakest of them
+        ranked = [replace(e, score=e.score + PAGE_WEIGHT * page_score.get((e.source, e.page), weakest)) for e in found]
+        ranked += [
+            Example(summary, command, source, page, licence, UTILITY_WEIGHT * rank)
+            for source, page, summary, licence, command, entries, rank in pages
+            if entries == 0 and summary
+        ]
+        ranked.sort(key=lambda e: e.score)
+        return ranked[:limit]
 
     def all_examples(self) -> list[Example]:
         """Every entry, in the order written (for building training documents from the index)."""

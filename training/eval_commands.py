@@ -7,7 +7,8 @@
 The held-out set holds description -> command pairs of pages the index does not contain (see
 training/corpus/examples.py). For each description a mode gives one answer:
 
-- ``retrieval``: the command of the best bm25 match in the index;
+- ``retrieval``: the command of the best match in the index (an example's bm25 plus its page's,
+  or a program known by its page summary alone: model/examples.py `ExampleIndex.search`);
 - ``model``: the script the server's "Generate script from comment" offers for a document that
   is the shebang and the comment (model/generation.py's tries: greedy, then samples, `bash -n`,
   shellcheck ranking), its first line of code as the answer;
@@ -47,7 +48,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..model.errors import BashlspError
-from ..model.examples import BUNDLED_INDEX, Example, ExampleIndex, few_shot_block
+from ..model.examples import BUNDLED_INDEX, Example, ExampleIndex, few_shot_block, page_name
 from ..model.shell import bash_accepts
 
 BUNDLED_HOLDOUT = BUNDLED_INDEX.parent / "examples_holdout.jsonl"
@@ -165,11 +166,6 @@ def generation_document(description: str, examples: Sequence[Example] = ()) -> s
     """The document the model continues: retrieved examples (if any), then a script that is the
     shebang and the comment, as an editor user writes it."""
     return few_shot_block(examples) + GENERATION_HEADER + f"# {' '.join(description.split())}\n"
-
-
-def page_name(page: str) -> str:
-    """'find' for the pages find (tldr, cheat, eg) and find.1 (man)."""
-    return re.sub(r"\.\d\w*$", "", page)
 
 
 def score_answers(pairs: Sequence[HeldOut], answers: Sequence[str]) -> dict:

@@ -6,6 +6,7 @@ import sqlite3
 
 import pytest
 
+from bashlsp.model import examples
 from bashlsp.model.errors import ExampleIndexError
 from bashlsp.model.examples import (
     MAX_QUERY_WORDS,
@@ -160,6 +161,77 @@ def test_a_page_summary_finds_its_examples(tmp_path):
     path = tmp_path / "examples.sqlite"
     write_index(path, entries, {}, summaries={("tldr", "pomo"): "A Pomodoro timer for the terminal"})
     assert ExampleIndex(path).search("start a pomodoro timer", 1)[0].command == "pomo start"
+
+
+def test_a_page_whose_descriptions_match_ranks_its_example_first(monkeypatch):
+    """Each example scores with its page: the btrfs-scrub page, all about scrubs, outweighs a
+    download example that shares more of the comment's words by itself."""
+    entries = [
+        Example("Start a scrub", "btrfs scrub start /mnt", "tldr", "btrfs-scrub", "CC-BY-4.0"),
+        Example("Show the status of a running scrub", "btrfs scrub status /mnt", "tldr", "btrfs-scrub", "CC-BY-4.0"),
+        Example("Cancel a running scrub", "btrfs scrub cancel /mnt", "tldr", "btrfs-scrub", "CC-BY-4.0"),
+        Example("Resume a previously cancelled download", "aria2c --continue url", "tldr", "aria2c", "CC-BY-4.0"),
+    ] + [Example(d, c, s, p, "MIT") for d, c, s, p in PAIRS]
+    index = ExampleIndex.in_memory(entries, "scrub")
+    assert index.search("Resume a cancelled scrub", 1)[0].page == "btrfs-scrub"
+    monkeypatch.setattr(examples, "PAGE_WEIGHT", 0.0)  # each example on its own words: the download wins
+    assert index.search("Resume a cancelled scrub", 1)[0].page == "aria2c"
+
+
+def test_a_page_known_by_its_summary_alone_offers_its_program(tmp_path):
+    """A page with a summary and no example (a man page's NAME line, a tldr page whose examples
+    are held out): its program, with the summary as the description and the page's licence."""
+    path = tmp_path / "examples.sqlite"
+    entries = [Example(d, c, s, p, "MIT") for d, c, s, p in PAIRS]
+    summaries = {("tldr", "kde-builder"): "Easily build KDE components from their source repositories"}
+    summaries[("man", "b2sum.1")] = "compute and check BLAKE2 message digest"
+    write_index(
+        path,
+        entries,
+        {"tldr": {"licence": "CC-BY-4.0"}},
+        summaries=summaries,
+        page_licences={("man", "b2sum.1"): "GPL-3+; Debian package coreutils 9.1-1"},
+    )
+    index = ExampleIndex(path)
+    (found,) = index.search("Compile a KDE component from the source", 1)
+    assert (found.command, found.source, found.licence) == ("kde-builder", "tldr", "CC-BY-4.0")
+    assert found.description == summaries[("tldr", "kde-builder")]
+    (found,) = index.search("check a BLAKE2 digest", 1)
+    assert (found.command, found.licence) == ("b2sum", "GPL-3+; Debian package coreutils 9.1-1")
+    assert index.search("Find files with the SGID bit set", 1)[0].command == "find / -perm -2000"  # examples still win
+
+
+def test_utility_command():
+    from bashlsp.model.examples import utility_command
+
+    assert utility_command("tldr", "git-push", {"git", "git-push"}) == "git push"
+    assert utility_command("tldr", "kde-builder", {"kde-builder"}) == "kde-builder"
+    assert utility_command("man", "tar.1", {"tar"}) == "tar"
+    assert utility_command("man", "ansible-config.1", {"ansible"}) == "ansible-config"  # a man page names a program
+
+
+def test_a_format_1_index_is_still_searched(tmp_path):
+    """Personal indexes written before the page search (format 1: no pages_fts) keep working."""
+    path = tmp_path / "old.sqlite"
+    connection = sqlite3.connect(path)
+    connection.executescript(
+        """
+        CREATE TABLE meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
+        CREATE TABLE examples(id INTEGER PRIMARY KEY, description TEXT NOT NULL, command TEXT NOT NULL,
+            source TEXT NOT NULL, page TEXT NOT NULL, licence TEXT NOT NULL);
+        CREATE TABLE pages(source TEXT NOT NULL, page TEXT NOT NULL, summary TEXT NOT NULL, PRIMARY KEY (source, page));
+        CREATE VIEW examples_text AS SELECT e.id AS id, e.description, e.command, e.page,
+            coalesce(p.summary, '') AS summary FROM examples e LEFT JOIN pages p ON p.source = e.source AND p.page = e.page;
+        CREATE VIRTUAL TABLE examples_fts USING fts5(description, command, page, summary,
+            content='examples_text', content_rowid='id', tokenize='porter unicode61');
+        INSERT INTO meta VALUES ('format', '1'), ('kind', 'personal'), ('sources', '{}');
+        INSERT INTO examples VALUES (1, 'back up the home folder', 'rsync -a ~ /mnt/backup', 'personal', 'b.sh', 'own');
+        INSERT INTO examples_fts(examples_fts) VALUES ('rebuild');
+        """
+    )
+    connection.commit()
+    connection.close()
+    assert ExampleIndex(path).search("back up my home", 1)[0].command == "rsync -a ~ /mnt/backup"
 
 
 def test_few_shot_prompt_keeps_the_examples_and_the_end_of_a_long_document():

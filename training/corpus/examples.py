@@ -360,9 +360,16 @@ def deb_licence(root: Path, package: str) -> str:
 
 
 def man_entries(
-    workdir: Path, packages: list[str], skipped: Counter, summaries: dict[tuple[str, str], str]
+    workdir: Path,
+    packages: list[str],
+    skipped: Counter,
+    summaries: dict[tuple[str, str], str],
+    page_licences: dict[tuple[str, str], str],
+    jobs: int = 2,
 ) -> tuple[list[Example], dict[str, str]]:
-    """Entries from the man pages of `packages` and the version of each package read."""
+    """Entries from the man pages of `packages` and the version of each package read. Every
+    man1/man8 page's NAME line goes into `summaries` (with its licence in `page_licences`), also
+    for a page without EXAMPLES: the index then knows the program by what it is for."""
     entries, versions = [], {}
     for package in packages:
         try:
@@ -379,25 +386,26 @@ def man_entries(
                 continue
             root = Path(tmp)
             licence = f"{deb_licence(root, package)}; Debian package {package} {versions[package]}"
+            sources: list[tuple[str, bytes]] = []
             for section in ("man1", "man8"):
                 for page in sorted((root / "usr/share/man" / section).glob("*")):
                     if page.is_symlink() or not page.is_file():
                         continue
                     name = page.name[:-3] if page.name.endswith(".gz") else page.name
-                    program = name.rsplit(".", 1)[0]
                     try:
                         data = page.read_bytes()
-                        data = gzip.decompress(data) if page.name.endswith(".gz") else data
+                        sources.append((name, gzip.decompress(data) if page.name.endswith(".gz") else data))
                     except (OSError, gzip.BadGzipFile, EOFError):
                         skipped["unreadable man page"] += 1
-                        continue
-                    if b"EXAMPLE" not in data:
-                        continue
-                    rendered = render_man(data)
-                    pairs = parse_man_examples(rendered, program)
-                    if pairs:
-                        summaries[("man", name)] = man_summary(rendered)
-                    for description, command in pairs:
+            with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+                rendered_pages = list(pool.map(lambda item: render_man(item[1]), sources))
+            for (name, data), rendered in zip(sources, rendered_pages):
+                summary = man_summary(rendered)
+                if summary:
+                    summaries[("man", name)] = summary
+                    page_licences[("man", name)] = licence
+                if b"EXAMPLE" in data:
+                    for description, command in parse_man_examples(rendered, name.rsplit(".", 1)[0]):
                         entries.append(Example(description, command, "man", name, licence))
     return entries, versions
 
@@ -435,10 +443,11 @@ def build_examples(
     workdir.mkdir(parents=True, exist_ok=True)
     skipped: Counter = Counter()
     summaries: dict[tuple[str, str], str] = {}
+    page_licences: dict[tuple[str, str], str] = {}
     entries = tldr_entries(archive, summaries, jobs)
     entries += cheat_entries(cheat or fetch_sdist(CHEAT_SDIST, workdir))
     entries += eg_entries(eg or fetch_sdist(EG_SDIST, workdir))
-    man, versions = man_entries(workdir, packages, skipped, summaries)
+    man, versions = man_entries(workdir, packages, skipped, summaries, page_licences, jobs)
     entries += man
     entries = [entry for entry in entries if usable_pair(entry.description, entry.command)]
     entries = check_syntax(entries, skipped, jobs)
@@ -452,7 +461,7 @@ def build_examples(
     index_entries = [entry for entry in kept if normalised(entry.command) not in held_commands]
     skipped["same command as a held-out pair"] += len(kept) - len(index_entries)
     out.mkdir(parents=True, exist_ok=True)
-    written = write_index(out / INDEX_FILE, index_entries, SOURCES, summaries=summaries)
+    written = write_index(out / INDEX_FILE, index_entries, SOURCES, summaries=summaries, page_licences=page_licences)
     with (out / HOLDOUT_FILE).open("w", encoding="utf-8") as handle:
         for entry in holdout:
             record = {
@@ -464,7 +473,14 @@ def build_examples(
                 "split": "holdout",
             }
             handle.write(json.dumps(record, ensure_ascii=False) + "\n")
-    write_attribution(out / ATTRIBUTION_FILE, Counter(e.source for e in index_entries), versions)
+    man_licences = Counter(
+        licence.split(" (")[0].split(";")[0]
+        for licence in [e.licence for e in index_entries if e.source == "man"] + list(page_licences.values())
+    )
+    summary_counts = Counter(source for (source, _), summary in summaries.items() if summary)
+    write_attribution(
+        out / ATTRIBUTION_FILE, Counter(e.source for e in index_entries), versions, summary_counts, man_licences
+    )
     return {
         "index": written,
         "holdout": len(holdout),
@@ -504,18 +520,56 @@ def few_shot_documents(index_path: Path, out: Path, max_documents: int, few_shot
     return dict(counts)
 
 
-def write_attribution(path: Path, counts: Counter, versions: dict[str, str]) -> None:
+def write_attribution(
+    path: Path,
+    counts: Counter,
+    versions: dict[str, str],
+    summaries: Counter | None = None,
+    man_licences: Counter | None = None,
+) -> None:
+    """EXAMPLES-ATTRIBUTION.md: each source credited, the licence decision, the Debian packages
+    read. `summaries`: page summaries by source; `man_licences`: man-page texts (examples and
+    NAME lines) by licence."""
+    summaries = summaries or Counter()
     lines = [
         "# Command examples: sources and licences",
         "",
         f"`{INDEX_FILE}` and `{HOLDOUT_FILE}` hold `# description` -> command pairs built by",
-        "`python -m bashlsp.training.corpus.examples`. Every entry records its source and licence.",
+        "`python -m bashlsp.training.corpus.examples`, and one-line summaries of what pages' programs",
+        "are for (tldr page summaries, man-page NAME lines). Every entry and every summary records its",
+        "source and licence (`examples.licence`, `pages.licence`).",
         "",
     ]
     for name, source in SOURCES.items():
-        lines.append(f"- **{name}** ({counts.get(name, 0)} entries in the index): {source['credit']}.")
+        lines.append(
+            f"- **{name}** ({counts.get(name, 0)} entries, {summaries.get(name, 0)} page summaries in the index):"
+            f" {source['credit']}."
+        )
     lines += [
         "",
+        "## Licence decision",
+        "",
+        "bashlsp's code is MIT. These two files are not: they are data, distributed under the licences",
+        "of the texts they were taken from, recorded per entry and per summary, with each source",
+        "credited here. They are not relicensed under MIT, and the wheel's MIT licence does not cover",
+        "them. In particular the man-page texts (EXAMPLES commands with the sentence that introduces",
+        "them, and NAME lines) keep their Debian package's licence, mostly GPL (counts below; it is the",
+        "`Files: *` licence of the package's copyright file, and where a stanza there names the manual",
+        "pages, that stanza's licence is the one that applies); the GPL",
+        "texts' source is the Debian package and version named in each entry's licence (Debian keeps",
+        "the source of every released version), and this builder reproduces the extraction. Entries",
+        "whose licence reads 'see /usr/share/doc/PACKAGE/copyright' had no DEP-5 `Files: *` licence;",
+        "their licence is that file's. This has not been reviewed by a lawyer. A distribution that",
+        "must be MIT only can build the index without any man-page text: `--packages` with no package",
+        "names (tldr is CC BY 4.0, cheat MIT or GPL-3.0, eg MIT).",
+        "",
+    ]
+    if man_licences:
+        lines.append("Man-page texts in the index by licence (examples and NAME lines together):")
+        lines.append("")
+        lines.append(", ".join(f"{licence} {n}" for licence, n in man_licences.most_common()))
+        lines.append("")
+    lines += [
         "tldr-pages: https://github.com/tldr-pages/tldr, licence https://creativecommons.org/licenses/by/4.0/;",
         "changes: placeholders replaced with concrete values, descriptions turned into shell comments.",
         "",
