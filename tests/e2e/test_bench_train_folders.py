@@ -63,6 +63,18 @@ def test_five_folders_from_held_out_packages_only(tmp_path):
     assert len(mixed) == len(FOLDER_STYLES["mixed bag"])  # a little of every package
 
 
+def test_cpu_seconds_of_a_running_process_are_read():
+    import os
+
+    from bashlsp.bench.train import process_cpu_seconds
+
+    spent = process_cpu_seconds(os.getpid())
+    if spent is None:
+        pytest.skip("no /proc here")
+    assert 0 < spent < 10_000
+    assert process_cpu_seconds(2**22 + 12345) is None  # no such process
+
+
 def test_a_corpus_without_the_styles_is_a_clear_error(tmp_path):
     (tmp_path / "manifest.jsonl").write_text("")
     with pytest.raises(BashlspError, match="none of the held-out packages"):
@@ -90,6 +102,7 @@ def test_the_table_has_a_row_a_folder_and_counts_the_targets(tmp_path):
         scripts=100,
         kb=500.0,
         first_checkpoint_s=70.0,
+        first_checkpoint_cpu_s=40.0,
         round_s=95.0,
         cpu_s=180.0,
         load_start=1.0,
@@ -104,6 +117,6 @@ def test_the_table_has_a_row_a_folder_and_counts_the_targets(tmp_path):
     lines = table.splitlines()
     assert len(lines) == 2 + 2 + 1
     assert "| test suite | 100 | 500 | yes | 2.000 -> 1.700 (-15.0%)" in lines[2] and "| 60 of 80 |" in lines[2]
-    assert "| 95 | 180 | 60 of 80 | 2,500 (150) | 2.000 -> 1.900 (-5.0%) |" in lines[2]
+    assert "| 70 (40) | 95 | 180 | 60 of 80 | 2,500 (150) | 2.000 -> 1.900 (-5.0%) |" in lines[2]
     assert lines[-1].startswith("published in 1 of 2; your holdout -10% or better in 1 of 2")
     assert "general holdout within +2% in 1 of 2; first checkpoint within 90 s in 1 of 2" in lines[-1]
