@@ -318,14 +318,14 @@ class Trainer:
         self.scaler = torch.amp.GradScaler(device.type) if dtype == torch.float16 else None
         if config.grad_checkpointing:
             checkpoint_blocks(model)
-        self.forward_model = self.ddp_model  # what the loop calls: compiled, or the module itself
+        self.compiled_model = None  # torch.compile of ddp_model; None: the loop calls ddp_model itself
         self._compiled_once = False
         if config.compile:
             reason = compile_unavailable(device)
             if reason:
                 warnings.warn(f"--compile: {reason}; training without it", RuntimeWarning, stacklevel=2)
             else:
-                self.forward_model = torch.compile(self.ddp_model)
+                self.compiled_model = torch.compile(self.ddp_model)
 
     # resumable state
 
@@ -528,10 +528,12 @@ class Trainer:
 
     def _forward_backward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """One micro-batch's loss (already divided by grad_accum), its gradients accumulated."""
-        first_compiled_call = self.forward_model is not self.ddp_model and not self._compiled_once
+        compiled = self.compiled_model
+        first_compiled_call = compiled is not None and not self._compiled_once
         try:
             with self.autocast:
-                loss = self.forward_model(x, targets=y) / self.config.grad_accum
+                model = compiled if compiled is not None else self.ddp_model
+                loss = model(x, targets=y) / self.config.grad_accum
             (self.scaler.scale(loss) if self.scaler is not None else loss).backward()
         except Exception as exc:
             if not first_compiled_call:
@@ -540,7 +542,7 @@ class Trainer:
             # unsupported op or platform): say so once and go on eager from clean gradients.
             warnings.warn(f"--compile: torch.compile failed ({exc}); training without it", RuntimeWarning, stacklevel=2)
             self.optimizer.zero_grad(set_to_none=True)
-            self.forward_model = self.ddp_model
+            self.compiled_model = None
             return self._forward_backward(x, y)
         self._compiled_once = True
         return loss.detach()

@@ -70,7 +70,7 @@ def test_compile_without_a_compiler_warns_once_and_trains_eager(tokenizer, monke
     assert "no C++ compiler" in compile_unavailable(CPU)
     with pytest.warns(RuntimeWarning, match="--compile: no C\\+\\+ compiler.*training without it") as caught:
         trainer = tiny_trainer(tokenizer, compile=True)
-    assert len(caught) == 1 and trainer.forward_model is trainer.model
+    assert len(caught) == 1 and trainer.compiled_model is None
     assert trainer.train().steps_done == 2
 
 
