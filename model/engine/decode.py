@@ -100,6 +100,8 @@ class Decoder:
         self.table = table
         self.line_confidence = line_confidence  # see stops.LINE_CONFIDENCE (0: a guess always ends a suggestion)
         self.line_guesses = line_guesses  # see stops.LINE_GUESSES
+        # Bounds in tokens cover the same text whatever the tokenizer (BashTokenizer.token_scale).
+        self.line_max_tokens = LINE_MAX_TOKENS * tokenizer.token_scale
 
     def _judge_line(self, row: Row, healed: bytes, give_up: bool = False) -> int | None:
         """At a line start, once the first line is decoded (or the row ended): None to offer the line
@@ -152,7 +154,7 @@ class Decoder:
                 row.done, row.cut = True, cut
                 return
             row.judged = True
-        if row.line_tokens >= LINE_MAX_TOKENS and rules.mode in ("line", "inline"):
+        if row.line_tokens >= self.line_max_tokens and rules.mode in ("line", "inline"):
             # A line as long as a whole line suggestion may be: the same bound in every mode.
             # The slowest ghost texts in `bench serve` were a model repeating itself for 48
             # tokens ("%M:%M:%M:..."). As at the token limit, a cut-off line after the first is
