@@ -10,12 +10,12 @@ server reads to decide what goes ahead of the document (model/examples.uses_exam
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
-from ..model.checkpoint import load_checkpoint, read_weights, validate_weights
+from ..model.checkpoint import load_checkpoint
 from ..model.errors import BashlspError, TrainingError
+from .loop import read_saved_state
 from .pretrain import export_checkpoint, shipped_meta
 
 PROMPT_FORMATS = ("fim", "examples", "repo")  # FIM documents, few-shot example prompts, repo-level chunks
@@ -24,16 +24,11 @@ PROMPT_FORMATS = ("fim", "examples", "repo")  # FIM documents, few-shot example 
 def from_state(run: Path, base: Path):
     """The weights of a run's resumable state (`run/state`), on the model and tokenizer of the
     checkpoint the run started from, with a meta that says where training stopped."""
-    folder = run / "state"
-    info_path = folder / "trainer.json"
-    if not info_path.is_file():
-        raise TrainingError(f"{run} has no saved state ({info_path} is missing)")
-    info = json.loads(info_path.read_text())
     loaded = load_checkpoint(base)
-    if info["model_config"] != loaded.config.to_dict():
-        raise TrainingError(f"the state in {folder} is for another model config than {base}")
-    weights = read_weights(folder / "model.safetensors")
-    validate_weights(loaded.config, weights, folder)
+    saved = read_saved_state(run, loaded.config)
+    if saved is None:
+        raise TrainingError(f"{run} has no saved state (no state/trainer.json)")
+    _, info, weights = saved
     loaded.model.load_state_dict(weights)
     config = info["config"]
     meta = {

@@ -29,7 +29,7 @@ import torch
 import torch.distributed as dist
 from torch.utils.data import Dataset, DistributedSampler, RandomSampler
 
-from ..model.checkpoint import LoadedModel, fsync_dir, write_file_synced
+from ..model.checkpoint import LoadedModel, fsync_dir, read_weights, validate_weights, write_file_synced
 from ..model.context import CONTEXT_SHARE, QUERY_LINES, context_ids, query_text
 from ..model.device import AMP_MODES, amp_dtype
 from ..model.errors import TrainingError
@@ -249,6 +249,23 @@ def is_main_process() -> bool:
     return not dist.is_initialized() or dist.get_rank() == 0
 
 
+def read_saved_state(state_dir: Path, config) -> tuple[Path, dict, dict] | None:
+    """The saved state under `state_dir` (its folder, trainer.json and validated model weights), or
+    None where there is none; a state for another model config than `config` is a TrainingError."""
+    for name in ("state", "state.old"):  # state.old survives a kill in the middle of a swap
+        folder = Path(state_dir) / name
+        if (folder / "trainer.json").is_file():
+            break
+    else:
+        return None
+    info = json.loads((folder / "trainer.json").read_text())
+    if info["model_config"] != config.to_dict():
+        raise TrainingError(f"the saved state in {folder} is for a different model config; remove it to start afresh")
+    weights = read_weights(folder / "model.safetensors")
+    validate_weights(config, weights, folder)
+    return folder, info, weights
+
+
 class Trainer:
     def __init__(
         self,
@@ -371,21 +388,10 @@ class Trainer:
         """Resume from state_dir if a saved state exists; returns whether it did."""
         if self.state_dir is None:
             return False
-        from ..model.checkpoint import read_weights, validate_weights
-
-        for name in ("state", "state.old"):  # state.old survives a kill in the middle of a swap
-            folder = self.state_dir / name
-            if (folder / "trainer.json").is_file():
-                break
-        else:
+        saved = read_saved_state(self.state_dir, self.model.config)
+        if saved is None:
             return False
-        info = json.loads((folder / "trainer.json").read_text())
-        if info["model_config"] != self.model.config.to_dict():
-            raise TrainingError(
-                f"the saved state in {folder} is for a different model config; remove it to start afresh"
-            )
-        weights = read_weights(folder / "model.safetensors")
-        validate_weights(self.model.config, weights, folder)
+        folder, info, weights = saved
         self.model.load_state_dict(weights)
         if self.adapter is not None:
             if not (folder / "adapter.safetensors").is_file():
