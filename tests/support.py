@@ -10,6 +10,7 @@ own. Fixtures that use them are in conftest.py.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import itertools
 import json
 import os
@@ -23,6 +24,7 @@ import torch
 from lsprotocol import types
 from pytest_lsp import LanguageClient
 
+from bashlsp.model.architectures import build_model
 from bashlsp.model.checkpoint import save_checkpoint
 from bashlsp.model.gpt import GPT, GPTConfig
 from bashlsp.model.tokenizer import BashTokenizer
@@ -313,6 +315,45 @@ async def wait_for_log(client: LanguageClient, needle: str, timeout: float = 120
             await client.wait_for_notification(types.WINDOW_LOG_MESSAGE)
 
     return await asyncio.wait_for(wait(), timeout)
+
+
+# -- a memorised char model (the char tokenizer and the other architectures, issue 17) ------------
+
+MEMO = '#!/bin/sh\nfor f in *.log; do\n  gzip -9 --keep --verbose "$f"\ndone\necho finished\n'
+MEMO_TYPED = MEMO[: MEMO.index("gz") + 2]  # typed up to "gz" on line 2: the ghost text is the rest of the line
+
+
+def memorized_char_checkpoint(directory: Path, arch: str = "dense", steps: int = 100) -> Path:
+    """A tiny model of `arch` on char tokens that has memorised MEMO (one window; a few s on one thread)."""
+    tokenizer = BashTokenizer.char()
+    torch.manual_seed(0)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        model = build_model(dataclasses.replace(tiny_config(tokenizer.vocab_size), arch=arch))
+        ids = torch.tensor([tokenizer.eof_id] + tokenizer.encode(MEMO) + [tokenizer.eof_id])
+        optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
+        for _ in range(steps):
+            loss = model(ids[None, :-1], targets=ids[None, 1:])
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+    finally:
+        torch.set_num_threads(threads)
+    return save_checkpoint(directory, model, tokenizer, {"kind": "test", "metrics": {"train_loss": loss.item()}})
+
+
+def inline_items(server: RawServer, uri: str, line: int, character: int) -> list[dict]:
+    """The items of an automatic textDocument/inlineCompletion at (line, character)."""
+    answer = server.request(
+        "textDocument/inlineCompletion",
+        {
+            "textDocument": {"uri": uri},
+            "position": {"line": line, "character": character},
+            "context": {"triggerKind": 2},
+        },
+    )
+    return answer["result"]["items"] if isinstance(answer["result"], dict) else answer["result"]
 
 
 # -- editors support (was editors_support.py) --------------------------------------------------

@@ -5,14 +5,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from support import RawServer, fixture_texts, tiny_config
+from support import MEMO, MEMO_TYPED, RawServer, fixture_texts, inline_items, memorized_char_checkpoint
 
-from bashlsp.model.checkpoint import load_checkpoint, save_checkpoint
+from bashlsp.model.checkpoint import load_checkpoint
 from bashlsp.model.engine import CompletionQuery, Engine, token_table
-from bashlsp.model.gpt import GPT
 from bashlsp.model.tokenizer import CHAR_VOCAB_SIZE, EOF, FIM_MIDDLE, SPECIAL_TOKENS, BashTokenizer
 
 CHAR = BashTokenizer.char()
@@ -61,28 +59,6 @@ def test_healing_has_nothing_to_back_off_with_single_byte_tokens():
     assert {ord("\n"), ord("#"), CHAR.eof_id} <= banned and ord("e") not in banned
 
 
-MEMO = '#!/bin/sh\nfor f in *.log; do\n  gzip -9 --keep --verbose "$f"\ndone\necho finished\n'
-
-
-def memorized_char_checkpoint(directory):
-    """A tiny char model that has memorised MEMO (100 steps on one window: ~3 s on one thread)."""
-    torch.manual_seed(0)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        ids = torch.tensor([CHAR.eof_id] + CHAR.encode(MEMO) + [CHAR.eof_id])
-        model = GPT(tiny_config(CHAR.vocab_size))
-        optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
-        for _ in range(100):
-            loss = model(ids[None, :-1], targets=ids[None, 1:])
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-    finally:
-        torch.set_num_threads(threads)
-    return save_checkpoint(directory, model, CHAR, {"kind": "test", "metrics": {"train_loss": loss.item()}})
-
-
 @pytest.fixture(scope="module")
 def char_checkpoint(tmp_path_factory):
     return memorized_char_checkpoint(tmp_path_factory.mktemp("char") / "ckpt")
@@ -120,17 +96,8 @@ def test_the_server_serves_a_char_model(tmp_path):
     try:
         server.initialize({"checkpoint": str(checkpoint), "completion": {"alternatives": 1}})
         server.wait_log("serving")
-        prefix = MEMO[: MEMO.index("gz") + 2]
-        server.open("file:///tmp/char.sh", prefix)
-        answer = server.request(
-            "textDocument/inlineCompletion",
-            {
-                "textDocument": {"uri": "file:///tmp/char.sh"},
-                "position": {"line": 2, "character": 4},
-                "context": {"triggerKind": 2},
-            },
-        )
-        items = answer["result"]["items"] if isinstance(answer["result"], dict) else answer["result"]
-        assert items and items[0]["insertText"].startswith('ip -9 --keep --verbose "$f"'), answer
+        server.open("file:///tmp/char.sh", MEMO_TYPED)
+        items = inline_items(server, "file:///tmp/char.sh", 2, 4)
+        assert items and items[0]["insertText"].startswith('ip -9 --keep --verbose "$f"'), items
     finally:
         assert server.close() == 0, server.log_tail()
