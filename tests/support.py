@@ -317,6 +317,20 @@ async def wait_for_log(client: LanguageClient, needle: str, timeout: float = 120
     return await asyncio.wait_for(wait(), timeout)
 
 
+def pretrain_args(out: Path, *extra: str) -> list[str]:
+    """`bashlsp-train --pretrain` arguments for a 2-step run on the fixture scripts, then `extra`."""
+    return [str(FIXTURES / "scripts"), "--out", str(out), "--steps", "2", "--batch-size", "2", "--seq-len", "32"] + [
+        "--warmup",
+        "1",
+        "--save-every",
+        "1",
+        "--no-progress",
+        "--threads",
+        "1",
+        *extra,
+    ]
+
+
 # -- a memorised char model (the char tokenizer and the other architectures, issue 17) ------------
 
 MEMO = '#!/bin/sh\nfor f in *.log; do\n  gzip -9 --keep --verbose "$f"\ndone\necho finished\n'

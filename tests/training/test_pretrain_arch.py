@@ -8,7 +8,7 @@ import json
 
 import pytest
 import torch
-from support import FIXTURES
+from support import pretrain_args
 
 from bashlsp.model.architectures import build_model
 from bashlsp.model.checkpoint import load_checkpoint
@@ -26,22 +26,9 @@ def one_thread():
     torch.set_num_threads(threads)
 
 
-def pretrain_args(out, *extra):
+def char_pretrain_args(out, *extra):
     # the character tokenizer: no BPE to train, so a run is a few seconds
-    return [str(FIXTURES / "scripts"), "--out", str(out), "--steps", "2", "--batch-size", "2", "--seq-len", "32"] + [
-        "--warmup",
-        "1",
-        "--save-every",
-        "1",
-        "--no-progress",
-        "--threads",
-        "1",
-        "--tokenizer",
-        "char",
-        "--max-eval-docs",
-        "2",
-        *extra,
-    ]
+    return pretrain_args(out, "--tokenizer", "char", "--max-eval-docs", "2", *extra)
 
 
 @pytest.mark.parametrize(
@@ -50,9 +37,11 @@ def pretrain_args(out, *extra):
 )
 def test_each_arch_trains_resumes_exports_and_loads(tmp_path, capsys, arch, settings):
     out, export = tmp_path / "run", tmp_path / "export"
-    assert pretrain.main(pretrain_args(out, "--arch", arch, *settings)) == 0
+    assert pretrain.main(char_pretrain_args(out, "--arch", arch, *settings)) == 0
     assert f"model nano, {arch}" in capsys.readouterr().out
-    assert pretrain.main(pretrain_args(out, "--arch", arch, *settings, "--steps", "3", "--export", str(export))) == 0
+    assert (
+        pretrain.main(char_pretrain_args(out, "--arch", arch, *settings, "--steps", "3", "--export", str(export))) == 0
+    )
     assert "resumed at step 2" in capsys.readouterr().out
     for path in (out / "final", export):
         loaded = load_checkpoint(path, backend="numpy")  # served with torch: numpy runs dense only
@@ -63,14 +52,14 @@ def test_each_arch_trains_resumes_exports_and_loads(tmp_path, capsys, arch, sett
     if arch == "moe":
         assert (config["n_experts"], config["top_k"]) == (3, 1)
     # a resumed run of another architecture is refused (the saved state is of this one)
-    assert pretrain.main(pretrain_args(out, "--arch", "dense", "--steps", "4")) == 1
+    assert pretrain.main(char_pretrain_args(out, "--arch", "dense", "--steps", "4")) == 1
     assert "different model config" in capsys.readouterr().err
 
 
 def test_a_setting_of_another_arch_is_a_clear_error(tmp_path, capsys):
-    assert pretrain.main(pretrain_args(tmp_path / "run", "--arch", "mamba", "--n-experts", "4")) == 1
+    assert pretrain.main(char_pretrain_args(tmp_path / "run", "--arch", "mamba", "--n-experts", "4")) == 1
     assert "n_experts do not apply to arch mamba" in capsys.readouterr().err
-    assert pretrain.main(pretrain_args(tmp_path / "run2", "--arch", "moe", "--top-k", "9")) == 1
+    assert pretrain.main(char_pretrain_args(tmp_path / "run2", "--arch", "moe", "--top-k", "9")) == 1
     assert "top_k=9 must be between 1 and n_experts=4" in capsys.readouterr().err
 
 

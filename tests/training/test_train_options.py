@@ -8,7 +8,7 @@ import warnings
 
 import pytest
 import torch
-from support import FIXTURES, fixture_texts, tiny_config
+from support import fixture_texts, pretrain_args, tiny_config
 
 from bashlsp.model.checkpoint import load_checkpoint
 from bashlsp.model.device import amp_dtype, cpu_has_fast_bf16
@@ -93,20 +93,6 @@ def test_amp_on_a_cpu_without_fast_bf16_says_so_and_stays_fp32(tokenizer):
 def test_unknown_amp_mode_is_a_clear_error(tokenizer):
     with pytest.raises(Exception, match="amp must be one of auto, on, off, force"):
         tiny_trainer(tokenizer, amp="fast")
-
-
-def pretrain_args(out, *extra):
-    scripts = str(FIXTURES / "scripts")
-    return [scripts, "--out", str(out), "--steps", "2", "--batch-size", "2", "--seq-len", "32"] + [
-        "--warmup",
-        "1",
-        "--save-every",
-        "1",
-        "--no-progress",
-        "--threads",
-        "1",
-        *extra,
-    ]
 
 
 def test_char_pretraining_trains_resumes_exports_and_loads(tmp_path, capsys):
