@@ -28,6 +28,7 @@ every CHUNK_STRIDE lines.
 from __future__ import annotations
 
 import re
+import zlib
 from collections.abc import Iterable, Sequence
 
 import numpy as np
@@ -100,11 +101,18 @@ def file_chunks(text: str) -> list[str]:
     return [text[start:end] for start, end in chunk_offsets(text)]
 
 
+def word_hash(word: str) -> int:
+    """A word's hash, the same in every process (int64): the workspace index is built in a
+    child process and queried in the server, and Python's string hash differs between processes
+    (with it, the server's index matched no query)."""
+    data = word.encode("utf-8", "surrogatepass")
+    return (zlib.crc32(data) << 31) ^ zlib.adler32(data)
+
+
 def word_hashes(text: str) -> np.ndarray:
     """The hashes of the distinct words of `text`, sorted (int64): how the indexes hold
-    `words`, so that many chunks are compared with a query in a few numpy operations. Python's
-    string hash differs between processes, so hashes are compared only within one."""
-    return np.unique(np.fromiter(map(hash, _WORD.findall(text)), np.int64))
+    `words`, so that many chunks are compared with a query in a few numpy operations."""
+    return np.unique(np.fromiter(map(word_hash, set(_WORD.findall(text))), np.int64))
 
 
 def query_text(prefix: str) -> str:

@@ -240,6 +240,10 @@ def test_index_builds_in_a_child_process(tmp_path):
     future.result(timeout=120)
     assert index.snapshot.names == ["backup.sh"]
     assert logs and "workspace index: 1 shell scripts" in logs[0]
+    # The child's word hashes are this process's: a query finds the chunk (with Python's string
+    # hash, which differs between processes, it found nothing).
+    assert index.snapshot.scores(fmt.words(BACKUP), 1) == build_index([str(root)]).scores(fmt.words(BACKUP), 1)
+    assert index.snapshot.scores(fmt.words(BACKUP), 1)[0][0] == 1.0
     # The child exits once it has sent the index (a lingering one kept a dead server's stderr open).
     assert not [p for p in multiprocessing.active_children() if p.name == "bashlsp-index"]
     # close() stops a build that is still running.
