@@ -10,7 +10,8 @@ left out of the index, as the server leaves it out). Next-line exact match and e
 at line starts (the first line of the ghost text, as an editor shows it) and keystroke savings of
 simulated typing (training/evaluate's tasks), through the server's engine with the server's
 choice of chunks (server/context.py), each with the workspace and without. `--line-confidence`
-runs the line rule at line starts with each value (0: off). Figures: docs/benchmarks.md.
+runs the line rule at line starts with each value (0: off); `--copy-min` the copy rule
+(server/completion.COPY_MIN) with each value ("off": the model alone). Figures: docs/benchmarks.md.
 
 `index`: build the index of DIR as the server does (a child process at nice 19) and print its
 size, time, memory and the time of a query.
@@ -31,8 +32,9 @@ from ..model.context import words
 from ..model.engine import CompletionQuery, Engine
 from ..model.engine.stops import LINE_CONFIDENCE, LINE_GUESSES
 from ..model.shell_check import ShellTools
-from ..server.completion import ghost_text
+from ..server.completion import COPY_MIN, copy_instead, ghost_text
 from ..server.context import ProjectContext
+from ..server.lookup import copy_suggestion
 from ..server.workspace import WorkspaceIndex, build_index
 from ..training.evaluate.metrics import edit_similarity, exact_match
 from ..training.evaluate.tasks import sample_line_positions, simulate_typing, typed_span
@@ -45,30 +47,51 @@ def _project_files(root: str, max_files: int) -> tuple[list[str], object]:
 
 
 def _completer(
-    engine: Engine, picker: ProjectContext | None, uri: str, prefilled: list[int], decoded: list[int], shell: ShellTools
+    engine: Engine,
+    picker: ProjectContext | None,
+    uri: str,
+    prefilled: list[int],
+    decoded: list[int],
+    shell: ShellTools,
+    copy_min: float | None,
+    copied: list[int],
 ):
     """The server's ghost text after `prefix` (with the server's chunks when `picker` is given),
-    as the editor gets it (server/completion.ghost_text: bash -n on several lines); appends the
-    tokens each request pre-filled and its decode steps to the lists."""
+    as the editor gets it (server/completion.inline_completion: a copy instead of the model's
+    line when it scores at least `copy_min` (None: no copies) or the model offers nothing;
+    ghost_text's bash -n on several lines); appends the tokens each model request pre-filled and
+    its decode steps to the lists, and 1 to `copied` for each answer that is a copy."""
 
     def complete(prefix: str, following: str | None = None) -> str:
+        copy = None
+        if copy_min is not None:
+            copy = picker.copy(uri, prefix, "") if picker is not None else copy_suggestion(prefix, "")
+        if copy_instead(copy, copy_min):
+            copied.append(1)
+            return copy.text
         context = picker.for_cursor(uri, prefix) if picker is not None else ()
         query = CompletionQuery(uri=uri, prefix=prefix, suffix="", mode="inline", max_tokens=48, context=context)
         completion = engine.complete(query)
         prefilled.append(completion.stats.prefilled)
         decoded.append(completion.stats.decoded)
         text = completion.suggestions[0].text if completion.suggestions else ""
-        return (ghost_text(shell, prefix, text, "") or "") if text else ""
+        text = (ghost_text(shell, prefix, text, "") or "") if text else ""
+        if not text and copy is not None:
+            copied.append(1)
+            return copy.text
+        return text
 
     return complete
 
 
-def evaluate_project(engine: Engine, root: str, args, with_context: bool) -> dict:
+def evaluate_project(engine: Engine, root: str, args, with_context: bool, copy_min: float | None) -> dict:
     files, snapshot = _project_files(root, args.max_files)
     totals = {"lines": 0, "exact": 0, "similarity": 0.0, "keystrokes": 0, "characters": 0, "files": len(files)}
     typing: list[int] = []  # tokens pre-filled per request while typing (keystroke savings): the cache at work
     line_decoded: list[int] = []  # decode steps per request at a line start (next line): the line rule's cost
     with_chunks = 0
+    line_copies: list[int] = []  # line starts answered with a copy
+    typing_copies: list[int] = []
     shell = ShellTools()
     for path in files:
         text = Path(path).read_text(encoding="utf-8", errors="replace")
@@ -78,7 +101,7 @@ def evaluate_project(engine: Engine, root: str, args, with_context: bool) -> dic
             picker.index.snapshot, picker.index.roots = snapshot, [root]
         # A cache per configuration (the fragment); the document's origin is still its file.
         uri = Path(path).as_uri() + ("#with" if with_context else "#without")
-        complete = _completer(engine, picker, uri, [], line_decoded, shell)
+        complete = _completer(engine, picker, uri, [], line_decoded, shell, copy_min, line_copies)
         for offset, truth in sample_line_positions(text, args.lines_per_file, f"0:{path}"):
             prediction = complete(text[:offset]).split("\n", 1)[0]
             totals["lines"] += 1
@@ -88,10 +111,12 @@ def evaluate_project(engine: Engine, root: str, args, with_context: bool) -> dic
                 with_chunks += 1
         span = typed_span(text, args.ksr_chars)
         if span:
-            pressed, typed = simulate_typing(span, _completer(engine, picker, uri, typing, [], shell))
+            typer = _completer(engine, picker, uri, typing, [], shell, copy_min, typing_copies)
+            pressed, typed = simulate_typing(span, typer)
             totals["keystrokes"] += pressed
             totals["characters"] += typed
     totals["lines_with_chunks"] = with_chunks
+    totals["line_copies"], totals["typing_copies"] = len(line_copies), len(typing_copies)
     totals["typing_prefilled"], totals["line_decoded"] = typing, line_decoded
     return totals
 
@@ -113,6 +138,9 @@ def _summary(totals: list[dict]) -> dict:
         "ksr": 1 - sum(t["keystrokes"] for t in totals) / characters if characters else float("nan"),
         "characters": characters,
         "lines_with_chunks": sum(t.get("lines_with_chunks", 0) for t in totals),
+        "line_copies": sum(t["line_copies"] for t in totals),
+        "typing_copies": sum(t["typing_copies"] for t in totals),
+        "typing_requests": sum(t["typing_copies"] + len(t["typing_prefilled"]) for t in totals),
         "prefilled_per_keystroke": _mean_and_median([n for t in totals for n in t["typing_prefilled"]]),
         "decoded_per_line_start": _mean_and_median([n for t in totals for n in t["line_decoded"]]),
     }
@@ -122,23 +150,27 @@ def run_repo(args) -> dict:
     loaded = load_checkpoint(resolve_checkpoint(args.checkpoint), backend="numpy")
     roots = [os.path.realpath(d) for d in args.dirs]
     results = {"checkpoint": loaded.id, "projects": roots, "runs": []}
-    for confidence in args.line_confidence:
+    for confidence, copy_min in [(c, m) for c in args.line_confidence for m in args.copy_min]:
         engine = Engine(loaded, line_confidence=confidence, line_guesses=args.line_guesses)
         for with_context in [mode == "with" for mode in args.workspace]:
             started = time.perf_counter()
-            totals = [evaluate_project(engine, root, args, with_context) for root in roots]
+            totals = [evaluate_project(engine, root, args, with_context, copy_min) for root in roots]
             summary = _summary(totals) | {
                 "line_confidence": confidence,
+                "copy_min": copy_min,
                 "workspace": with_context,
                 "seconds": round(time.perf_counter() - started, 1),
             }
             results["runs"].append(summary)
+            copies = "off" if copy_min is None else f"{copy_min:g}"
             print(
-                f"line confidence {confidence:g}, {'with' if with_context else 'without'} workspace: "
+                f"line confidence {confidence:g}, copies {copies}, {'with' if with_context else 'without'} workspace: "
                 f"{summary['files']} files, next line EM {100 * summary['exact_match']:.1f}% "
                 f"ES {100 * summary['edit_similarity']:.1f} over {summary['lines']} lines "
                 f"({summary['lines_with_chunks']} with chunks), keystroke savings {100 * summary['ksr']:.1f}% "
-                f"over {summary['characters']} characters; tokens pre-filled per typing request: mean "
+                f"over {summary['characters']} characters; copies at {summary['line_copies']} line starts and "
+                f"{summary['typing_copies']} of {summary['typing_requests']} typing requests; "
+                f"tokens pre-filled per typing model request: mean "
                 f"{summary['prefilled_per_keystroke'][0]:.1f}, median {summary['prefilled_per_keystroke'][1]}; decode steps "
                 f"per line-start request: mean {summary['decoded_per_line_start'][0]:.1f} ({summary['seconds']} s)",
                 flush=True,
@@ -191,6 +223,13 @@ def main(argv: list[str] | None = None, prog: str = "bashlsp bench context") -> 
     parser.add_argument("dirs", nargs="+", help="project folders (repo: one per project; index: one)")
     parser.add_argument("--checkpoint", default="default", help="checkpoint (default: the bundled model)")
     parser.add_argument("--line-confidence", type=float, nargs="+", default=[LINE_CONFIDENCE])
+    parser.add_argument(
+        "--copy-min",
+        type=lambda v: None if v == "off" else float(v),
+        nargs="+",
+        default=[COPY_MIN],
+        help="a copy's score from which ghost text is the copy (server/lookup.py); off: no copies",
+    )
     parser.add_argument("--line-guesses", type=int, default=LINE_GUESSES, help="the line rule's guess bound")
     parser.add_argument("--lines-per-file", type=int, default=20, help="line starts per file for next-line figures")
     parser.add_argument("--ksr-chars", type=int, default=200, help="characters typed per file for keystroke savings")

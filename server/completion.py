@@ -14,6 +14,7 @@ from ..model.tokenizer import clean_text
 from . import convert
 from .context import ProjectContext
 from .documents import Document
+from .lookup import Copy
 from .services import Services
 from .settings import Settings
 from .symbols import COMMAND_CONTEXT, VARIABLE_CONTEXT, cursor_context, document_symbols
@@ -22,6 +23,10 @@ from .symbols import COMMAND_CONTEXT, VARIABLE_CONTEXT, cursor_context, document
 PREFIX_CHARS = 16_000
 SUFFIX_CHARS = 4_000
 MAX_SYMBOL_ITEMS = 200
+# Ghost text copies a line from the document or the project (server/lookup.py) instead of asking
+# the model when the copy scores at least this, and also when the model offers nothing; chosen
+# by `bashlsp bench context repo --copy-min` (docs/benchmarks.md, issue 14).
+COPY_MIN = 0.8
 
 
 @dataclass
@@ -128,6 +133,11 @@ def ghost_text(shell: ShellTools, prefix: str, text: str, suffix: str) -> str | 
     return first if worth_showing(first) else None
 
 
+def copy_instead(copy: Copy | None, copy_min: float | None = COPY_MIN) -> bool:
+    """Whether the ghost text is the copy, without running the model (None: copies are off)."""
+    return copy is not None and copy_min is not None and copy.score >= copy_min
+
+
 def inline_query(context: ProjectContext, settings: Settings, uri: str, prefix: str, suffix: str) -> CompletionQuery:
     """The model query of ghost text between `prefix` and `suffix`: the request's, and the one
     answered ahead of time while the editor is idle (server/prefill.py), which must be equal to it."""
@@ -173,6 +183,12 @@ async def inline_completion(
         # The user typed what the ghost text starts with: its rest, without the model (issue 14).
         with services.requests.track(doc.uri, "inline"):  # newest wins: an older request for it stops
             return convert.inline_completion_list([doc.native(rest)], replaced)
+    copy = services.context.copy(doc.uri, prefix, suffix) if selected is None else None
+    if copy_instead(copy):
+        with services.requests.track(doc.uri, "inline"):  # newest wins: an older request for it stops
+            services.context.copies += 1
+            services.shown.remember(doc.uri, "inline", prefix, suffix, copy.text)
+            return convert.inline_completion_list([doc.native(copy.text)], replaced)
     query = inline_query(services.context, settings, doc.uri, prefix, suffix)
     tools = services.tools
     texts, shown = [], []  # as the editor shows them, and as the model wrote them
@@ -190,6 +206,9 @@ async def inline_completion(
                 text = checked
             texts.append(typed + doc.native(text))
             shown.append(text)
+    if not texts and copy is not None:  # the model offers nothing: the weaker copy is better than that
+        texts, shown = [doc.native(copy.text)], [copy.text]
+        services.context.copies += 1
     if selected is None:
         services.shown.remember(doc.uri, "inline", prefix, suffix, shown[0] if shown else None)
     return convert.inline_completion_list(texts[:1], replaced)

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from ..model.context import CHUNK_LINES, MAX_CHUNKS, MIN_SIMILARITY, chunk_text, jaccard, query_text, words
 from ..model.redact import redact
 from .documents import uri_path
+from .lookup import Copy, copy_suggestion
 from .workspace import WorkspaceIndex
 
 RING_CHUNKS = 16  # chunks of recent documents kept (llama.vim: 16 of 64 lines)
@@ -77,8 +78,10 @@ class ProjectContext:
         self.enabled = enabled
         self._folders: list[str] = []
         self._choices: dict[str, tuple[str, list[tuple[float, ContextChunk]]]] = {}  # uri -> (query, choice)
+        self._candidates: dict[str, tuple[str, ...]] = {}  # uri -> texts of its query's candidates, for copies
         self._edits: dict[str, tuple[object, int]] = {}  # uri -> (document, line of its last edit), not in the ring yet
         self._origins: dict[str, str] = {}
+        self.copies = 0  # ghost texts answered with a copy (server/completion.py)
 
     # -- what the editor does
 
@@ -111,6 +114,7 @@ class ProjectContext:
         if pending is not None:
             self._add(pending[0], pending[1])
         self._choices.pop(uri, None)
+        self._candidates.pop(uri, None)
         self._origins.pop(uri, None)
 
     def _add(self, doc, line: int) -> None:
@@ -138,6 +142,7 @@ class ProjectContext:
             "workspaceScripts": summary.get("scripts", 0),
             "workspaceChunks": summary.get("chunks", 0),
             "recentChunks": len(self.recent.chunks),
+            "copiedAnswers": self.copies,
         }
 
     # -- the choice for a completion
@@ -165,6 +170,7 @@ class ProjectContext:
         for chunk in self.recent.chunks:
             if chunk.origin != origin:
                 candidates.append((jaccard(query_words, chunk.words), chunk))
+        self._candidates[uri] = tuple(c.text for _, c in sorted(candidates, key=lambda item: -item[0]))
         choice = _best(candidates)
         if previous is not None and previous[1]:
             kept = [(jaccard(query_words, c.words), c) for _, c in previous[1]]
@@ -174,6 +180,13 @@ class ProjectContext:
                 choice = previous[1]
         self._choices[uri] = (query, choice)
         return tuple((c.path, c.text) for _, c in choice)
+
+    def copy(self, uri: str, prefix: str, suffix: str) -> Copy | None:
+        """The copy suggestion (server/lookup.py) for a cursor between `prefix` and `suffix` in
+        `uri`: from the document and the chunks its query found (the chosen ones and the other
+        candidates: a line is worth copying from a chunk that is not worth the prompt's room)."""
+        self.for_cursor(uri, prefix)
+        return copy_suggestion(prefix, suffix, self._candidates.get(uri, ()) if self.enabled() else ())
 
 
 def _best(candidates: list[tuple[float, ContextChunk]]) -> list[tuple[float, ContextChunk]]:

@@ -1,0 +1,79 @@
+"""Copy suggestions (server/lookup.py): the line that followed lines like the cursor's."""
+
+from __future__ import annotations
+
+from bashlsp.server.lookup import LINE_WEIGHTS, copy_suggestion
+
+CASES = """\
+case "$1" in
+    start)
+        log "starting"
+        run_daemon --start
+        ;;
+    stop)
+        log "stopping"
+"""
+
+
+def test_the_line_after_the_same_lines_is_copied_with_the_cursors_indentation():
+    # Deeper in the document: the two lines before the cursor are those before `run_daemon`.
+    prefix = CASES + '    esac\nif true; then\n  log "starting"\n'
+    copy = copy_suggestion(prefix, "")
+    assert copy is not None and copy.text == "  run_daemon --start"  # re-indented as the line before
+    assert copy.score == LINE_WEIGHTS[0]  # one line equal, the one before it shares no word
+    # Three equal lines score the most.
+    copy = copy_suggestion(CASES + 'case "$1" in\n    start)\n        log "starting"\n', "")
+    assert copy.text == "        run_daemon --start" and copy.score == sum(LINE_WEIGHTS)
+
+
+def test_mid_line_the_copy_continues_what_is_typed():
+    copy = copy_suggestion(CASES + '    restart)\n        log "restarting"\n        run_d', "")
+    assert copy is not None and copy.text == "aemon --start"
+    assert copy_suggestion(CASES + '    restart)\n        log "restarting"\n        zzz', "") is None
+
+
+def test_never_the_cursor_line_nor_the_line_below_it():
+    # The only place whose previous line matches is the cursor line's own (in the suffix) ...
+    assert copy_suggestion("a=1\n", "b=2\nc=3\n") is None
+    # ... and the line that followed `a=1` earlier is the line just below the cursor: not offered
+    # (the next best place, `x` after `b=2`, shares one word of three with `a=1`: under MIN_SCORE).
+    assert copy_suggestion("a=1\nb=2\nx\na=1\n", "\nb=2\n") is None
+    assert copy_suggestion("a=1\nb=2\nx\na=1\n", "\nzzz\n").text == "b=2"
+    # Below the cursor, away from it, lines are a source like those above.
+    copy = copy_suggestion("a=1\n", "\nzzz\na=1\nb=2\n")
+    assert copy is not None and copy.text == "b=2"
+
+
+def test_other_texts_are_sources_and_the_document_wins_ties():
+    chunk = 'log "starting"\nrun_other\n'
+    copy = copy_suggestion('x=1\nlog "starting"\n', "", [chunk])
+    assert copy.text == "run_other"
+    copy = copy_suggestion('log "starting"\nrun_daemon\nx=1\nlog "starting"\n', "", [chunk])
+    assert copy.text == "run_daemon"  # equal scores: the document's line
+
+
+def test_nothing_worth_showing_is_not_a_copy():
+    assert copy_suggestion("#\n#\n\n#\n", "") is None  # only comment markers
+    assert copy_suggestion("only one line", "") is None  # nothing before the cursor line to compare
+
+
+def test_project_copies_come_from_other_files_never_the_documents_own(tmp_path):
+    from bashlsp.server.context import ProjectContext
+    from bashlsp.server.workspace import build_index
+
+    root = tmp_path / "proj"
+    root.mkdir()
+    own = root / "own.sh"
+    own.write_text('#!/bin/sh\nset -e\nlog "starting"\nown_line\n')
+    context = ProjectContext(lambda *a: None)
+    context.index.snapshot, context.index.roots = build_index([str(root)]), [str(root)]
+    prefix = '#!/bin/sh\nset -e\nlog "starting"\n'
+    assert context.copy(own.as_uri(), prefix, "") is None  # its file on disk is not context for itself
+    (root / "lib.sh").write_text('#!/bin/sh\nset -e\nlog "starting"\nlib_line\n')
+    context = ProjectContext(lambda *a: None)
+    context.index.snapshot, context.index.roots = build_index([str(root)]), [str(root)]
+    copy = context.copy(own.as_uri(), prefix, "")
+    assert copy is not None and copy.text == "lib_line" and copy.score == sum(LINE_WEIGHTS)
+    off = ProjectContext(lambda *a: None, enabled=lambda: False)
+    off.index.snapshot = context.index.snapshot
+    assert off.copy(own.as_uri(), prefix, "") is None  # project context off: the document alone
