@@ -2,32 +2,43 @@
 
     python -m bashlsp.training.corpus.userstyle --out DIR [--workdir DIR/src] [--lock LOCK]
         [--packages npm:n pypi:cheatshh ...] [--exclude-manifest data/corpus/manifest.jsonl]
+    python -m bashlsp.training.corpus.userstyle --out DIR --export DIR2
 
 The training corpus is Debian's, so its holdout packages are Debian's style too. Users write
-other things: version managers and installers, CLI tools in bash, prompt and test helpers. Such
-projects ship on npm and PyPI, and this builder takes their shell from there:
+other things: version managers and installers, CLI tools in bash, prompt and test helpers,
+build and CI scripts. Such projects ship on npm and PyPI, and this builder takes their shell
+from there:
 
-- the packages and exact versions are pinned in ``userstyle-packages.lock`` (committed beside this
-  module): registry, name, version, the licence the package's own metadata gives (package.json's
-  ``license``, PKG-INFO's ``License-Expression`` / ``License`` / licence classifiers), the files
-  and bytes kept, the tarball's sha256 and file name. A tarball whose sha256 differs is refused;
+- the packages and exact versions are pinned in ``userstyle.lock`` (committed beside this
+  module): registry, name, version, the licence the package states (package.json's
+  ``license``, PKG-INFO's ``License-Expression`` / ``License`` / licence classifiers, else the
+  first line of a LICENSE file, else "unknown"), the files and bytes kept, the tarball's sha256
+  and file name. A tarball whose sha256 differs is refused;
 - the tarballs are fetched with the registries' own clients, ``npm pack NAME@VERSION
   --ignore-scripts`` and ``pip download --no-deps --no-binary :all: NAME==VERSION`` (pip, not
   this builder, asks the sdist's build backend for its metadata), into the work folder, once;
 - each tarball is read as a stream (tarfile, zipfile); nothing in it is run and no tree is
   unpacked. A member is kept when `filters.judge` keeps it (model.shell's detector, the
   generated-file rules, bash -n), it is at most model.shell.MAX_USER_SCRIPT_BYTES (what
-  ``bashlsp eval`` reads), it is not under node_modules or another tool folder, and its exact
-  content is not in the Debian corpus (``--exclude-manifest``). Near-duplicates across the set go
-  (`filters.NearDuplicates`), and one package gives at most PACKAGE_CAP_BYTES;
+  ``bashlsp eval`` reads), it is not under node_modules or another tool folder nor a file a tool
+  writes (TOOL_WRITTEN_NAMES), and its exact content is not in the Debian corpus
+  (``--exclude-manifest``). Near-duplicates across the set go (`filters.NearDuplicates`; packages
+  are read in the lock's order, so a rebuild keeps the same copy), and one package gives at most
+  PACKAGE_CAP_BYTES and PACKAGE_CAP_FILES;
+- a package that cannot be fetched or read (a 404, a damaged tarball, a changed sha256) is
+  named on stderr and left out, the others are built, and the exit status is 1;
 - output as the Debian builder writes it: ``files/<aa>/<sha256>.sh`` and ``manifest.jsonl``
   (sha256, file, package, source, origin npm|pypi, version, path inside the tarball, licence,
-  bytes, reason, split "holdout"), and the lock of what was built. ``bashlsp eval DIR/files``
-  measures a model on it.
+  bytes, reason, split "holdout"), and the lock of what was built (``DIR/userstyle.lock``).
 
-With ``--packages`` the latest versions are resolved and a new lock is written into DIR (the
-survey: what each package gives); without, the committed lock is rebuilt exactly. Which packages
-are left out and why (Debian ships them, or they hold no shell) is in docs/benchmarks.md.
+``--export DIR2`` copies a built set to DIR2/<registry>-<name>/<path>, one folder per package:
+``bashlsp eval DIR2`` measures a model on the whole set and ``bashlsp bench context repo
+DIR2/*`` takes each package as a project.
+
+With ``--packages`` the given (or latest) versions are resolved and a new lock is written into
+DIR (the survey: what each package gives); without, the committed lock is rebuilt exactly. The
+packages, their licences and which candidates were left out (Debian ships them, or they hold no
+shell) are in docs/benchmarks.md, "User-style held-out set".
 """
 
 from __future__ import annotations
@@ -42,6 +53,7 @@ import subprocess
 import sys
 import tarfile
 import zipfile
+import zlib
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -51,17 +63,23 @@ from ...model.errors import BashlspError, TrainingError
 from ...model.shell import HEAD_BYTES, MAX_USER_SCRIPT_BYTES, SKIPPED_DIR_NAMES
 from .filters import NearDuplicates, judge
 
-COMMITTED_LOCK = Path(__file__).with_name("userstyle-packages.lock")
+LOCK_NAME = "userstyle.lock"
+COMMITTED_LOCK = Path(__file__).with_name(LOCK_NAME)
 REGISTRIES = ("npm", "pypi")
-# One project must not make the set: a framework with 100 helpers would outweigh ten small tools.
+# One project must not make the set: a framework with 100 helpers would outweigh ten small tools,
+# in bytes (bpb) and in files (next-line and keystroke figures sample files).
 PACKAGE_CAP_BYTES = 160 * 1024
+PACKAGE_CAP_FILES = 30
+# Written by a tool, not by the project's authors (filters.GENERATED_NAMES' autotools files are the
+# Debian side of this): Gradle's wrapper script ships in every React Native and Android package.
+TOOL_WRITTEN_NAMES = frozenset({"gradlew"})
 LOCK_HEADER = "# registry\tname\tversion\tlicence\tfiles\tbytes\tsha256\tfile\n"
 FETCH_TIMEOUT_S = 300
 
 
 @dataclass
 class LockedPackage:
-    """One line of userstyle-packages.lock."""
+    """One line of userstyle.lock."""
 
     registry: str  # "npm" or "pypi"
     name: str
@@ -86,13 +104,17 @@ def read_lock(path: Path) -> list[LockedPackage]:
     return packages
 
 
+def lock_order(package: LockedPackage) -> tuple[str, str]:
+    return package.registry, package.name
+
+
 def write_lock(path: Path, packages: list[LockedPackage]) -> None:
     lines = [
         "# npm and PyPI packages behind the user-style held-out set (bashlsp.training.corpus.userstyle).\n",
         "# licence: from the package's own metadata; files/bytes: unique shell files kept; sha256: the tarball.\n",
         LOCK_HEADER,
     ]
-    for p in sorted(packages, key=lambda p: (p.registry, p.name)):
+    for p in sorted(packages, key=lock_order):
         lines.append(f"{p.registry}\t{p.name}\t{p.version}\t{p.licence}\t{p.files}\t{p.bytes}\t{p.sha256}\t{p.file}\n")
     Path(path).write_text("".join(lines), encoding="utf-8")
 
@@ -141,11 +163,12 @@ def fetch(package: LockedPackage, workdir: Path) -> Path:
     before = {path.name for path in folder.iterdir()}
     if package.registry == "npm":
         spec = f"{package.name}@{package.version}" if package.version else package.name
-        packed = json.loads(
-            _run(["npm", "pack", spec, "--ignore-scripts", "--json", "--pack-destination", str(folder)])
-        )
-        package.version = packed[0]["version"]
-        package.file = packed[0]["filename"].replace("/", "-").lstrip("@")
+        output = _run(["npm", "pack", spec, "--ignore-scripts", "--json", "--pack-destination", str(folder)])
+        try:
+            packed = json.loads(output)[0]
+            package.version, package.file = packed["version"], packed["filename"].replace("/", "-").lstrip("@")
+        except (json.JSONDecodeError, IndexError, KeyError, TypeError):
+            raise TrainingError(f"npm pack {spec} did not answer with its tarball: {output[:200]!r}") from None
     else:
         spec = f"{package.name}=={package.version}" if package.version else package.name
         _run([sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:", "-d", str(folder), spec])
@@ -201,7 +224,7 @@ def _inner_path(name: str) -> str | None:
 
 def members(tarball: Path) -> Iterator[Member]:
     """The regular files of a .tgz / .tar.gz / .zip, read one by one; links, devices and folders
-    are passed over."""
+    are passed over. A damaged archive raises its library's error (see `read_package`)."""
     if tarball.name.endswith(".zip"):
         with zipfile.ZipFile(tarball) as archive:
             for info in archive.infolist():
@@ -212,47 +235,47 @@ def members(tarball: Path) -> Iterator[Member]:
                     head = handle.read(HEAD_BYTES)
                 yield Member(path, info.file_size, head, lambda info=info: archive.read(info))
         return
-    try:
-        with tarfile.open(tarball, "r|*") as archive:
-            for info in archive:
-                path = _inner_path(info.name)
-                if not info.isfile() or path is None:
-                    continue
-                handle = archive.extractfile(info)
-                head = handle.read(HEAD_BYTES)
-                yield Member(path, info.size, head, lambda handle=handle, head=head: head + handle.read())
-    except (tarfile.TarError, EOFError, OSError) as exc:
-        raise TrainingError(f"{tarball.name} is not a readable tarball: {exc}") from None
+    with tarfile.open(tarball, "r|*") as archive:
+        for info in archive:
+            path = _inner_path(info.name)
+            if not info.isfile() or path is None:
+                continue
+            handle = archive.extractfile(info)
+            head = handle.read(HEAD_BYTES)
+            yield Member(path, info.size, head, lambda handle=handle, head=head: head + handle.read())
 
 
-def licence_of(registry: str, tarball: Path) -> str:
-    """The licence the package states in its own metadata: package.json's ``license`` (npm), or
-    PKG-INFO's License-Expression, else License, else its licence classifiers (PyPI)."""
-    wanted = "package.json" if registry == "npm" else "PKG-INFO"
-    for member in members(tarball):
-        if member.path != wanted:
-            continue
-        data = member.read()
-        if registry == "npm":
-            try:
-                licence = json.loads(data).get("license", "")
-            except (json.JSONDecodeError, AttributeError):
-                return "unknown"
-            if isinstance(licence, dict):
-                licence = licence.get("type", "")
-            return str(licence).strip() or "unknown"
-        info = email.parser.BytesParser().parse(io.BytesIO(data), headersonly=True)
-        expression = (info.get("License-Expression") or "").strip()
-        if expression:
-            return expression
-        licence = (info.get("License") or "").strip()
-        if licence and licence.upper() != "UNKNOWN" and "\n" not in licence and len(licence) <= 60:
+LICENCE_FILES = ("LICENSE", "LICENSE.md", "LICENSE.txt", "LICENCE", "COPYING", "license", "License.md")
+
+
+def _licence_from_metadata(registry: str, data: bytes) -> str:
+    """package.json's ``license`` (npm), or PKG-INFO's License-Expression, else License, else its
+    licence classifiers (PyPI); "" when it names none."""
+    if registry == "npm":
+        try:
+            licence = json.loads(data).get("license", "")
+        except (json.JSONDecodeError, AttributeError, UnicodeDecodeError):
+            return ""
+        if isinstance(licence, dict):
+            licence = licence.get("type", "")
+        return str(licence).strip()
+    info = email.parser.BytesParser().parse(io.BytesIO(data), headersonly=True)
+    for field in ("License-Expression", "License"):
+        licence = (info.get(field) or "").strip()
+        # "UNKNOWN" and "See LICENSE" name nothing; a whole licence text pasted in is not a name.
+        names_one = not re.match(r"unknown$|see\b", licence, re.IGNORECASE) and "\n" not in licence
+        if licence and names_one and len(licence) <= 60:
             return licence
-        classifiers = [
-            c.split("::")[-1].strip() for c in info.get_all("Classifier") or [] if c.startswith("License ::")
-        ]
-        return "; ".join(classifiers) or "unknown"
-    return "unknown"
+    classifiers = [c.split("::")[-1].strip() for c in info.get_all("Classifier") or [] if c.startswith("License ::")]
+    return "; ".join(classifiers)
+
+
+def _licence_file_title(data: bytes) -> str:
+    """The first non-empty line of a LICENSE file ("MIT License", "GNU GENERAL PUBLIC LICENSE ...")."""
+    for line in data.decode("utf-8", "replace").splitlines():
+        if line.strip().strip("#= ").strip():
+            return line.strip().strip("#= ").strip()[:60]
+    return ""
 
 
 @dataclass
@@ -263,22 +286,46 @@ class Kept:
     reason: str
 
 
-def shell_members(tarball: Path, dropped: Counter) -> list[Kept]:
-    """The package's shell files worth keeping (see the module docstring), counting the rest."""
-    kept = []
-    for member in members(tarball):
-        if SKIPPED_DIR_NAMES.intersection(PurePosixPath(member.path).parts[:-1]):
-            continue
-        verdict = judge(member.path, member.head, member.size, member.read)
-        if verdict.ignored:
-            continue
-        if not verdict.kept:
-            dropped[verdict.reason] += 1
-        elif member.size > MAX_USER_SCRIPT_BYTES:
-            dropped["too large"] += 1
-        else:
-            kept.append(Kept(member.path, verdict.text.encode("utf-8"), verdict.text, verdict.reason))
-    return kept
+@dataclass
+class PackageContents:
+    licence: str  # the package's own metadata, else "LICENSE: <its first line>", else "unknown"
+    kept: list[Kept]
+    dropped: Counter
+
+
+def read_package(registry: str, tarball: Path) -> PackageContents:
+    """One pass over the tarball: its licence and its shell files worth keeping (see the module
+    docstring), counting the rest. A damaged tarball raises TrainingError naming it."""
+    metadata_name = "package.json" if registry == "npm" else "PKG-INFO"
+    licence, licence_file = "", ""
+    kept, dropped = [], Counter()
+    try:
+        for member in members(tarball):
+            if member.path == metadata_name:
+                licence = _licence_from_metadata(registry, member.read())
+                continue
+            if member.path in LICENCE_FILES and not licence_file:
+                licence_file = _licence_file_title(member.read())
+                continue
+            if SKIPPED_DIR_NAMES.intersection(PurePosixPath(member.path).parts[:-1]):
+                continue
+            if PurePosixPath(member.path).name in TOOL_WRITTEN_NAMES:
+                dropped["generated"] += 1
+                continue
+            verdict = judge(member.path, member.head, member.size, member.read)
+            if verdict.ignored:
+                continue
+            if not verdict.kept:
+                dropped[verdict.reason] += 1
+            elif member.size > MAX_USER_SCRIPT_BYTES:
+                dropped["too large"] += 1
+            else:
+                kept.append(Kept(member.path, verdict.text.encode("utf-8"), verdict.text, verdict.reason))
+    except (tarfile.TarError, zipfile.BadZipFile, zlib.error, EOFError, OSError) as exc:
+        raise TrainingError(f"{tarball.name} is not a readable tarball: {exc or type(exc).__name__}") from None
+    if not licence and licence_file:
+        licence = f"LICENSE: {licence_file}"
+    return PackageContents(licence or "unknown", kept, dropped)
 
 
 def debian_hashes(manifest: Path) -> set[str]:
@@ -291,6 +338,53 @@ def debian_hashes(manifest: Path) -> set[str]:
     return hashes
 
 
+def _write_package(
+    out: Path,
+    package: LockedPackage,
+    kept: list[Kept],
+    exclude: set[str],
+    cap_bytes: int,
+    cap_files: int,
+    duplicates: NearDuplicates,
+    dropped: Counter,
+    manifest,
+) -> None:
+    """Write the package's files that pass the exclusion, the cap and the near-duplicate check."""
+    package.files = package.bytes = 0
+    # Over the cap, files are taken in the order of sha256(path): a sample of every folder.
+    for shell_file in sorted(kept, key=lambda f: hashlib.sha256(f.path.encode("utf-8")).hexdigest()):
+        digest = hashlib.sha256(shell_file.data).hexdigest()
+        if digest in exclude:
+            dropped["in the Debian corpus"] += 1
+            continue
+        if package.bytes + len(shell_file.data) > cap_bytes or package.files >= cap_files:
+            dropped["over the package cap"] += 1
+            continue
+        copy = duplicates.check(digest, shell_file.text)
+        if copy is not None:
+            dropped[copy[0]] += 1
+            continue
+        relative = f"files/{digest[:2]}/{digest}.sh"
+        (out / relative).parent.mkdir(exist_ok=True)
+        (out / relative).write_bytes(shell_file.data)
+        record = {
+            "sha256": digest,
+            "file": relative,
+            "package": package.name,
+            "source": package.name,
+            "origin": package.registry,
+            "version": package.version,
+            "path": shell_file.path,
+            "licence": package.licence,
+            "bytes": len(shell_file.data),
+            "reason": shell_file.reason,
+            "split": "holdout",
+        }
+        manifest.write(json.dumps(record, ensure_ascii=False) + "\n")
+        package.files += 1
+        package.bytes += len(shell_file.data)
+
+
 def build(
     out: Path,
     workdir: Path,
@@ -299,9 +393,14 @@ def build(
     verify: bool,
     exclude: set[str] = frozenset(),
     cap_bytes: int = PACKAGE_CAP_BYTES,
+    cap_files: int = PACKAGE_CAP_FILES,
+    fetcher: Callable[[LockedPackage, Path], Path] = fetch,
 ) -> dict:
-    """Fetch, read and write every package (in the order given; the first to bring a file keeps it).
-    With `verify`, each tarball must have the locked sha256. Returns the summary printed by main."""
+    """Fetch, read and write every package, in the lock's order (registry, name), so that a rebuild
+    from the lock keeps the same one of two near-duplicates (the first to bring a file keeps it).
+    With `verify`, each tarball must have the locked sha256. A package that cannot be fetched or
+    read is reported under "failed" and left out of the lock written; the others go on. Returns
+    the summary printed by main."""
     out = Path(out)
     files_dir = out / "files"
     if files_dir.exists():
@@ -310,72 +409,66 @@ def build(
     files_dir.mkdir(parents=True, exist_ok=True)
     duplicates = NearDuplicates()
     dropped: Counter = Counter()
-    per_package = []
+    per_package, built, failed = [], [], {}
     with open(out / "manifest.jsonl", "w", encoding="utf-8") as manifest:
-        for package in packages:
-            tarball = fetch(package, workdir)
-            digest = sha256_file(tarball)
-            if verify and digest != package.sha256:
-                raise TrainingError(
-                    f"{package.registry}:{package.name} {package.version}: {tarball.name} has sha256 {digest}, "
-                    f"the lock says {package.sha256}"
-                )
-            package.sha256 = digest
-            package.licence = licence_of(package.registry, tarball)
-            package.files = package.bytes = 0
-            package_dropped: Counter = Counter()
-            found = shell_members(tarball, package_dropped)
-            # Over the cap, files are taken in the order of sha256(path): a sample of every folder.
-            for shell_file in sorted(found, key=lambda f: hashlib.sha256(f.path.encode("utf-8")).hexdigest()):
-                digest = hashlib.sha256(shell_file.data).hexdigest()
-                if digest in exclude:
-                    package_dropped["in the Debian corpus"] += 1
-                    continue
-                if package.bytes + len(shell_file.data) > cap_bytes:
-                    package_dropped["over the package cap"] += 1
-                    continue
-                copy = duplicates.check(digest, shell_file.text)
-                if copy is not None:
-                    package_dropped[copy[0]] += 1
-                    continue
-                relative = f"files/{digest[:2]}/{digest}.sh"
-                (out / relative).parent.mkdir(exist_ok=True)
-                (out / relative).write_bytes(shell_file.data)
-                record = {
-                    "sha256": digest,
-                    "file": relative,
-                    "package": package.name,
-                    "source": package.name,
-                    "origin": package.registry,
-                    "version": package.version,
-                    "path": shell_file.path,
-                    "licence": package.licence,
-                    "bytes": len(shell_file.data),
-                    "reason": shell_file.reason,
-                    "split": "holdout",
-                }
-                manifest.write(json.dumps(record, ensure_ascii=False) + "\n")
-                package.files += 1
-                package.bytes += len(shell_file.data)
-            dropped.update(package_dropped)
+        for package in sorted(packages, key=lock_order):
+            label = f"{package.registry}:{package.name}"
+            try:
+                tarball = fetcher(package, workdir)
+                digest = sha256_file(tarball)
+                if verify and digest != package.sha256:
+                    raise TrainingError(f"{tarball.name} has sha256 {digest}, the lock says {package.sha256}: refused")
+                contents = read_package(package.registry, tarball)
+            except (TrainingError, OSError) as exc:
+                failed[label] = str(exc)
+                continue
+            package.sha256, package.licence = digest, contents.licence
+            _write_package(
+                out, package, contents.kept, exclude, cap_bytes, cap_files, duplicates, contents.dropped, manifest
+            )
+            dropped.update(contents.dropped)
+            built.append(package)
             per_package.append(
                 {
-                    "package": f"{package.registry}:{package.name}",
+                    "package": label,
                     "version": package.version,
                     "licence": package.licence,
                     "files": package.files,
                     "bytes": package.bytes,
-                    "dropped": dict(sorted(package_dropped.items())),
+                    "dropped": dict(sorted(contents.dropped.items())),
                 }
             )
-    write_lock(out / "userstyle-packages.lock", packages)
+    write_lock(out / LOCK_NAME, built)
     return {
-        "files": sum(p.files for p in packages),
-        "bytes": sum(p.bytes for p in packages),
-        "projects": sum(1 for p in packages if p.files),
+        "files": sum(p.files for p in built),
+        "bytes": sum(p.bytes for p in built),
+        "projects": sum(1 for p in built if p.files),
         "dropped": dict(sorted(dropped.items())),
+        "failed": failed,
         "packages": per_package,
     }
+
+
+def export(out: Path, target: Path) -> int:
+    """Copy the built set to target/<registry>-<name>/<path inside the tarball>: one folder per
+    package, as `bashlsp bench context repo` takes projects (and `bashlsp eval` reads any folder).
+    Returns how many files."""
+    target = Path(target)
+    if target.exists() and any(target.iterdir()):
+        raise TrainingError(f"{target} is not empty: export into a new folder")
+    count = 0
+    with open(Path(out) / "manifest.jsonl", encoding="utf-8") as handle:
+        for line in handle:
+            record = json.loads(line)
+            project = f"{record['origin']}-{record['package'].lstrip('@').replace('/', '-')}"
+            relative = PurePosixPath(record["path"])
+            if relative.is_absolute() or ".." in relative.parts:  # read_package never keeps such a path
+                raise TrainingError(f"refusing to export {project}:{record['path']}")
+            destination = target / project / relative
+            destination.parent.mkdir(parents=True, exist_ok=True)
+            destination.write_bytes((Path(out) / record["file"]).read_bytes())
+            count += 1
+    return count
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -395,8 +488,16 @@ def main(argv: list[str] | None = None) -> int:
         "--exclude-manifest", type=Path, help="a Debian corpus manifest.jsonl: its files' contents are left out"
     )
     p.add_argument("--cap-kb", type=int, default=PACKAGE_CAP_BYTES // 1024, help="KB kept per package at most")
+    p.add_argument("--cap-files", type=int, default=PACKAGE_CAP_FILES, help="files kept per package at most")
+    p.add_argument(
+        "--export", type=Path, help="only copy the set built in OUT to this new folder, one subfolder per package"
+    )
     args = p.parse_args(argv)
     try:
+        if args.export is not None:
+            count = export(args.out, args.export)
+            print(f"{count} scripts copied to {args.export}")
+            return 0
         if args.packages:
             packages, verify = [parse_package_arg(text) for text in args.packages], False
         else:
@@ -410,12 +511,15 @@ def main(argv: list[str] | None = None) -> int:
             verify=verify,
             exclude=exclude,
             cap_bytes=args.cap_kb * 1024,
+            cap_files=args.cap_files,
         )
     except (BashlspError, OSError) as exc:
         print(f"{p.prog}: error: {exc}", file=sys.stderr)
         return 1
     print(json.dumps(summary, indent=1))
-    return 0
+    for label, error in summary["failed"].items():
+        print(f"{p.prog}: error: {label}: {error}", file=sys.stderr)
+    return 1 if summary["failed"] else 0
 
 
 if __name__ == "__main__":
