@@ -25,6 +25,7 @@ import os
 import resource
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 
 from ..model.checkpoint import load_checkpoint, resolve_checkpoint
@@ -32,7 +33,7 @@ from ..model.context import words
 from ..model.engine import CompletionQuery, Engine
 from ..model.engine.stops import LINE_CONFIDENCE, LINE_GUESSES
 from ..model.shell_check import ShellTools
-from ..server.completion import COPY_MIN, copy_instead, ghost_text
+from ..server.completion import COPY_MIN, at_line_start, copy_instead, ghost_text
 from ..server.context import ProjectContext
 from ..server.lookup import copy_suggestion
 from ..server.workspace import WorkspaceIndex, build_index
@@ -40,10 +41,13 @@ from ..training.evaluate.metrics import edit_similarity, exact_match
 from ..training.evaluate.tasks import sample_line_positions, simulate_typing, typed_span
 
 
-def _project_files(root: str, max_files: int) -> tuple[list[str], object]:
+def _project_files(root: str, max_files: int, distinct: bool = False) -> tuple[list[str], object]:
+    """The documents (the first `max_files` scripts; `distinct`: only scripts the project holds
+    no identical copy of) and the project's index."""
     snapshot = build_index([root])
-    files = sorted(snapshot.files)[:max_files]
-    return files, snapshot
+    copies = Counter(snapshot.texts)
+    files = sorted(f for f, text in zip(snapshot.files, snapshot.texts) if not distinct or copies[text] == 1)
+    return files[:max_files], snapshot
 
 
 def _completer(
@@ -58,14 +62,17 @@ def _completer(
 ):
     """The server's ghost text after `prefix` (with the server's chunks when `picker` is given),
     as the editor gets it (server/completion.inline_completion: a copy instead of the model's
-    line when it scores at least `copy_min` (None: no copies) or the model offers nothing;
+    line at a line start when it scores at least `copy_min` (None: no copies), and anywhere
+    when the model offers nothing;
     ghost_text's bash -n on several lines); appends the tokens each model request pre-filled and
     its decode steps to the lists, and 1 to `copied` for each answer that is a copy."""
 
     def complete(prefix: str, following: str | None = None) -> str:
-        copy = None
-        if copy_min is not None:
-            copy = picker.copy(uri, prefix, "") if picker is not None else copy_suggestion(prefix, "")
+        def lookup():
+            return picker.copy(uri, prefix, "") if picker is not None else copy_suggestion(prefix, "")
+
+        line_start = copy_min is not None and at_line_start(prefix)
+        copy = lookup() if line_start else None
         if copy_instead(copy, copy_min):
             copied.append(1)
             return copy.text
@@ -76,16 +83,18 @@ def _completer(
         decoded.append(completion.stats.decoded)
         text = completion.suggestions[0].text if completion.suggestions else ""
         text = (ghost_text(shell, prefix, text, "") or "") if text else ""
-        if not text and copy is not None:
-            copied.append(1)
-            return copy.text
+        if not text and copy_min is not None:
+            copy = copy if line_start else lookup()
+            if copy is not None:
+                copied.append(1)
+                return copy.text
         return text
 
     return complete
 
 
 def evaluate_project(engine: Engine, root: str, args, with_context: bool, copy_min: float | None) -> dict:
-    files, snapshot = _project_files(root, args.max_files)
+    files, snapshot = _project_files(root, args.max_files, args.distinct)
     totals = {"lines": 0, "exact": 0, "similarity": 0.0, "keystrokes": 0, "characters": 0, "files": len(files)}
     typing: list[int] = []  # tokens pre-filled per request while typing (keystroke savings): the cache at work
     line_decoded: list[int] = []  # decode steps per request at a line start (next line): the line rule's cost
@@ -236,6 +245,11 @@ def main(argv: list[str] | None = None, prog: str = "bashlsp bench context") -> 
     parser.add_argument("--max-files", type=int, default=8, help="scripts per project")
     parser.add_argument(
         "--workspace", nargs="+", choices=("without", "with"), default=["without", "with"], help="runs to make"
+    )
+    parser.add_argument(
+        "--distinct",
+        action="store_true",
+        help="documents only among scripts with no identical copy in their project (a copy is the answer key)",
     )
     parser.add_argument("--json", help="also write the figures to this file")
     args = parser.parse_args(argv)

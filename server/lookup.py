@@ -49,7 +49,7 @@ class _Lines:
         self.words = [words(line) for line in self.lines]
 
 
-@functools.lru_cache(maxsize=64)
+@functools.lru_cache(maxsize=32)  # a request reads 2 document texts and up to 24 chunks
 def _lines(text: str) -> _Lines:
     return _Lines(text)
 

@@ -8,6 +8,8 @@ import shutil
 
 from support import FIXTURE_SCRIPTS, run_cli
 
+from bashlsp.server.completion import COPY_MIN
+
 
 def test_bench_context_repo_measures_with_and_without_the_workspace(tiny_checkpoint, tmp_path):
     project = tmp_path / "proj"
@@ -42,4 +44,5 @@ def test_bench_context_repo_measures_with_and_without_the_workspace(tiny_checkpo
         assert run["files"] == 3 and run["lines"] == 6 and run["characters"] >= 90
         assert 0 <= run["exact_match"] <= 1 and 0 <= run["edit_similarity"] <= 1 and 0 <= run["ksr"] <= 1
     assert runs[0]["lines_with_chunks"] == 0  # without the workspace no chunk goes ahead
+    assert all(r["copy_min"] == COPY_MIN and r["line_copies"] <= r["lines"] for r in runs)
     assert "next line EM" in result.stdout

@@ -215,6 +215,8 @@ async def test_inline_multi_line_is_syntax_checked(client: LanguageClient, engin
     text = SCRIPT.replace('echo "$\n', 'for f in "$backup_dir"/*; do\n\necho finished\n')
     uri = open_doc(client, text)
     line, column = 11, 0
+    model_info = types.ExecuteCommandParams(command="bashlsp.modelInfo")
+    copies = (await client.workspace_execute_command_async(model_info))["projectContext"]["copiedAnswers"]
     result = await client.text_document_inline_completion_async(
         types.InlineCompletionParams(
             text_document=types.TextDocumentIdentifier(uri=uri),
@@ -225,7 +227,10 @@ async def test_inline_multi_line_is_syntax_checked(client: LanguageClient, engin
     query = query_for(uri, text, line, column, "inline", max_tokens=48, multiline=True)
     shown = [ghost_text(tools, query.prefix, s.text, query.suffix) for s in engine.complete(query).suggestions]
     expected = [text for text in shown if text is not None]  # lines that break the syntax: the first alone
-    assert [i.insert_text for i in result.items] == expected[:1]
+    if (await client.workspace_execute_command_async(model_info))["projectContext"]["copiedAnswers"] == copies:
+        assert [i.insert_text for i in result.items] == expected[:1]
+    else:  # a line copied from a script like it (server/lookup.py), when the model offers nothing
+        assert not expected and len(result.items) == 1
     for item in result.items:
         assert "echo finished" not in item.insert_text  # never repeats the lines that follow
 
