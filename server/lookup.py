@@ -12,7 +12,7 @@ typed on the cursor line. `Copy.score` says how strong it is (at most sum(LINE_W
 Sources: the document's lines above and below the cursor line (never the cursor line itself)
 and the texts the caller gives (the chunks of the project's other files most similar to the
 cursor's lines: server/context.py). A copy equal to the first non-blank line below the cursor is
-never offered: that line is already there.
+never offered: that line is already there; nor is a tail equal to the rest of the cursor line.
 """
 
 from __future__ import annotations
@@ -93,6 +93,7 @@ def copy_suggestion(prefix: str, suffix: str, texts: Iterable[str] = ()) -> Copy
     above = _lines(prefix[:cut])
     newline = suffix.find("\n")
     below = suffix[newline + 1 :] if newline >= 0 else ""
+    after = (suffix[:newline] if newline >= 0 else suffix).strip()  # the rest of the cursor line
     next_line = next((normal(line) for line in below.split("\n", 8) if line.strip()), None)
     depth = min(len(LINE_WEIGHTS), len(above.lines))
     wanted = [(above.normals[-1 - k], above.words[-1 - k], LINE_WEIGHTS[k]) for k in range(depth)]
@@ -117,6 +118,8 @@ def copy_suggestion(prefix: str, suffix: str, texts: Iterable[str] = ()) -> Copy
             if score <= best_score:
                 continue
             rest = _rest(_reindented(line, lines[at - 1], cursor_before), typed)
+            if rest is not None and after and rest.rstrip().endswith(after):
+                rest = rest.rstrip()[: -len(after)]  # the text after the cursor is not repeated
             if rest is None or not rest.strip() or not worth_showing(rest) or normal(typed + rest) == next_line:
                 continue
             best_score, best = score, rest

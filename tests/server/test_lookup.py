@@ -39,6 +39,9 @@ def test_never_the_cursor_line_nor_the_line_below_it():
     # (the next best place, `x` after `b=2`, shares one word of three with `a=1`: under MIN_SCORE).
     assert copy_suggestion("a=1\nb=2\nx\na=1\n", "\nb=2\n") is None
     assert copy_suggestion("a=1\nb=2\nx\na=1\n", "\nzzz\n").text == "b=2"
+    # Text after the cursor on its line is not repeated: the copy stops before it.
+    assert copy_suggestion("a=1\nb=2 # two\nx\na=1\n", "# two\n").text == "b=2 "
+    assert copy_suggestion("a=1\nb=2\nx\na=1\n", "b=2\n") is None
     # Below the cursor, away from it, lines are a source like those above.
     copy = copy_suggestion("a=1\n", "\nzzz\na=1\nb=2\n")
     assert copy is not None and copy.text == "b=2"
