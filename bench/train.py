@@ -179,7 +179,7 @@ def round_figures(store: Path) -> dict:
         "general_before": gate["general_bpb_before"],
         "general_after": gate["general_bpb_after"],
         "step": gate.get("step"),
-        "steps": training.get("steps"),
+        "steps": training.get("planned_steps", training.get("steps")),
         "tokens_per_second": training.get("tokens_per_second"),
         "summary": entry.get("summary"),
         "context": (entry.get("personalisation") or {}).get("context"),

@@ -619,6 +619,7 @@ class PersonalTrainer:
     def _training_meta(self, trainer, config, train_seconds: float, changed: set[str] | None) -> dict:
         return {
             "steps": trainer.step,
+            "planned_steps": config.steps,  # the round's length: a step may be published before its end
             "tokens_seen": trainer.tokens_seen,
             "seq_len": config.seq_len,
             "batch_size": config.batch_size,

@@ -91,7 +91,8 @@ def test_the_table_has_a_row_a_folder_and_counts_the_targets(tmp_path):
             "general_bpb_after": 1.52,
             "step": 60,
         },
-        "training": {"steps": 80, "tokens_per_second": 2500.0},
+        # Published at step 60 of a round of 80: the table says the round's length, not the step's.
+        "training": {"steps": 60, "planned_steps": 80, "tokens_per_second": 2500.0},
         "summary": "bashlsp-train: published",
         "personalisation": {"examples": 12, "context": {"plain_bpb": 2.0, "context_bpb": 1.9}},
     }

@@ -107,6 +107,7 @@ def test_the_round_stops_when_your_holdout_stops_improving(tmp_path, tiny_checkp
     assert "your holdout stopped improving: the round ends at step 5 of 40" in text
     logged = json.loads((opts.store / HISTORY_FILE).read_text().splitlines()[-1])
     assert logged["training"]["steps"] == 2 and logged["gate"]["step"] == 2  # published at step 2, the best
+    assert logged["training"]["planned_steps"] == 40
     assert not any(line.startswith("step 6/") for line in lines)
 
 
