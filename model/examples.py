@@ -31,8 +31,10 @@ document is ever parsed as FTS5 query syntax.
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
+import shlex
 import sqlite3
 import threading
 import time
@@ -67,6 +69,14 @@ PAGE_BM25_WEIGHTS = (2.0, 1.0, 1.0)
 CANDIDATES = 30
 PAGE_WEIGHT = 2.0
 UTILITY_WEIGHT = 3.0
+# Which of the best utility's examples comes first: the one with the highest expected NLC2CMD
+# score against the others (minimum Bayes risk), each weighted exp(-(score - best) / SCALE),
+# over the best CONSENSUS_POOL examples of that utility among EXAMPLE_CANDIDATES. bm25 says
+# little about which flags a comment wants; the command most like its neighbours is the safest
+# (chosen on the dev split like the weights above).
+EXAMPLE_CANDIDATES = 200
+CONSENSUS_POOL = 30
+CONSENSUS_SCALE = 30.0
 
 # Words that carry no meaning for picking a command: leaving them out keeps the OR query short.
 STOPWORDS = frozenset(
@@ -176,6 +186,20 @@ def comment_code_pairs(text: str, source: str, page: str, limit: int = MAX_PAIRS
     return pairs[:limit]
 
 
+def script_start(examples: Sequence[Example]) -> str:
+    """How a generated script starts when examples were retrieved: the best example's first line
+    up to its utility and a space ('sudo apt ' for 'sudo apt install jq'), so the model writes
+    the arguments for the comment after the command the index knows ('' without examples). A
+    nano model alone picks the right utility far less often than retrieval (docs/benchmarks.md)."""
+    if not examples:
+        return ""
+    words = examples[0].command.split("\n", 1)[0].split()
+    for number, word in enumerate(words):
+        if not (_ASSIGNMENT.match(word) or word == "sudo"):
+            return " ".join(words[: number + 1]) + " "
+    return ""
+
+
 def uses_examples(meta: dict) -> bool:
     """Whether a checkpoint was trained on few-shot example prompts (its meta.json lists
     "examples" in `prompt_formats`). Only such a model gets examples ahead of the document: the
@@ -195,6 +219,78 @@ def few_shot_prompt(examples: Sequence[Example], document_prefix: str) -> str:
         newline = tail.find("\n")
         document_prefix = tail[newline + 1 :] if 0 <= newline < len(tail) - 1 else tail
     return few_shot_block(examples) + document_prefix
+
+
+_SEPARATORS = {"|", "||", "&&", ";", "&", "|&", ";;"}
+_ASSIGNMENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*=")
+
+
+def command_words(command: str) -> list[str]:
+    """Shell words of a command, operators as their own words; a command shlex cannot split
+    (an open quote) is split at whitespace."""
+    try:
+        lexer = shlex.shlex(command, posix=True, punctuation_chars=";&|")
+        lexer.whitespace_split = True
+        lexer.commenters = ""
+        return list(lexer)
+    except ValueError:
+        return command.split()
+
+
+def utilities_and_flags(command: str) -> list[tuple[str, frozenset[str]]]:
+    """(utility, flags) of each segment of `command`, in order: segments split at ``|``, ``;``,
+    ``&&``, ``||``, ``&``; a segment's utility is its first word that is neither a
+    ``NAME=value`` assignment nor ``sudo`` (its file name: ``/usr/bin/find`` is ``find``); its
+    flags are the words starting with ``-`` (``--opt=value`` counts as ``--opt``)."""
+    segments: list[list[str]] = [[]]
+    for word in command_words(" ".join(command.split("\\\n"))):
+        if word in _SEPARATORS or word == "\n":
+            segments.append([])
+        else:
+            segments[-1].append(word)
+    parsed = []
+    for words in segments:
+        rest = list(words)
+        while rest and (_ASSIGNMENT.match(rest[0]) or rest[0] == "sudo"):
+            rest.pop(0)
+        if not rest:
+            continue
+        flags = frozenset(w.split("=", 1)[0] for w in rest[1:] if w.startswith("-") and len(w) > 1 and w != "--")
+        parsed.append((rest[0].rsplit("/", 1)[-1], flags))
+    return parsed
+
+
+def flag_score(predicted: frozenset[str], reference: frozenset[str]) -> float:
+    if not predicted and not reference:
+        return 1.0
+    return (2 * len(predicted & reference) - len(predicted | reference)) / max(len(predicted), len(reference))
+
+
+def parsed_nlc2cmd(answer: list[tuple[str, frozenset[str]]], truth: list[tuple[str, frozenset[str]]]) -> float:
+    """`nlc2cmd_score` of two commands already parsed by `utilities_and_flags`."""
+    total = max(len(answer), len(truth))
+    if total == 0 or not answer:
+        return -1.0
+    score = 0.0
+    for i in range(total):
+        if i < len(answer) and i < len(truth) and answer[i][0] == truth[i][0]:
+            score += (1 + flag_score(answer[i][1], truth[i][1])) / 2
+        else:
+            score -= 1
+    return score / total
+
+
+def nlc2cmd_score(predicted: str, reference: str) -> float:
+    """The simplified NLC2CMD score of one answer, in [-1, 1] (training/eval_commands.py's
+    docstring): utilities aligned by position, -1 for a wrong or missing one, else half of one
+    plus the flags' overlap score."""
+    return parsed_nlc2cmd(utilities_and_flags(predicted), utilities_and_flags(reference))
+
+
+def first_utility(command: str) -> str:
+    """The utility of a command's first segment ('' for none)."""
+    parsed = utilities_and_flags(command)
+    return parsed[0][0] if parsed else ""
 
 
 _SCHEMA = """
@@ -221,12 +317,26 @@ def page_name(page: str) -> str:
     return _MAN_SECTION.sub("", page)
 
 
-def utility_command(source: str, page: str, known: set[str]) -> str:
-    """The command a page is about: its name (a man page names a program: 'ansible-config.1' ->
-    'ansible-config'), with a tldr sub-command page's first hyphen a space when the part before
-    it is a page too ('git-push' -> 'git push'; 'kde-builder' stays; a tldr page of a program
-    with a hyphen after another page's name, 'apt-add-repository', is split wrongly)."""
+def utility_command(source: str, page: str, known: set[str], commands: Sequence[str] = ()) -> str:
+    """The command a page is about. From its own examples' commands when it has some: the
+    utility most of them start with, with its sub-command when the page is named after both
+    ('git-push' whose examples run 'git push ...' -> 'git push'; 'apt-add-repository' whose
+    examples run 'apt-add-repository ...' stays whole). A page without examples is known by its
+    name: a man page names a program ('ansible-config.1' -> 'ansible-config'); a tldr page's
+    first hyphen is a space when the part before it is a page too ('git-push' -> 'git push')."""
     name = page_name(page)
+    starts: dict[str, int] = {}
+    for command in commands:
+        words = command_words(command.split("\n", 1)[0])
+        while words and (_ASSIGNMENT.match(words[0]) or words[0] == "sudo"):
+            words.pop(0)
+        if not words:
+            continue
+        utility = words[0].rsplit("/", 1)[-1]
+        start = f"{utility} {words[1]}" if len(words) > 1 and name == f"{utility}-{words[1]}" else utility
+        starts[start] = starts.get(start, 0) + 1
+    if starts:
+        return max(starts, key=lambda start: (starts[start], start == name))
     head, dash, rest = name.partition("-")
     return f"{head} {rest}" if source == "tldr" and dash and head in known and rest else name
 
@@ -259,7 +369,15 @@ def _fill(
         )
         descriptions = " ".join(entry.description for entry in found)
         page_rows.append(
-            (source, page, summary, licence, utility_command(source, page, known), len(found), descriptions)
+            (
+                source,
+                page,
+                summary,
+                licence,
+                utility_command(source, page, known, [e.command for e in found]),
+                len(found),
+                descriptions,
+            )
         )
     connection.executemany(
         "INSERT INTO pages(source, page, summary, licence, command, entries) VALUES (?, ?, ?, ?, ?, ?)",
@@ -381,7 +499,7 @@ class ExampleIndex:
             " FROM pages_fts JOIN pages p ON p.id = pages_fts.rowid"
             " WHERE pages_fts MATCH ? ORDER BY rank LIMIT ?"
         )
-        wanted = max(limit, CANDIDATES) if self.has_pages else limit
+        wanted = max(limit, EXAMPLE_CANDIDATES)
         try:
             with self._lock:
                 rows = self._connection.execute(examples_sql, (*BM25_WEIGHTS, match, wanted)).fetchall()
@@ -394,7 +512,7 @@ class ExampleIndex:
             raise ExampleIndexError(f"search in example index {self.path} failed: {exc}") from exc
         found = [Example(*row) for row in rows]
         if not pages:
-            return found[:limit]
+            return consensus_first(found)[:limit]
         page_score = {(source, page): rank for source, page, *_, rank in pages}
         weakest = max(page_score.values())  # a page past the CANDIDATES best counts as the weakest of them
         ranked = [replace(e, score=e.score + PAGE_WEIGHT * page_score.get((e.source, e.page), weakest)) for e in found]
@@ -404,7 +522,20 @@ class ExampleIndex:
             if entries == 0 and summary
         ]
         ranked.sort(key=lambda e: e.score)
-        return ranked[:limit]
+        return consensus_first(ranked)[:limit]
+
+    def page_summaries(self) -> tuple[dict[tuple[str, str], str], dict[tuple[str, str], str]]:
+        """(summaries, licences) of the index's pages that have a summary, keyed by (source, page):
+        what `write_index` takes, so an index can be rewritten with a part of its entries."""
+        summaries, licences = {}, {}
+        if self.has_pages:
+            with self._lock:
+                for source, page, summary, licence in self._connection.execute(
+                    "SELECT source, page, summary, licence FROM pages WHERE summary != '' ORDER BY id"
+                ):
+                    summaries[(source, page)] = summary
+                    licences[(source, page)] = licence
+        return summaries, licences
 
     def all_examples(self) -> list[Example]:
         """Every entry, in the order written (for building training documents from the index)."""
@@ -415,6 +546,33 @@ class ExampleIndex:
     def close(self) -> None:
         with self._lock:
             self._connection.close()
+
+
+def consensus_first(ranked: list[Example]) -> list[Example]:
+    """`ranked` (best first) with the best utility's most typical example first: among the
+    first CONSENSUS_POOL examples whose utility is the best example's, the one whose expected
+    NLC2CMD score against them (weighted by their scores) is highest. It takes the best score,
+    so merging with other indexes keeps it first."""
+    if len(ranked) < 2:
+        return ranked
+    utility = first_utility(ranked[0].command)
+    pool: list[tuple[Example, list]] = []
+    for example in ranked:
+        if utility not in example.command:  # most are another utility's: skip shlex for them
+            continue
+        parsed = utilities_and_flags(example.command)
+        if parsed and parsed[0][0] == utility:
+            pool.append((example, parsed))
+            if len(pool) >= CONSENSUS_POOL:
+                break
+    best = ranked[0].score
+    weights = [math.exp(-(example.score - best) / CONSENSUS_SCALE) for example, _ in pool]
+
+    def expected(parsed: list) -> float:
+        return sum(weight * parsed_nlc2cmd(parsed, other) for weight, (_, other) in zip(weights, pool))
+
+    chosen = max(pool, key=lambda item: expected(item[1]))[0] if pool else ranked[0]
+    return [replace(chosen, score=best)] + [example for example in ranked if example is not chosen]
 
 
 def search_all(indexes: Iterable[ExampleIndex], text: str, limit: int = 5) -> list[Example]:

@@ -83,16 +83,28 @@ def _rank(candidate: tuple[Scored, list[Finding] | None]) -> tuple:
     return (serious, len(findings or []), -suggestion.score)
 
 
+class _Started(NamedTuple):
+    text: str
+    score: float
+
+
 async def generate_script(
     complete: Callable[[int, float, int], Awaitable[Sequence[Scored]]],
     check_syntax: Callable[[str], Awaitable[SyntaxResult]],
     findings: Callable[[str], Awaitable[list[Finding] | None]] | None = None,
     tries: Sequence[Try] | None = None,
+    start: str = "",
 ) -> Generated:
-    """The script to offer for a comment (see the module docstring); `tries` defaults to `attempts()`."""
+    """The script to offer for a comment (see the module docstring); `tries` defaults to `attempts()`.
+    `start`: the beginning of the script, already at the end of the prompt `complete` continues
+    (the top retrieved example's utility, `examples.script_start`); each script is `start` and
+    what the model wrote after it."""
     tried, first_error = 0, None
     for index, (num_samples, temperature, max_tokens) in enumerate(attempts() if tries is None else tries):
-        suggestions = [s for s in await complete(num_samples, temperature, max_tokens) if has_code_line(s.text)]
+        written = await complete(num_samples, temperature, max_tokens)
+        if start:
+            written = [_Started(start + s.text, s.score) for s in written]
+        suggestions = [s for s in written if has_code_line(s.text)]
         tried += len(suggestions)
         scripts = [s.text.strip("\n") + "\n" for s in suggestions]
         results = await asyncio.gather(*(check_syntax(script) for script in scripts))
@@ -113,10 +125,12 @@ async def generate_script(
     return Generated(script=None, tried=tried, problem=problem)
 
 
-def generate_with_engine(engine, shell, prompt: str, uri: str, rank: bool = True) -> Generated:
+def generate_with_engine(engine, shell, prompt: str, uri: str, rank: bool = True, start: str = "") -> Generated:
     """`generate_script` for `prompt` with a local engine and shell tools, outside the server
     (`bashlsp generate --from-comment`, eval): the action's tries, checks and, with `rank` and
-    shellcheck installed, its ranking. Blocks until the script is chosen."""
+    shellcheck installed, its ranking; `start` as there (this adds it to the prompt). Blocks until
+    the script is chosen."""
+    prompt += start
     from .engine import CompletionQuery
 
     async def complete(num_samples: int, temperature: float, max_tokens: int):
@@ -138,4 +152,4 @@ def generate_with_engine(engine, shell, prompt: str, uri: str, rank: bool = True
         return shell.findings(script, "info")
 
     ranking = findings if rank and shell.shellcheck.available else None
-    return asyncio.run(generate_script(complete, check_syntax, ranking, tries=attempts()))
+    return asyncio.run(generate_script(complete, check_syntax, ranking, tries=attempts(), start=start))

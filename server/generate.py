@@ -16,7 +16,7 @@ from lsprotocol import types
 
 from ..model.engine import CompletionQuery
 from ..model.errors import DocumentError
-from ..model.examples import few_shot_prompt, uses_examples
+from ..model.examples import few_shot_prompt, script_start, uses_examples
 from ..model.generation import Generated, attempts, generate_script
 from . import convert, retrieval
 from .completion import PREFIX_CHARS, SUFFIX_CHARS
@@ -86,10 +86,12 @@ async def generate(
         prefix = doc.prefix(block.last, len(doc.line_text(block.last)), PREFIX_CHARS) + "\n"
         suffix = ""
     # Command examples for the comment go ahead of the document as few-shot pairs (issue 13), for
-    # a model trained on such prompts; the others get them as Insert example actions only.
+    # a model trained on such prompts, and the script starts with the best example's utility; the
+    # others get them as Insert example actions only.
     tools = services.tools
     engine = services.host.engine
     examples = []
+    start = ""
     if engine is not None and uses_examples(engine.loaded.meta):
         examples = await tools.run(
             services.retrieval.search,
@@ -97,7 +99,8 @@ async def generate(
             retrieval.FEW_SHOT,
             services.documents.documents(),
         )
-        prefix = few_shot_prompt(examples, prefix)
+        start = script_start(examples)
+        prefix = few_shot_prompt(examples, prefix) + start
 
     async def complete(num_samples: int, temperature: float, max_tokens: int):
         query = CompletionQuery(
@@ -125,6 +128,7 @@ async def generate(
         check_syntax,
         findings if use_shellcheck else None,
         attempts(settings.temperature, settings.generate.samples, settings.generate.maxTokens),
+        start,
     )
     if generated.script is None and services.host.engine is None:
         generated.problem = "no model is loaded"

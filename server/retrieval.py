@@ -146,7 +146,7 @@ def script_for_comment(comment: str, loaded, store_root: Path | None, seed: int 
     the action's path: the examples ahead of the document for a model trained on them, the engine in generate mode, the
     tries of model/generation.py with `bash -n` and shellcheck. Nothing is executed."""
     from ..model.engine import Engine
-    from ..model.examples import few_shot_prompt, uses_examples
+    from ..model.examples import few_shot_prompt, script_start, uses_examples
     from ..model.generation import generate_with_engine
     from ..model.shell_check import ShellTools
 
@@ -155,8 +155,9 @@ def script_for_comment(comment: str, loaded, store_root: Path | None, seed: int 
     found = Retrieval(lambda level, message: notes.append(message), lambda: store_root).search(comment, ACTIONS)
     for note in notes:
         print(note, file=sys.stderr)
-    prompt = f"#!/bin/bash\n# {comment}\n"
+    prompt, start = f"#!/bin/bash\n# {comment}\n", ""
     if uses_examples(loaded.meta):  # as the server's action: only a model trained on such prompts
-        prompt = few_shot_prompt(found[:FEW_SHOT], prompt)
+        prompt, start = few_shot_prompt(found[:FEW_SHOT], prompt), script_start(found[:FEW_SHOT])
     engine = Engine(loaded, seed=seed)
-    return generate_with_engine(engine, ShellTools(), prompt, "bashlsp-generate-from-comment"), found
+    generated = generate_with_engine(engine, ShellTools(), prompt, "bashlsp-generate-from-comment", start=start)
+    return generated, found

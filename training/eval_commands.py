@@ -13,7 +13,9 @@ training/corpus/examples.py). For each description a mode gives one answer:
   is the shebang and the comment (model/generation.py's tries: greedy, then samples, `bash -n`,
   shellcheck ranking), its first line of code as the answer;
 - ``both``: the same, with the top retrieved examples as few-shot pairs ahead of the document
-  (model/examples.py few_shot_block), as the server builds the prompt.
+  (model/examples.py few_shot_block) and the script started with the best example's utility
+  (model/examples.py script_start), as the server builds the prompt (``--free-start``: the model
+  writes the start too, as before).
 
 Scores (the mean over pairs):
 
@@ -31,6 +33,7 @@ Scores (the mean over pairs):
   so S is in [-1, 1]: 1 for the same utilities with the same flags, -1 for all utilities wrong;
   an empty answer scores -1. Published references on NLC2CMD's data: Tellina 0.138, the
   competition's best 0.53.
+- **utility right**: the share of answers whose first segment's utility is the reference's;
 - **exact match**: the answer equals the reference command, whitespace aside;
 - **bash -n**: the share of answers that ``bash -n`` accepts (an empty answer does not).
 """
@@ -39,8 +42,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
-import shlex
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -48,7 +49,16 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..model.errors import BashlspError
-from ..model.examples import BUNDLED_INDEX, Example, ExampleIndex, few_shot_block, page_name
+from ..model.examples import (  # the metric lives beside the index, whose search ranks by it
+    BUNDLED_INDEX,
+    Example,
+    ExampleIndex,
+    few_shot_block,
+    first_utility,
+    nlc2cmd_score,
+    page_name,
+    script_start,
+)
 from ..model.shell import bash_accepts
 
 BUNDLED_HOLDOUT = BUNDLED_INDEX.parent / "examples_holdout.jsonl"
@@ -56,62 +66,6 @@ MODES = ("retrieval", "model", "both")
 FEW_SHOT = 3  # retrieved examples ahead of the document (the server's default too)
 GENERATION_HEADER = "#!/bin/bash\n"
 UNSEEN_MARGIN = 30  # extra results searched when the pair's own page is left out
-
-_SEPARATORS = {"|", "||", "&&", ";", "&", "|&", ";;"}
-_ASSIGNMENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*=")
-
-
-def _words(command: str) -> list[str]:
-    """Shell words of a command, operators as their own words; a command shlex cannot split
-    (an open quote) is split at whitespace."""
-    try:
-        lexer = shlex.shlex(command, posix=True, punctuation_chars=";&|")
-        lexer.whitespace_split = True
-        lexer.commenters = ""
-        return list(lexer)
-    except ValueError:
-        return command.split()
-
-
-def utilities_and_flags(command: str) -> list[tuple[str, frozenset[str]]]:
-    """(utility, flags) of each segment of `command`, in order (see the module docstring)."""
-    segments: list[list[str]] = [[]]
-    for word in _words(" ".join(command.split("\\\n"))):
-        if word in _SEPARATORS or word == "\n":
-            segments.append([])
-        else:
-            segments[-1].append(word)
-    parsed = []
-    for words in segments:
-        rest = [w for w in words]
-        while rest and (_ASSIGNMENT.match(rest[0]) or rest[0] == "sudo"):
-            rest.pop(0)
-        if not rest:
-            continue
-        flags = frozenset(w.split("=", 1)[0] for w in rest[1:] if w.startswith("-") and len(w) > 1 and w != "--")
-        parsed.append((rest[0].rsplit("/", 1)[-1], flags))
-    return parsed
-
-
-def flag_score(predicted: frozenset[str], reference: frozenset[str]) -> float:
-    if not predicted and not reference:
-        return 1.0
-    return (2 * len(predicted & reference) - len(predicted | reference)) / max(len(predicted), len(reference))
-
-
-def nlc2cmd_score(predicted: str, reference: str) -> float:
-    """The simplified NLC2CMD score of one answer, in [-1, 1] (module docstring)."""
-    answer, truth = utilities_and_flags(predicted), utilities_and_flags(reference)
-    total = max(len(answer), len(truth))
-    if total == 0 or not answer:
-        return -1.0
-    score = 0.0
-    for i in range(total):
-        if i < len(answer) and i < len(truth) and answer[i][0] == truth[i][0]:
-            score += (1 + flag_score(answer[i][1], truth[i][1])) / 2
-        else:
-            score -= 1
-    return score / total
 
 
 def exact_match(predicted: str, reference: str) -> bool:
@@ -170,11 +124,13 @@ def generation_document(description: str, examples: Sequence[Example] = ()) -> s
 
 def score_answers(pairs: Sequence[HeldOut], answers: Sequence[str]) -> dict:
     scores = [nlc2cmd_score(a, p.command) for a, p in zip(answers, pairs)]
+    utility = sum(first_utility(a) == first_utility(p.command) != "" for a, p in zip(answers, pairs))
     exact = sum(exact_match(a, p.command) for a, p in zip(answers, pairs))
     parsed = sum(bool(a.strip()) and bash_accepts(a + "\n") for a in answers)
     total = len(pairs)
     return {
         "nlc2cmd": sum(scores) / total,
+        "utility_right": utility / total,
         "exact_match": exact / total,
         "bash_n": parsed / total,
         "answered": sum(bool(a.strip()) for a in answers) / total,
@@ -186,13 +142,14 @@ def evaluate_mode(
     mode: str,
     pairs: Sequence[HeldOut],
     index: ExampleIndex | None,
-    generate: Callable[[str], str | None] | None,
+    generate: Callable[[str, str], str | None] | None,
     few_shot: int = FEW_SHOT,
     unseen_pages: bool = False,
+    free_start: bool = False,
 ) -> dict:
-    """Scores of one mode; `generate(document) -> script or None` runs the server's tries.
+    """Scores of one mode; `generate(document, start) -> script or None` runs the server's tries.
     `unseen_pages`: leave out retrieved examples of the pair's own page name in any source, as
-    for a command the index knows nothing about."""
+    for a command the index knows nothing about. `free_start`: no `script_start` in mode both."""
     answers, seconds, examples = [], [], []
     for pair in pairs:
         start = time.perf_counter()
@@ -209,7 +166,8 @@ def evaluate_mode(
         else:
             if generate is None:
                 raise BashlspError(f"mode {mode} needs a model")
-            answer = first_command(generate(generation_document(pair.description, retrieved)))
+            opening = "" if free_start else script_start(retrieved)
+            answer = first_command(generate(generation_document(pair.description, retrieved), opening))
         seconds.append(time.perf_counter() - start)
         answers.append(answer)
         if len(examples) < 5:
@@ -222,8 +180,8 @@ def evaluate_mode(
     return result
 
 
-def server_generator(loaded, seed: int = 0) -> Callable[[str], str | None]:
-    """`generate(document) -> script or None` through the server's path: the engine in generate
+def server_generator(loaded, seed: int = 0) -> Callable[[str, str], str | None]:
+    """`generate(document, start) -> script or None` through the server's path: the engine in generate
     mode (its stop rules) and model/generation.py's tries, `bash -n` and, when shellcheck is
     installed, its ranking."""
     from ..model.engine import Engine
@@ -233,8 +191,8 @@ def server_generator(loaded, seed: int = 0) -> Callable[[str], str | None]:
     tools = ShellTools()
     engine = Engine(loaded.on_numpy() if str(loaded.device) == "cpu" else loaded, seed=seed)
 
-    def generate(document: str) -> str | None:
-        return generate_with_engine(engine, tools, document, "bashlsp-eval-commands").script
+    def generate(document: str, start: str = "") -> str | None:
+        return generate_with_engine(engine, tools, document, "bashlsp-eval-commands", start=start).script
 
     return generate
 
@@ -248,6 +206,7 @@ def evaluate_commands(
     few_shot: int = FEW_SHOT,
     unseen_pages: bool = False,
     seed: int = 0,
+    free_start: bool = False,
 ) -> dict:
     """Scores of `modes` on the held-out pairs; `loaded` (a checkpoint) serves the model modes.
     `bashlsp eval --commands N` and this module's command line both call it."""
@@ -257,10 +216,18 @@ def evaluate_commands(
     pairs = read_holdout(holdout, max_pairs)
     index = ExampleIndex(index_path) if set(modes) & {"retrieval", "both"} else None
     generate = server_generator(loaded, seed) if set(modes) & {"model", "both"} else None
-    result = {"holdout": str(holdout), "pairs": len(pairs), "few_shot": few_shot, "unseen_pages": unseen_pages}
+    result = {
+        "holdout": str(holdout),
+        "pairs": len(pairs),
+        "few_shot": few_shot,
+        "unseen_pages": unseen_pages,
+        "free_start": free_start,
+    }
     if index is not None:
         result["index"] = {"path": str(index_path), "entries": index.entries}
-    result["modes"] = {mode: evaluate_mode(mode, pairs, index, generate, few_shot, unseen_pages) for mode in modes}
+    result["modes"] = {
+        mode: evaluate_mode(mode, pairs, index, generate, few_shot, unseen_pages, free_start) for mode in modes
+    }
     return result
 
 
@@ -272,7 +239,15 @@ def run(args) -> dict:
 
         loaded = load_checkpoint(resolve_checkpoint(args.checkpoint))
     return evaluate_commands(
-        loaded, args.holdout, args.index, modes, args.max_pairs, args.few_shot, args.unseen_pages, args.seed
+        loaded,
+        args.holdout,
+        args.index,
+        modes,
+        args.max_pairs,
+        args.few_shot,
+        args.unseen_pages,
+        args.seed,
+        args.free_start,
     )
 
 
@@ -282,10 +257,11 @@ def format_report(result: dict) -> str:
         lines.append("unseen pages: no example of a pair's own page is retrieved")
     if "index" in result:
         lines.append(f"index: {result['index']['entries']} entries ({result['index']['path']})")
-    lines.append(f"{'mode':<10} {'NLC2CMD':>8} {'exact':>7} {'bash -n':>8} {'p50 ms':>8} {'p95 ms':>8}")
+    lines.append(f"{'mode':<10} {'NLC2CMD':>8} {'utility':>8} {'exact':>7} {'bash -n':>8} {'p50 ms':>8} {'p95 ms':>8}")
     for mode, scores in result["modes"].items():
         lines.append(
-            f"{mode:<10} {scores['nlc2cmd']:>8.3f} {100 * scores['exact_match']:>6.1f}% {100 * scores['bash_n']:>7.1f}%"
+            f"{mode:<10} {scores['nlc2cmd']:>8.3f} {100 * scores['utility_right']:>7.1f}%"
+            f" {100 * scores['exact_match']:>6.1f}% {100 * scores['bash_n']:>7.1f}%"
             f" {scores['p50_ms']:>8.1f} {scores['p95_ms']:>8.1f}"
         )
     return "\n".join(lines)
@@ -301,6 +277,9 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
     parser.add_argument("--few-shot", type=int, default=FEW_SHOT, help="retrieved examples ahead of the document")
     parser.add_argument(
         "--unseen-pages", action="store_true", help="retrieve nothing from a pair's own page (unknown commands)"
+    )
+    parser.add_argument(
+        "--free-start", action="store_true", help="mode both: the model writes the script's first utility too"
     )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", action="store_true", help="print the result as JSON")

@@ -13,12 +13,14 @@ from bashlsp.model.examples import (
     Example,
     ExampleIndex,
     few_shot_block,
+    nlc2cmd_score,
     query_words,
     search_all,
+    utilities_and_flags,
     write_index,
 )
 from bashlsp.training.corpus.examples import parse_cheat_sheet, parse_eg_page, parse_man_examples, split_of
-from bashlsp.training.eval_commands import exact_match, first_command, nlc2cmd_score, utilities_and_flags
+from bashlsp.training.eval_commands import exact_match, first_command
 
 PAIRS = [
     ("Find files with the SGID bit set", "find / -perm -2000", "tldr", "find"),
@@ -208,6 +210,37 @@ def test_utility_command():
     assert utility_command("tldr", "kde-builder", {"kde-builder"}) == "kde-builder"
     assert utility_command("man", "tar.1", {"tar"}) == "tar"
     assert utility_command("man", "ansible-config.1", {"ansible"}) == "ansible-config"  # a man page names a program
+    # With examples, what they start with: the name is not split at a guessed hyphen.
+    commands = ["apt-add-repository ppa:x/y", "sudo apt-add-repository --remove ppa:x/y"]
+    assert utility_command("tldr", "apt-add-repository", {"apt"}, commands) == "apt-add-repository"
+    assert utility_command("tldr", "apt-add-repository", {"apt"}) == "apt add-repository"  # no example: the guess
+    assert utility_command("tldr", "git-push", {"git"}, ["git push", "GIT_TRACE=1 git push -f"]) == "git push"
+    assert utility_command("tldr", "7z", set(), ["7za x a.7z", "7z a a.7z f", "7z l a.7z"]) == "7z"
+
+
+def test_the_best_utilitys_most_typical_example_comes_first():
+    """Among the top utility's examples, the one with the highest expected NLC2CMD score against
+    the others goes first (bm25 says little about flags); another utility never takes its place."""
+    ranked = [
+        Example("a", "tar --exclude x -cvzf a.tgz dir", "tldr", "tar", "", -30.0),
+        Example("b", "rsync -a dir host:", "tldr", "rsync", "", -29.0),
+        Example("c", "tar -czf a.tgz dir", "tldr", "tar", "", -28.0),
+        Example("d", "tar -czf b.tgz dir2", "tldr", "tar", "", -27.0),
+    ]
+    first, *rest = examples.consensus_first(ranked)
+    assert first.command == "tar -czf a.tgz dir" and first.score == -30.0
+    assert [e.description for e in rest] == ["a", "b", "d"]
+    assert examples.consensus_first(ranked[1:2]) == ranked[1:2]
+
+
+def test_script_start_is_the_best_examples_utility():
+    def start(command):
+        return examples.script_start([Example("x", command, "tldr", "x", "")])
+
+    assert start("sudo apt install jq") == "sudo apt "
+    assert start("LC_ALL=C sort -u file\nmore") == "LC_ALL=C sort "
+    assert start("find / -perm -2000") == "find "
+    assert examples.script_start([]) == ""
 
 
 def test_a_format_1_index_is_still_searched(tmp_path):
@@ -262,6 +295,29 @@ def test_few_shot_training_documents_never_show_the_example_itself(tmp_path):
         assert command not in few_shot  # neighbours, never itself
         with_neighbours += bool(few_shot)
     assert with_neighbours >= 2  # the find pairs have each other
+
+
+def test_the_dev_split_holds_train_pages_only_and_none_of_its_pairs_stay_in_its_index(tmp_path, monkeypatch):
+    """The tuning split: half the pairs of some train pages, taken out of a copy of the index,
+    whose page summaries it keeps."""
+    import json
+
+    from bashlsp.training.corpus import examples as builder
+
+    monkeypatch.setattr(builder, "dev_page", lambda source, page: page in ("find", "tar"))
+    pairs = PAIRS + [
+        ("Find empty files", "find . -empty", "tldr", "find"),
+        ("List an archive", "tar tf a.tar", "eg", "tar"),
+    ]
+    entries = [Example(d, c, s, p, "MIT") for d, c, s, p in pairs]
+    write_index(tmp_path / "examples.sqlite", entries, {}, summaries={("tldr", "find"): "Find files"})
+    counts = builder.dev_split(tmp_path / "examples.sqlite", tmp_path / "dev")
+    dev = [json.loads(line) for line in (tmp_path / "dev" / "examples_holdout.jsonl").read_text().splitlines()]
+    index = ExampleIndex(tmp_path / "dev" / "examples.sqlite")
+    kept = {(e.description, e.command) for e in index.all_examples()}
+    assert counts["dev"] == len(dev) >= 1 and counts["index"] == len(kept) == len(pairs) - len(dev)
+    assert all(r["page"] in ("find", "tar") and (r["description"], r["command"]) not in kept for r in dev)
+    assert index.page_summaries()[0] == {("tldr", "find"): "Find files"}
 
 
 def test_evaluate_commands_runs_all_three_modes_through_the_servers_path(tmp_path, tiny_checkpoint):

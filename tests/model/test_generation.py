@@ -24,7 +24,7 @@ class Scripted:
     score: float = -1.0
 
 
-def run(answers, findings=None, tries=None, syntax=None):
+def run(answers, findings=None, tries=None, syntax=None, start=""):
     """generate_script over canned answers per try; returns (result, the calls made)."""
     calls, tries_made = [], []
 
@@ -42,8 +42,15 @@ def run(answers, findings=None, tries=None, syntax=None):
     async def lint(script):
         return findings(script)
 
-    result = asyncio.run(generate_script(complete, check_syntax, lint if findings else None, tries))
+    result = asyncio.run(generate_script(complete, check_syntax, lint if findings else None, tries, start))
     return result, calls
+
+
+def test_a_given_start_begins_every_script_and_is_checked_with_it():
+    """The prompt ends with the start (the best example's utility); the model writes the rest."""
+    result, calls = run([[Scripted("-name BAD\n")], [Scripted("-name '*.sh'\n")]], start="find ")
+    assert result.script == "find -name '*.sh'\n" and result.attempt == 1
+    assert ("check", "find -name BAD\n") in calls
 
 
 def test_the_first_try_that_passes_wins_and_later_tries_are_not_made():

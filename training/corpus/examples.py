@@ -462,17 +462,7 @@ def build_examples(
     skipped["same command as a held-out pair"] += len(kept) - len(index_entries)
     out.mkdir(parents=True, exist_ok=True)
     written = write_index(out / INDEX_FILE, index_entries, SOURCES, summaries=summaries, page_licences=page_licences)
-    with (out / HOLDOUT_FILE).open("w", encoding="utf-8") as handle:
-        for entry in holdout:
-            record = {
-                "description": entry.description,
-                "command": entry.command,
-                "source": entry.source,
-                "page": entry.page,
-                "licence": entry.licence,
-                "split": "holdout",
-            }
-            handle.write(json.dumps(record, ensure_ascii=False) + "\n")
+    write_pairs(out / HOLDOUT_FILE, holdout, "holdout")
     man_licences = Counter(
         licence.split(" (")[0].split(";")[0]
         for licence in [e.licence for e in index_entries if e.source == "man"] + list(page_licences.values())
@@ -489,6 +479,55 @@ def build_examples(
         "man_packages": len(versions),
         "skipped": skipped,
     }
+
+
+def write_pairs(path: Path, entries: list[Example], split: str) -> None:
+    """Evaluation pairs as JSON lines (what eval_commands.read_holdout reads)."""
+    with path.open("w", encoding="utf-8") as handle:
+        for entry in entries:
+            record = {
+                "description": entry.description,
+                "command": entry.command,
+                "source": entry.source,
+                "page": entry.page,
+                "licence": entry.licence,
+                "split": split,
+            }
+            handle.write(json.dumps(record, ensure_ascii=False) + "\n")
+
+
+def dev_page(source: str, page: str) -> bool:
+    """A train page of the dev split: HOLDOUT_PERCENT of the train pages, by a hash salted
+    apart from the held-out split's."""
+    if split_of(source, page) != "train":
+        return False
+    digest = hashlib.sha256(f"dev:{source}:{page}".encode()).digest()
+    return int.from_bytes(digest[:4], "big") % 100 < HOLDOUT_PERCENT
+
+
+def dev_split(index_path: Path, out: Path) -> dict:
+    """The split retrieval is tuned on, built from an index alone, so the held-out set is never
+    looked at: half of the pairs (by the pair's hash, as `held_out`) of the dev pages go to
+    `out/examples_holdout.jsonl`, the rest of the index (minus any entry with a dev pair's
+    command) to `out/examples.sqlite` with the same page summaries. Evaluate it with
+    ``eval_commands --index out/examples.sqlite --holdout out/examples_holdout.jsonl``."""
+    index = ExampleIndex(index_path)
+    entries = index.all_examples()
+    summaries, licences = index.page_summaries()
+    sources = {name: {k: v for k, v in source.items() if k != "entries"} for name, source in index.sources.items()}
+    index.close()
+
+    def is_dev(entry: Example) -> bool:
+        digest = hashlib.sha256(f"{entry.description}\n{entry.command}".encode()).digest()
+        return dev_page(entry.source, entry.page) and digest[0] % 2 == 0
+
+    dev = [entry for entry in entries if is_dev(entry)]
+    dev_commands = {normalised(entry.command) for entry in dev}
+    kept = [entry for entry in entries if not is_dev(entry) and normalised(entry.command) not in dev_commands]
+    out.mkdir(parents=True, exist_ok=True)
+    written = write_index(out / INDEX_FILE, kept, sources, summaries=summaries, page_licences=licences)
+    write_pairs(out / HOLDOUT_FILE, dev, "dev")
+    return {"index": written, "dev": len(dev), "dev_pages": len({(e.source, e.page) for e in dev})}
 
 
 def few_shot_documents(index_path: Path, out: Path, max_documents: int, few_shot: int = 3) -> dict:
@@ -599,7 +638,21 @@ def main(argv: list[str] | None = None) -> int:
         help="instead of building: write few-shot training documents from the index in --out into DIR",
     )
     parser.add_argument("--max-docs", type=int, default=12_000, help="with --training-docs: at most this many")
+    parser.add_argument(
+        "--dev-split",
+        type=Path,
+        metavar="DIR",
+        help="instead of building: write the tuning split of the index in --out (train pages only) into DIR",
+    )
     arguments = parser.parse_args(argv)
+    if arguments.dev_split is not None:
+        try:
+            counts = dev_split(arguments.out / INDEX_FILE, arguments.dev_split)
+        except BashlspError as error:
+            print(f"error: {error}", file=sys.stderr)
+            return 2
+        print(f"dev split in {arguments.dev_split}: {counts}")
+        return 0
     if arguments.training_docs is not None:
         try:
             counts = few_shot_documents(arguments.out / INDEX_FILE, arguments.training_docs, arguments.max_docs)
