@@ -71,10 +71,9 @@ PAGE_WEIGHT = 2.0
 UTILITY_WEIGHT = 3.0
 # Which of the best utility's examples comes first: the one with the highest expected NLC2CMD
 # score against the others (minimum Bayes risk), each weighted exp(-(score - best) / SCALE),
-# over the best CONSENSUS_POOL examples of that utility among EXAMPLE_CANDIDATES. bm25 says
-# little about which flags a comment wants; the command most like its neighbours is the safest
-# (chosen on the dev split like the weights above).
-EXAMPLE_CANDIDATES = 200
+# over that utility's examples among the CANDIDATES best. bm25 says little about which flags a
+# comment wants; the command most like its neighbours is the safest (chosen on the dev split
+# like the weights above; weighing 200 examples instead of 30 gained nothing there).
 CONSENSUS_POOL = 30
 CONSENSUS_SCALE = 30.0
 
@@ -188,16 +187,22 @@ def comment_code_pairs(text: str, source: str, page: str, limit: int = MAX_PAIRS
 
 def script_start(examples: Sequence[Example]) -> str:
     """How a generated script starts when examples were retrieved: the best example's first line
-    up to its utility and a space ('sudo apt ' for 'sudo apt install jq'), so the model writes
-    the arguments for the comment after the command the index knows ('' without examples). A
-    nano model alone picks the right utility far less often than retrieval (docs/benchmarks.md)."""
+    up to its utility and the flags right after it, and a space ('sudo tar -czf ' for
+    'sudo tar -czf a.tgz dir'), so the model writes the arguments for the comment after the
+    command and flags the index knows ('' without examples). A nano model alone picks the right
+    utility and flags far less often than retrieval (docs/benchmarks.md, Command examples)."""
     if not examples:
         return ""
     words = examples[0].command.split("\n", 1)[0].split()
-    for number, word in enumerate(words):
-        if not (_ASSIGNMENT.match(word) or word == "sudo"):
-            return " ".join(words[: number + 1]) + " "
-    return ""
+    taken = 0
+    while taken < len(words) and (_ASSIGNMENT.match(words[taken]) or words[taken] == "sudo"):
+        taken += 1
+    if taken == len(words):
+        return ""
+    taken += 1  # the utility
+    while taken < len(words) and words[taken].startswith("-") and words[taken] != "--":
+        taken += 1
+    return " ".join(words[:taken]) + " "
 
 
 def uses_examples(meta: dict) -> bool:
@@ -318,23 +323,22 @@ def page_name(page: str) -> str:
 
 
 def utility_command(source: str, page: str, known: set[str], commands: Sequence[str] = ()) -> str:
-    """The command a page is about. From its own examples' commands when it has some: the
-    utility most of them start with, with its sub-command when the page is named after both
-    ('git-push' whose examples run 'git push ...' -> 'git push'; 'apt-add-repository' whose
-    examples run 'apt-add-repository ...' stays whole). A page without examples is known by its
-    name: a man page names a program ('ansible-config.1' -> 'ansible-config'); a tldr page's
-    first hyphen is a space when the part before it is a page too ('git-push' -> 'git push')."""
+    """The command a page is about: its name (a man page names a program: 'ansible-config.1' ->
+    'ansible-config'), or a tldr sub-command page's program and sub-command. Which one its own
+    examples say: 'git-push' whose examples run 'git push ...' -> 'git push', 'apt-add-repository'
+    whose examples run 'apt-add-repository ...' stays whole (a start that is not the name, as
+    'dd' on losetup.8, is another program the example uses). A page without such examples: the
+    name, with a tldr page's first hyphen a space when the part before it is a page too."""
     name = page_name(page)
     starts: dict[str, int] = {}
     for command in commands:
         words = command_words(command.split("\n", 1)[0])
-        while words and (_ASSIGNMENT.match(words[0]) or words[0] == "sudo"):
+        while len(words) > 1 and words[0] != name and (_ASSIGNMENT.match(words[0]) or words[0] == "sudo"):
             words.pop(0)
-        if not words:
-            continue
-        utility = words[0].rsplit("/", 1)[-1]
-        start = f"{utility} {words[1]}" if len(words) > 1 and name == f"{utility}-{words[1]}" else utility
-        starts[start] = starts.get(start, 0) + 1
+        if words and words[0].rsplit("/", 1)[-1] == name:
+            starts[name] = starts.get(name, 0) + 1
+        elif len(words) > 1 and f"{words[0]}-{words[1]}" == name:
+            starts[f"{words[0]} {words[1]}"] = starts.get(f"{words[0]} {words[1]}", 0) + 1
     if starts:
         return max(starts, key=lambda start: (starts[start], start == name))
     head, dash, rest = name.partition("-")
@@ -499,7 +503,7 @@ class ExampleIndex:
             " FROM pages_fts JOIN pages p ON p.id = pages_fts.rowid"
             " WHERE pages_fts MATCH ? ORDER BY rank LIMIT ?"
         )
-        wanted = max(limit, EXAMPLE_CANDIDATES)
+        wanted = max(limit, CANDIDATES)
         try:
             with self._lock:
                 rows = self._connection.execute(examples_sql, (*BM25_WEIGHTS, match, wanted)).fetchall()

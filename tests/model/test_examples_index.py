@@ -216,6 +216,9 @@ def test_utility_command():
     assert utility_command("tldr", "apt-add-repository", {"apt"}) == "apt add-repository"  # no example: the guess
     assert utility_command("tldr", "git-push", {"git"}, ["git push", "GIT_TRACE=1 git push -f"]) == "git push"
     assert utility_command("tldr", "7z", set(), ["7za x a.7z", "7z a a.7z f", "7z l a.7z"]) == "7z"
+    # An example that starts with another program does not rename the page.
+    assert utility_command("man", "losetup.8", set(), ["dd if=/dev/zero of=f bs=1M", "dd if=a of=b"]) == "losetup"
+    assert utility_command("man", "sudo.8", set(), ["sudo ls /root"]) == "sudo"
 
 
 def test_the_best_utilitys_most_typical_example_comes_first():
@@ -233,12 +236,14 @@ def test_the_best_utilitys_most_typical_example_comes_first():
     assert examples.consensus_first(ranked[1:2]) == ranked[1:2]
 
 
-def test_script_start_is_the_best_examples_utility():
+def test_script_start_is_the_best_examples_utility_and_its_first_flags():
     def start(command):
         return examples.script_start([Example("x", command, "tldr", "x", "")])
 
     assert start("sudo apt install jq") == "sudo apt "
-    assert start("LC_ALL=C sort -u file\nmore") == "LC_ALL=C sort "
+    assert start("LC_ALL=C sort -u file\nmore") == "LC_ALL=C sort -u "  # the flags right after it too
+    assert start("tar -czf a.tgz dir -v") == "tar -czf "
+    assert start("X=1") == ""
     assert start("find / -perm -2000") == "find "
     assert examples.script_start([]) == ""
 
