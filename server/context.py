@@ -10,6 +10,8 @@ The choice changes only when it must, so the engine's KV cache of the chunks sur
 it is made again only when the query (the complete lines before the cursor line) changes,
 and then the chunks already chosen stay while they score at least KEEP_RATIO of the best.
 The document is never context for itself: neither its file on disk nor its own recent chunks.
+The chunks a query found, chosen or not, are also where ghost text's copies come from
+(`ProjectContext.copy`, server/lookup.py).
 """
 
 from __future__ import annotations
