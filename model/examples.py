@@ -20,7 +20,8 @@ user's own comment -> code blocks). One schema, written and read here:
 A search ranks examples by their own bm25 plus PAGE_WEIGHT times their page's (a comment about
 a scrub finds the btrfs-scrub page through all its descriptions, not one); a page with no
 example whose page score is the best offers its program itself (`utility_command`), with its
-summary as the description.
+summary as the description. Of the best example's utility, the example most like the others
+(`consensus_first`) comes first.
 
 The index is opened read-only (``mode=ro``) and validated before use (schema, format, a probe
 query); any problem is an `ExampleIndexError` naming the file, and callers keep working without
