@@ -109,10 +109,15 @@ def word_hash(word: str) -> int:
     return (zlib.crc32(data) << 31) ^ zlib.adler32(data)
 
 
+def hashes_of(distinct_words: Iterable[str]) -> np.ndarray:
+    """The sorted `word_hash`es (int64) of words given once each: how the indexes hold `words`,
+    so that many chunks are compared with a query in a few numpy operations."""
+    return np.unique(np.fromiter(map(word_hash, distinct_words), np.int64))
+
+
 def word_hashes(text: str) -> np.ndarray:
-    """The hashes of the distinct words of `text`, sorted (int64): how the indexes hold
-    `words`, so that many chunks are compared with a query in a few numpy operations."""
-    return np.unique(np.fromiter(map(word_hash, set(_WORD.findall(text))), np.int64))
+    """`hashes_of` the distinct words of `text`."""
+    return hashes_of(set(_WORD.findall(text)))
 
 
 def query_text(prefix: str) -> str:

@@ -31,7 +31,7 @@ from pathlib import PurePath
 
 import numpy as np
 
-from ..model.context import chunk_offsets, word_hash, word_hashes
+from ..model.context import chunk_offsets, hashes_of, word_hashes
 from ..model.redact import redact
 from ..model.shell import (
     HEAD_BYTES,
@@ -93,7 +93,7 @@ class IndexSnapshot:
         chunks of `exclude_file` (the document's own file on disk) are left out."""
         if not self.num_chunks or not query_words:
             return []
-        hashes = np.unique(np.fromiter(map(word_hash, query_words), np.int64, len(query_words)))
+        hashes = hashes_of(query_words)
         at = np.searchsorted(self.keys, hashes)
         found = at < len(self.keys)
         found[found] = self.keys[at[found]] == hashes[found]
