@@ -196,7 +196,7 @@ def script_start(examples: Sequence[Example]) -> str:
         return ""
     words = examples[0].command.split("\n", 1)[0].split()
     taken = 0
-    while taken < len(words) and (_ASSIGNMENT.match(words[taken]) or words[taken] == "sudo"):
+    while taken < len(words) and _before_utility(words[taken]):
         taken += 1
     if taken == len(words):
         return ""
@@ -231,6 +231,11 @@ _SEPARATORS = {"|", "||", "&&", ";", "&", "|&", ";;"}
 _ASSIGNMENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*=")
 
 
+def _before_utility(word: str) -> bool:
+    """Whether a command may start with `word` before its utility: a NAME=value assignment or sudo."""
+    return word == "sudo" or _ASSIGNMENT.match(word) is not None
+
+
 def command_words(command: str) -> list[str]:
     """Shell words of a command, operators as their own words; a command shlex cannot split
     (an open quote) is split at whitespace."""
@@ -257,7 +262,7 @@ def utilities_and_flags(command: str) -> list[tuple[str, frozenset[str]]]:
     parsed = []
     for words in segments:
         rest = list(words)
-        while rest and (_ASSIGNMENT.match(rest[0]) or rest[0] == "sudo"):
+        while rest and _before_utility(rest[0]):
             rest.pop(0)
         if not rest:
             continue
@@ -334,7 +339,7 @@ def utility_command(source: str, page: str, known: set[str], commands: Sequence[
     starts: dict[str, int] = {}
     for command in commands:
         words = command_words(command.split("\n", 1)[0])
-        while len(words) > 1 and words[0] != name and (_ASSIGNMENT.match(words[0]) or words[0] == "sudo"):
+        while len(words) > 1 and words[0] != name and _before_utility(words[0]):
             words.pop(0)
         if words and words[0].rsplit("/", 1)[-1] == name:
             starts[name] = starts.get(name, 0) + 1
