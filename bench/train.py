@@ -190,6 +190,25 @@ def _change(before, after) -> float | None:
     return None if before is None or after is None else (after - before) / before
 
 
+def by_bytes_figures(folder: Path, base: Path | None, store: Path) -> dict:
+    """Your holdout weighed by bytes (total bits / total bytes), before and after the round: the
+    trainer weighs each held-out script the same; this shows what a long file does to the other
+    figure, so the table hides nothing. The holdout is the trainer's: same collection, same split."""
+    from ..model.checkpoint import CheckpointStore, bundled_checkpoint, load_checkpoint
+    from ..training.collect import collect_scripts
+    from ..training.holdouts import holdout_bpb, prepare
+    from ..training.personal import PersonalOptions
+
+    o = PersonalOptions(dirs=[folder])
+    prepared = prepare(collect_scripts([folder], o.max_file_bytes), o.holdout_fraction, o.max_holdout_bytes)
+    texts = [s.text for s in prepared.holdout]
+    start = base or bundled_checkpoint()
+    published = CheckpointStore(store).current_path()
+    before = holdout_bpb(load_checkpoint(start, device="cpu"), texts) if start is not None else None
+    after = holdout_bpb(load_checkpoint(published, device="cpu"), texts) if published is not None else None
+    return {"user_bytes_before": before, "user_bytes_after": after, "user_bytes_change": _change(before, after)}
+
+
 def run_style_folders(corpus: Path, work: Path, base: Path | None) -> list[dict]:
     """bashlsp-train --once on each style folder, as a user would; one row of figures each."""
     from ..training.collect import collect_scripts
@@ -206,6 +225,7 @@ def run_style_folders(corpus: Path, work: Path, base: Path | None) -> list[dict]
             tail = "\n".join(first["output"][-5:])
             raise BashlspError(f"bashlsp-train failed on the {style} folder (exit {first['returncode']}):\n{tail}")
         figures = round_figures(run / "store")
+        figures.update(by_bytes_figures(folder, base, run / "store"))
         figures.update(
             style=style,
             scripts=len(collection.scripts),
@@ -238,15 +258,19 @@ def style_table(rows: list[dict], fp32_gflops: float) -> str:
     def secs(x):
         return "none" if x is None else f"{x:.0f}"
 
+    def bpb(x):
+        return "n/a" if x is None else f"{x:.3f}"
+
     lines = [
-        "| folder | scripts | KB | published | your holdout bpb | general holdout bpb | first checkpoint s (CPU s) | round s "
+        "| folder | scripts | KB | published | your holdout bpb | your holdout by bytes | general holdout bpb | first checkpoint s (CPU s) | round s "
         "| CPU s | best step | tokens/s (fp32 matmul GFLOP/s) | project context, before training | load |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         lines.append(
             f"| {r['style']} | {r['scripts']} | {r['kb']:.0f} | {'yes' if r['published'] else 'no'} "
             f"| {r['user_before']:.3f} -> {r['user_after']:.3f} ({pct(r['user_change'])}) "
+            f"| {bpb(r.get('user_bytes_before'))} -> {bpb(r.get('user_bytes_after'))} ({pct(r.get('user_bytes_change'))}) "
             f"| {r['general_before']:.3f} -> {r['general_after'] if r['general_after'] is not None else float('nan'):.3f} "
             f"({pct(r['general_change'])}) | {secs(r['first_checkpoint_s'])} ({secs(r.get('first_checkpoint_cpu_s'))}) "
             f"| {r['round_s']:.0f} "

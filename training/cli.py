@@ -95,7 +95,8 @@ def build_parser() -> argparse.ArgumentParser:
     length.add_argument(
         "--epochs",
         type=_positive_float,
-        help=f"passes over the round's training scripts (default: one pass, at most {defaults.max_steps} steps)",
+        help=f"passes over the round's training scripts (default: {defaults.epochs:g}, at most {defaults.max_steps} "
+        "steps; given, no cap)",
     )
     train.add_argument(
         "--lr",
@@ -149,6 +150,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="points of a round at which both holdouts are scored; the best step that passes the gate is "
         "published (default: %(default)s)",
     )
+    train.add_argument(
+        "--patience",
+        type=_non_negative_int,
+        default=defaults.patience,
+        help="evaluation points in a row without gain on your holdout before the round stops "
+        "(default: %(default)s; 0: run every step)",
+    )
     train.add_argument("--seed", type=int, default=defaults.seed, help="random seed (default: %(default)s)")
     train.add_argument("--no-progress", action="store_true", help="no progress bar (log lines instead)")
     gate = parser.add_argument_group("data and quality gate")
@@ -163,6 +171,12 @@ def build_parser() -> argparse.ArgumentParser:
         type=_fraction,
         default=defaults.max_general_loss,
         help="how much worse (relative) the general bash holdout may get (default: %(default)s)",
+    )
+    gate.add_argument(
+        "--holdout-by-bytes",
+        action="store_true",
+        help="weigh your held-out scripts by their bytes (default: each counts the same, so one long data "
+        "table cannot make up most of the figure)",
     )
     gate.add_argument(
         "--general-holdout",
@@ -195,13 +209,15 @@ def options_from_args(args: argparse.Namespace):
         base=args.base,
         device=args.device,
         steps=args.steps,
-        epochs=args.epochs,
+        **({} if args.epochs is None else {"epochs": args.epochs, "max_steps": None}),
         save_every=args.save_every,
         lr=args.lr,
         batch_size=args.batch_size,
         seq_len=args.seq_len,
         replay_share=args.replay_share,
         eval_points=args.eval_points,
+        patience=args.patience,
+        holdout_files_equal=not args.holdout_by_bytes,
         adapter_rank=args.adapter_rank,
         replay_distill=args.replay_distill,
         seed=args.seed,

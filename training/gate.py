@@ -50,15 +50,17 @@ class GateDecision:
         lines += [f"  note: {note}" for note in self.notes]
         return "\n".join(lines)
 
-    def headline(self, where: str, seconds: float) -> str:
-        """The round in one line a user understands: published or not, why, both figures."""
+    def headline(self, where: str, seconds: float, user_note: str = "") -> str:
+        """The round in one line a user understands: published or not, why, both figures.
+        `user_note` says how your holdout's figure is made (say, "each of 9 held-out scripts
+        weighed equally")."""
 
-        def figure(name, before, after, allowed=""):
+        def figure(name, before, after, note=""):
             if before is None or after is None:
                 return f"{name} not measured"
-            return f"{name} {before:.3f} -> {after:.3f} bpb ({(after - before) / before:+.1%}{allowed})"
+            return f"{name} {before:.3f} -> {after:.3f} bpb ({(after - before) / before:+.1%}{note})"
 
-        yours = figure("your scripts", self.user_bpb_before, self.user_bpb_after)
+        yours = figure("your scripts", self.user_bpb_before, self.user_bpb_after, f", {user_note}" if user_note else "")
         general = figure(
             "general bash", self.general_bpb_before, self.general_bpb_after, f", allowed +{self.max_general_loss:.0%}"
         )

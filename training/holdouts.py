@@ -158,9 +158,11 @@ def describe_dry_run(prepared: PreparedData, base: str, general_note: str | None
 # -- measuring -----------------------------------------------------------------------------------
 
 
-def holdout_bpb(loaded: LoadedModel, texts: list[str]) -> float | None:
-    """Byte-weighted bits per byte over `texts` (windows of the full block, not overlapping, so
-    the gate's measurement stays cheap; before and after are measured the same way)."""
+def holdout_bpb(loaded: LoadedModel, texts: list[str], files_equal: bool = False) -> float | None:
+    """Bits per byte over `texts` (windows of the full block, not overlapping, so the gate's
+    measurement stays cheap; before and after are measured the same way): byte-weighted (total
+    bits / total bytes), or with `files_equal` the mean of each file's own figure, so every file
+    counts the same however long it is."""
     if not texts:
         return None
     from .evaluate import evaluate_bpb
@@ -168,7 +170,8 @@ def holdout_bpb(loaded: LoadedModel, texts: list[str]) -> float | None:
     was_training = loaded.model.training
     loaded.model.eval()
     try:
-        return float(evaluate_bpb(loaded, texts, stride=loaded.model.config.block_size)["bpb"])
+        result = evaluate_bpb(loaded, texts, stride=loaded.model.config.block_size)
+        return float(result["mean_file_bpb" if files_equal else "bpb"])
     finally:
         loaded.model.train(was_training)
 

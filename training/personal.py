@@ -71,10 +71,13 @@ class PersonalOptions:
     base: str | None = None  # checkpoint for the first round (dir, store id, "default")
     device: str = "auto"
     steps: int | None = None  # fixed optimizer steps per round; None: from epochs
-    epochs: float | None = None  # passes over the round's training tokens; None: 1 pass, capped at max_steps
-    # Cap when neither steps nor epochs is given: 80 x 8 x 256 tokens, about one pass over a
-    # 500 KB folder, so the round fits its time (docs/benchmarks.md, "Training", has the figures).
-    max_steps: int = 80
+    # Passes over the round's training tokens, so the folder's size sets the round's length: one
+    # pass (or a fixed 80 steps) left a test suite and a mixed bag short of what two give
+    # (docs/benchmarks.md, "Personal training").
+    epochs: float = 2.0
+    # At most this many steps (None: no cap), so a big folder's round still ends in reasonable
+    # time; 400 x 4 rows x 256 tokens is two passes over about 800 KB of scripts.
+    max_steps: int | None = 400
     lr: float = 2e-4  # pre-training uses 1e-3 to 2e-3; a lower rate keeps what the model knows
     warmup_steps: int = 5
     batch_size: int = 8
@@ -96,8 +99,9 @@ class PersonalOptions:
     replay_ratio: float = 3.0  # later rounds: bytes of unchanged scripts replayed per changed byte
     # General bash mixed into every batch (the base model's training data that ships with it),
     # so one folder's style does not make the model forget the rest; chosen by measurement
-    # (docs/benchmarks.md, "Personal training").
-    replay_share: float = 0.5
+    # (docs/benchmarks.md, "Personal training"): with distillation a quarter keeps the forgetting
+    # in bounds, and the other six rows cover two passes in fewer (cheaper) steps than four would.
+    replay_share: float = 0.25
     replay: Path | None = None  # default: the sample shipped with the default model
     # Low-rank adapters (model/lora.py) on every block's projections instead of fine-tuning all
     # the weights: 0 fine-tunes the whole model. Merged into the weights when published.
@@ -112,8 +116,16 @@ class PersonalOptions:
     # published at once. The round stops when your holdout gains less than min_improvement
     # (relative) over its best point so far, or when a point forgets more than allowed and more
     # than the point before it.
-    eval_points: int = 5
+    eval_points: int = 6
     min_improvement: float = 0.002
+    # Points in a row that may gain less than min_improvement before the round stops (0: it runs
+    # to its last step): one dip, often a long file of the holdout the folder's style does not
+    # help, is no sign that later steps cannot gain.
+    patience: int = 2
+    # Your holdout's figure is the mean of its files' own bits per byte, so each held-out script
+    # counts the same: byte-weighted, one long data table (a test's expected output, say) can make
+    # up half the figure and hide what training does for the scripts you type. False: bytes weigh.
+    holdout_files_equal: bool = True
     debounce_s: float = 2.0
     progress: bool = True
 
@@ -157,7 +169,8 @@ class BestStep:
     """A round's evaluation points. At each, your holdout is scored; when it is the best so far,
     the general holdout too, and if the gate passes that step is published at once, so the first
     checkpoint comes early and every later one is better than the last. `evaluate` answers whether
-    the round should stop: your holdout gained less than min_improvement over its best point."""
+    the round should stop: your holdout gained less than min_improvement over its best point at
+    `patience` points in a row, or the model forgets more and more."""
 
     def __init__(self, owner: PersonalTrainer, loaded: LoadedModel, baseline: Baseline, config, changed, meta, started):
         self.owner, self.loaded, self.baseline, self.config = owner, loaded, baseline, config
@@ -170,6 +183,7 @@ class BestStep:
         self.step: int | None = None  # the published step
         self.meta: dict = {}
         self.converged = False
+        self.without_gain = 0  # points in a row that gained less than min_improvement
         self.first_published_s: float | None = None
         self.last_general: float | None = None  # the general holdout at the last point it was scored
 
@@ -183,7 +197,7 @@ class BestStep:
     def evaluate(self, step: int, trainer) -> bool:
         o, b = self.owner.options, self.baseline
         self.last_step = step
-        user = holdout_bpb(self.loaded, b.holdout_texts)
+        user = holdout_bpb(self.loaded, b.holdout_texts, files_equal=o.holdout_files_equal)
         previous_best = self.best_user
         gained = previous_best is None or (user is not None and user < previous_best * (1 - o.min_improvement))
         if user is not None and (previous_best is None or user < previous_best):
@@ -223,10 +237,12 @@ class BestStep:
         else:
             said += ": no better than the published step"
         self.owner.say(said)
-        if not gained or forgetting_grows:
+        self.without_gain = 0 if gained else self.without_gain + 1
+        stalled = o.patience > 0 and self.without_gain >= o.patience
+        if stalled or forgetting_grows:
             self.converged = True
             if step < self.config.steps:
-                why = "your holdout stopped improving" if not gained else "the model forgets more general bash"
+                why = "your holdout stopped improving" if stalled else "the model forgets more general bash"
                 self.owner.say(f"{why}: the round ends at step {step} of {self.config.steps}")
         return self.converged
 
@@ -236,6 +252,7 @@ class BestStep:
         gate = decision.to_dict()
         gate.update(
             user_holdout_digest=b.user_digest,
+            user_holdout_files_equal=self.owner.options.holdout_files_equal,
             general_holdout_digest=b.general_digest if b.general_texts else None,
             general_reference_bpb=b.general_reference,
             general_bpb_start=b.general_before,
@@ -259,7 +276,7 @@ class BestStep:
             "gate": gate,
         }
         meta["summary"] = self.owner.with_personalisation(
-            decision.headline(f"step {step} of {self.config.steps}", seconds)
+            decision.headline(f"step {step} of {self.config.steps}", seconds, self.owner.holdout_note(self.baseline))
         )
         adapter = self.owner.adapter
         model = adapter.merged(self.loaded.model) if adapter is not None else self.loaded.model
@@ -324,9 +341,8 @@ class PersonalTrainer:
         o = self.options
         if o.steps is not None:
             return o.steps
-        per_step = rows * o.seq_len
-        steps = max(1, math.ceil((o.epochs or 1.0) * num_tokens / per_step))
-        return steps if o.epochs is not None else min(steps, o.max_steps)
+        steps = max(1, math.ceil(o.epochs * num_tokens / (rows * o.seq_len)))
+        return steps if o.max_steps is None else min(steps, o.max_steps)
 
     def _state_dir(self, key: str) -> Path:
         root = self.store.root / STATE_DIR_NAME
@@ -406,7 +422,7 @@ class PersonalTrainer:
             best.evaluate(trainer.step, result)  # the last step, unless an evaluation point was it
         decision = best.final_decision()
         headline = best.meta.get("summary") or self.with_personalisation(
-            decision.headline(best.where(trainer.step), time.perf_counter() - started)
+            decision.headline(best.where(trainer.step), time.perf_counter() - started, self.holdout_note(baseline))
         )
         self.say(decision.summary())
         self.say(headline)
@@ -487,10 +503,13 @@ class PersonalTrainer:
         user_digest, general_digest = texts_digest(holdout_texts), texts_digest(general_texts)
         previous = loaded.meta.get("gate", {}) if isinstance(loaded.meta.get("gate"), dict) else {}
         measuring_started = time.perf_counter()
-        if previous.get("user_holdout_digest") == user_digest and previous.get("user_bpb_after") is not None:
+        same_user = previous.get("user_holdout_digest") == user_digest and bool(
+            previous.get("user_holdout_files_equal")
+        ) == bool(o.holdout_files_equal)
+        if same_user and previous.get("user_bpb_after") is not None:
             user_before = previous["user_bpb_after"]
         else:
-            user_before = holdout_bpb(loaded, holdout_texts)
+            user_before = holdout_bpb(loaded, holdout_texts, files_equal=o.holdout_files_equal)
         same_general = previous.get("general_holdout_digest") == general_digest
         general_before = None
         if general_texts:
@@ -663,6 +682,13 @@ class PersonalTrainer:
             f"ahead, as the server puts them, before training ({gain['with_chunks']} of {gain['segments']} segments "
             f"found some, {time.perf_counter() - started:.1f} s)"
         )
+
+    def holdout_note(self, baseline: Baseline) -> str:
+        """How your holdout's figure is made, for the round's one line."""
+        n = len(baseline.holdout_texts)
+        if self.options.holdout_files_equal and n > 1:
+            return f"each of {n} held-out scripts weighed equally"
+        return f"{n} held-out script{'s' if n != 1 else ''}, weighed by bytes" if n > 1 else "1 held-out script"
 
     def with_personalisation(self, headline: str) -> str:
         """The round's one line, with what covered the folder before training."""

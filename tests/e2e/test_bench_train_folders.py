@@ -110,14 +110,25 @@ def test_the_table_has_a_row_a_folder_and_counts_the_targets(tmp_path):
         load_end=2.0,
         user_change=-0.15,
         general_change=0.0133,
+        user_bytes_before=2.1,
+        user_bytes_after=2.0,
+        user_bytes_change=-0.1 / 2.1,
     )
     refused = dict(
-        row, style="init scripts", published=False, user_change=-0.05, general_change=0.03, first_checkpoint_s=None
+        row,
+        style="init scripts",
+        published=False,
+        user_change=-0.05,
+        general_change=0.03,
+        first_checkpoint_s=None,
+        user_bytes_after=None,
+        user_bytes_change=None,
     )
     table = style_table([row, refused], 150.0)
     lines = table.splitlines()
     assert len(lines) == 2 + 2 + 1
-    assert "| test suite | 100 | 500 | yes | 2.000 -> 1.700 (-15.0%)" in lines[2] and "| 60 of 80 |" in lines[2]
+    assert "| test suite | 100 | 500 | yes | 2.000 -> 1.700 (-15.0%) | 2.100 -> 2.000 (-4.8%) |" in lines[2]
+    assert "| 60 of 80 |" in lines[2] and "| 2.100 -> n/a (n/a) |" in lines[3]
     assert "| 70 (40) | 95 | 180 | 60 of 80 | 2,500 (150) | 2.000 -> 1.900 (-5.0%) |" in lines[2]
     assert lines[-1].startswith("published in 1 of 2; your holdout -10% or better in 1 of 2")
     assert "general holdout within +2% in 1 of 2; first checkpoint within 90 s in 1 of 2" in lines[-1]

@@ -41,6 +41,7 @@ def _options(tmp_path: Path, base: Path, **overrides) -> PersonalOptions:
         holdout_fraction=0.2,
         general_holdout=_folder_of_fixtures(tmp_path / "general"),
         replay_share=0.0,
+        eval_points=5,
     )
     values.update(overrides)
     return PersonalOptions(**values)
@@ -51,7 +52,7 @@ def _scripted(monkeypatch, general_texts_dir: Path, user: list[float], general: 
     general_texts = {p.read_text() for p in general_texts_dir.glob("*.sh")}
     asked: list[str] = []
 
-    def fake(loaded, texts):
+    def fake(loaded, texts, files_equal=False):
         if not texts:
             return None
         which = "general" if set(texts) <= general_texts else "user"
@@ -93,7 +94,8 @@ def test_the_best_passing_step_is_published_not_the_last(tmp_path, tiny_checkpoi
     assert headline == meta["summary"]
     assert headline.startswith("bashlsp-train: published the model of step 4 of 8")
     assert (
-        "your scripts 2.000 -> 1.700 bpb (-15.0%)" in headline and "general bash 1.000 -> 1.015 bpb (+1.5%" in headline
+        "your scripts 2.000 -> 1.700 bpb (-15.0%, 1 held-out script)" in headline
+        and "general bash 1.000 -> 1.015 bpb (+1.5%" in headline
     )
     logged = json.loads((opts.store / HISTORY_FILE).read_text().splitlines()[-1])
     assert logged["published"] == store.current_id() and logged["summary"] == headline
@@ -101,14 +103,42 @@ def test_the_best_passing_step_is_published_not_the_last(tmp_path, tiny_checkpoi
 
 def test_the_round_stops_when_your_holdout_stops_improving(tmp_path, tiny_checkpoint, monkeypatch):
     opts = _options(tmp_path, tiny_checkpoint, steps=40)  # points at steps 2, 5, 10, 20, 40
-    _scripted(monkeypatch, opts.general_holdout, [2.0, 1.9, 1.95], [1.0, 1.005])
+    # Steps 5 and 10 gain nothing over step 2: two points in a row (the default patience).
+    _scripted(monkeypatch, opts.general_holdout, [2.0, 1.9, 1.95, 1.92], [1.0, 1.005])
     lines, trainer = _run(opts)
     text = "\n".join(lines)
-    assert "your holdout stopped improving: the round ends at step 5 of 40" in text
+    assert "your holdout stopped improving: the round ends at step 10 of 40" in text
     logged = json.loads((opts.store / HISTORY_FILE).read_text().splitlines()[-1])
     assert logged["training"]["steps"] == 2 and logged["gate"]["step"] == 2  # published at step 2, the best
     assert logged["training"]["planned_steps"] == 40
-    assert not any(line.startswith("step 6/") for line in lines)
+    assert not any(line.startswith("step 11/") for line in lines)
+
+
+def test_one_dip_does_not_end_the_round(tmp_path, tiny_checkpoint, monkeypatch):
+    opts = _options(tmp_path, tiny_checkpoint, steps=40)  # points at steps 2, 5, 10, 20, 40
+    # Step 5 dips; step 10 gains again, so the round goes on; 20 and 40 gain nothing: it ends at 40.
+    _scripted(monkeypatch, opts.general_holdout, [2.0, 1.9, 1.95, 1.8, 1.85, 1.81], [1.0, 1.005, 1.006])
+    lines, _ = _run(opts)
+    text = "\n".join(lines)
+    assert "the round ends" not in text
+    logged = json.loads((opts.store / HISTORY_FILE).read_text().splitlines()[-1])
+    assert logged["gate"]["step"] == 10 and logged["gate"]["user_bpb_after"] == 1.8
+    assert logged["training"]["steps"] == 10  # the published step's trainer state
+
+
+def test_patience_one_stops_at_the_first_dip(tmp_path, tiny_checkpoint, monkeypatch):
+    opts = _options(tmp_path, tiny_checkpoint, steps=40, patience=1)
+    _scripted(monkeypatch, opts.general_holdout, [2.0, 1.9, 1.95], [1.0, 1.005])
+    lines, _ = _run(opts)
+    assert "your holdout stopped improving: the round ends at step 5 of 40" in "\n".join(lines)
+
+
+def test_patience_zero_runs_every_step(tmp_path, tiny_checkpoint, monkeypatch):
+    opts = _options(tmp_path, tiny_checkpoint, steps=40, patience=0)
+    _scripted(monkeypatch, opts.general_holdout, [2.0, 1.9, 1.95, 1.96, 1.97, 1.98], [1.0, 1.005])
+    lines, _ = _run(opts)
+    assert "the round ends" not in "\n".join(lines)
+    assert any(line.startswith("step 40/40: your holdout 1.9800") for line in lines)
 
 
 def test_the_round_stops_when_it_forgets_more_and_more(tmp_path, tiny_checkpoint, monkeypatch):
@@ -125,11 +155,14 @@ def test_the_round_stops_when_it_forgets_more_and_more(tmp_path, tiny_checkpoint
 
 def test_nothing_better_says_so_in_one_line(tmp_path, tiny_checkpoint, monkeypatch):
     opts = _options(tmp_path, tiny_checkpoint)
-    _scripted(monkeypatch, opts.general_holdout, [2.0, 2.1, 2.2], [1.0])
+    _scripted(monkeypatch, opts.general_holdout, [2.0, 2.1, 2.2, 2.3], [1.0])
     lines, _ = _run(opts)
     assert CheckpointStore(opts.store).current_id() is None
     assert lines[-1].startswith("bashlsp-train: nothing published, no step improved your holdout")
-    assert "your scripts 2.000 -> 2.100 bpb (+5.0%)" in lines[-1] and "the current model stays" in lines[-1]
+    assert (
+        "your scripts 2.000 -> 2.100 bpb (+5.0%, 1 held-out script)" in lines[-1]
+        and "the current model stays" in lines[-1]
+    )
 
 
 def test_replay_is_mixed_in_and_is_not_the_general_holdout(tmp_path, tiny_checkpoint, monkeypatch):
@@ -180,3 +213,27 @@ def test_headline_of_a_refusal_names_the_reason_and_both_figures():
         "your scripts 2.000 -> 1.800 bpb (-10.0%)" in line
         and "general bash 1.000 -> 1.050 bpb (+5.0%, allowed +2%)" in line
     )
+
+
+def test_the_folders_size_sets_the_rounds_length(tmp_path, tiny_checkpoint, monkeypatch):
+    import math
+
+    from bashlsp.training import cli
+
+    # Two passes over your tokens (4 rows of 64 a step, none replayed), capped at max_steps.
+    opts = _options(tmp_path, tiny_checkpoint, steps=None, eval_points=1)
+    _scripted(monkeypatch, opts.general_holdout, [2.0, 1.9], [1.0, 1.0])
+    _run(opts)
+    logged = json.loads((opts.store / HISTORY_FILE).read_text().splitlines()[-1])
+    assert logged["training"]["planned_steps"] == math.ceil(2 * logged["data"]["tokens"] / (4 * 64))
+    (tmp_path / "capped").mkdir()
+    capped = _options(tmp_path / "capped", tiny_checkpoint, steps=None, eval_points=1, max_steps=3)
+    _scripted(monkeypatch, capped.general_holdout, [2.0, 1.9], [1.0, 1.0])
+    _run(capped)
+    logged = json.loads((capped.store / HISTORY_FILE).read_text().splitlines()[-1])
+    assert logged["training"]["planned_steps"] == 3
+    # --epochs given: that many passes, no cap.
+    given = cli.options_from_args(cli.build_parser().parse_args(["scripts", "--epochs", "3"]))
+    assert given.epochs == 3 and given.max_steps is None
+    default = cli.options_from_args(cli.build_parser().parse_args(["scripts"]))
+    assert default.epochs == PersonalOptions(dirs=[]).epochs and default.max_steps == PersonalOptions(dirs=[]).max_steps
