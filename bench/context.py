@@ -11,7 +11,8 @@ at line starts (the first line of the ghost text, as an editor shows it) and key
 simulated typing (training/evaluate's tasks), through the server's engine with the server's
 choice of chunks (server/context.py), each with the workspace and without. `--line-confidence`
 runs the line rule at line starts with each value (0: off); `--copy-min` the copy rule
-(server/completion.COPY_MIN) with each value ("off": the model alone). Figures: docs/benchmarks.md.
+(server/completion.COPY_MIN) with each value ("off": the model alone); `--judge` the model as
+judge of weaker copies (server/completion.JUDGE_LOGPROB; "off": none). Figures: docs/benchmarks.md.
 
 `index`: build the index of DIR as the server does (a child process at nice 19) and print its
 size, time, memory and the time of a query.
@@ -33,7 +34,17 @@ from ..model.context import words
 from ..model.engine import CompletionQuery, Engine
 from ..model.engine.stops import LINE_CONFIDENCE, LINE_GUESSES
 from ..model.shell_check import ShellTools
-from ..server.completion import COPY_MIN, at_line_start, copy_instead, ghost_text
+from ..server.completion import (
+    COPY_MIN,
+    JUDGE_LOGPROB,
+    JUDGE_TOKENS,
+    at_line_start,
+    copy_instead,
+    ghost_text,
+    judge_accepts,
+    judged,
+    judged_text,
+)
 from ..server.context import ProjectContext
 from ..server.lookup import copy_suggestion
 from ..server.workspace import WorkspaceIndex, build_index
@@ -59,13 +70,15 @@ def _completer(
     shell: ShellTools,
     copy_min: float | None,
     copied: list[int],
+    judge: float | None = JUDGE_LOGPROB,
 ):
     """The server's ghost text after `prefix` (with the server's chunks when `picker` is given),
     as the editor gets it (server/completion.inline_completion: a copy instead of the model's
-    line at a line start when it scores at least `copy_min` (None: no copies), and anywhere
-    when the model offers nothing;
-    ghost_text's bash -n on several lines); appends the tokens each model request pre-filled and
-    its decode steps to the lists, and 1 to `copied` for each answer that is a copy."""
+    line at a line start when it scores at least `copy_min` (None: no copies), or from JUDGE_MIN
+    when the model as judge gives it a mean log-probability of at least `judge` (None: no judge),
+    and anywhere when the model offers nothing; ghost_text's bash -n on several lines); appends
+    the tokens each model request pre-filled and its decode steps to the lists, and to `copied`
+    for each answer that is a copy (1, or 2 for a copy the judge accepted)."""
 
     def complete(prefix: str, following: str | None = None) -> str:
         def lookup():
@@ -78,6 +91,10 @@ def _completer(
             return copy.text
         context = picker.for_cursor(uri, prefix) if picker is not None else ()
         query = CompletionQuery(uri=uri, prefix=prefix, suffix="", mode="inline", max_tokens=48, context=context)
+        if judge is not None and judged(copy, copy_min):
+            if judge_accepts(engine.score(query, [judged_text(copy, "")], max_tokens=JUDGE_TOKENS)[0], judge):
+                copied.append(2)
+                return copy.text
         completion = engine.complete(query)
         prefilled.append(completion.stats.prefilled)
         decoded.append(completion.stats.decoded)
@@ -93,7 +110,9 @@ def _completer(
     return complete
 
 
-def evaluate_project(engine: Engine, root: str, args, with_context: bool, copy_min: float | None) -> dict:
+def evaluate_project(
+    engine: Engine, root: str, args, with_context: bool, copy_min: float | None, judge: float | None
+) -> dict:
     files, snapshot = _project_files(root, args.max_files, args.distinct)
     totals = {"lines": 0, "exact": 0, "similarity": 0.0, "keystrokes": 0, "characters": 0, "files": len(files)}
     typing: list[int] = []  # tokens pre-filled per request while typing (keystroke savings): the cache at work
@@ -110,7 +129,7 @@ def evaluate_project(engine: Engine, root: str, args, with_context: bool, copy_m
             picker.index.snapshot, picker.index.roots = snapshot, [root]
         # A cache per configuration (the fragment); the document's origin is still its file.
         uri = Path(path).as_uri() + ("#with" if with_context else "#without")
-        complete = _completer(engine, picker, uri, [], line_decoded, shell, copy_min, line_copies)
+        complete = _completer(engine, picker, uri, [], line_decoded, shell, copy_min, line_copies, judge)
         for offset, truth in sample_line_positions(text, args.lines_per_file, f"0:{path}"):
             prediction = complete(text[:offset]).split("\n", 1)[0]
             totals["lines"] += 1
@@ -120,12 +139,13 @@ def evaluate_project(engine: Engine, root: str, args, with_context: bool, copy_m
                 with_chunks += 1
         span = typed_span(text, args.ksr_chars)
         if span:
-            typer = _completer(engine, picker, uri, typing, [], shell, copy_min, typing_copies)
+            typer = _completer(engine, picker, uri, typing, [], shell, copy_min, typing_copies, judge)
             pressed, typed = simulate_typing(span, typer)
             totals["keystrokes"] += pressed
             totals["characters"] += typed
     totals["lines_with_chunks"] = with_chunks
     totals["line_copies"], totals["typing_copies"] = len(line_copies), len(typing_copies)
+    totals["line_judged"] = line_copies.count(2)
     totals["typing_prefilled"], totals["line_decoded"] = typing, line_decoded
     return totals
 
@@ -148,6 +168,7 @@ def _summary(totals: list[dict]) -> dict:
         "characters": characters,
         "lines_with_chunks": sum(t.get("lines_with_chunks", 0) for t in totals),
         "line_copies": sum(t["line_copies"] for t in totals),
+        "line_judged": sum(t["line_judged"] for t in totals),
         "typing_copies": sum(t["typing_copies"] for t in totals),
         "typing_requests": sum(t["typing_copies"] + len(t["typing_prefilled"]) for t in totals),
         "prefilled_per_keystroke": _mean_and_median([n for t in totals for n in t["typing_prefilled"]]),
@@ -159,25 +180,31 @@ def run_repo(args) -> dict:
     loaded = load_checkpoint(resolve_checkpoint(args.checkpoint), backend="numpy")
     roots = [os.path.realpath(d) for d in args.dirs]
     results = {"checkpoint": loaded.id, "projects": roots, "runs": []}
-    for confidence, copy_min in [(c, m) for c in args.line_confidence for m in args.copy_min]:
+    for confidence, copy_min, judge in [
+        (c, m, j) for c in args.line_confidence for m in args.copy_min for j in args.judge
+    ]:
         engine = Engine(loaded, line_confidence=confidence, line_guesses=args.line_guesses)
         for with_context in [mode == "with" for mode in args.workspace]:
             started = time.perf_counter()
-            totals = [evaluate_project(engine, root, args, with_context, copy_min) for root in roots]
+            totals = [evaluate_project(engine, root, args, with_context, copy_min, judge) for root in roots]
             summary = _summary(totals) | {
                 "line_confidence": confidence,
                 "copy_min": copy_min,
+                "judge": judge,
                 "workspace": with_context,
                 "seconds": round(time.perf_counter() - started, 1),
             }
             results["runs"].append(summary)
             copies = "off" if copy_min is None else f"{copy_min:g}"
+            judging = "off" if judge is None else f"{judge:g}"
             print(
-                f"line confidence {confidence:g}, copies {copies}, {'with' if with_context else 'without'} workspace: "
+                f"line confidence {confidence:g}, copies {copies}, judge {judging}, "
+                f"{'with' if with_context else 'without'} workspace: "
                 f"{summary['files']} files, next line EM {100 * summary['exact_match']:.1f}% "
                 f"ES {100 * summary['edit_similarity']:.1f} over {summary['lines']} lines "
                 f"({summary['lines_with_chunks']} with chunks), keystroke savings {100 * summary['ksr']:.1f}% "
-                f"over {summary['characters']} characters; copies at {summary['line_copies']} line starts and "
+                f"over {summary['characters']} characters; copies at {summary['line_copies']} line starts "
+                f"({summary['line_judged']} judged) and "
                 f"{summary['typing_copies']} of {summary['typing_requests']} typing requests; "
                 f"tokens pre-filled per typing model request: mean "
                 f"{summary['prefilled_per_keystroke'][0]:.1f}, median {summary['prefilled_per_keystroke'][1]}; decode steps "
@@ -238,6 +265,14 @@ def main(argv: list[str] | None = None, prog: str = "bashlsp bench context") -> 
         nargs="+",
         default=[COPY_MIN],
         help="a copy's score from which ghost text is the copy (server/lookup.py); off: no copies",
+    )
+    parser.add_argument(
+        "--judge",
+        type=lambda v: None if v == "off" else float(v),
+        nargs="+",
+        default=[JUDGE_LOGPROB],
+        help="the model as judge of weaker copies: the mean log-probability it must give one "
+        "(server/completion.JUDGE_LOGPROB, off by default); off: no judge",
     )
     parser.add_argument("--line-guesses", type=int, default=LINE_GUESSES, help="the line rule's guess bound")
     parser.add_argument("--lines-per-file", type=int, default=20, help="line starts per file for next-line figures")

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from ..model.context import CHUNK_LINES, MAX_CHUNKS, MIN_SIMILARITY, chunk_text, jaccard, query_text, words
 from ..model.redact import redact
 from .documents import uri_path
-from .lookup import Copy, copy_suggestion
+from .lookup import Copy, copy_suggestions
 from .workspace import WorkspaceIndex
 
 RING_CHUNKS = 16  # chunks of recent documents kept (llama.vim: 16 of 64 lines)
@@ -84,6 +84,7 @@ class ProjectContext:
         self._edits: dict[str, tuple[object, int]] = {}  # uri -> (document, line of its last edit), not in the ring yet
         self._origins: dict[str, str] = {}
         self.copies = 0  # ghost texts answered with a copy (server/completion.py)
+        self.judged = 0  # weaker copies the model judged (server/completion.py), taken or not
 
     # -- what the editor does
 
@@ -145,6 +146,7 @@ class ProjectContext:
             "workspaceChunks": summary.get("chunks", 0),
             "recentChunks": len(self.recent.chunks),
             "copiedAnswers": self.copies,
+            "judgedCopies": self.judged,
         }
 
     # -- the choice for a completion
@@ -187,8 +189,13 @@ class ProjectContext:
         """The copy suggestion (server/lookup.py) for a cursor between `prefix` and `suffix` in
         `uri`: from the document and the chunks its query found (the chosen ones and the other
         candidates: a line is worth copying from a chunk that is not worth the prompt's room)."""
+        found = self.copy_choices(uri, prefix, suffix, 1)
+        return found[0] if found else None
+
+    def copy_choices(self, uri: str, prefix: str, suffix: str, k: int) -> list[Copy]:
+        """The `k` best distinct copies from the same sources, best first."""
         self.for_cursor(uri, prefix)
-        return copy_suggestion(prefix, suffix, self._candidates.get(uri, ()) if self.enabled() else ())
+        return copy_suggestions(prefix, suffix, self._candidates.get(uri, ()) if self.enabled() else (), k)
 
 
 def _best(candidates: list[tuple[float, ContextChunk]]) -> list[tuple[float, ContextChunk]]:

@@ -255,6 +255,29 @@ class ModelHost:
 
         return await asyncio.get_running_loop().run_in_executor(self.worker, job)
 
+    async def score(
+        self, query: CompletionQuery, continuations: list[str], should_stop: Callable[[], bool], max_tokens: int
+    ) -> list[list[float]]:
+        """The model's log-probabilities of the tokens of each continuation of `query`'s prompt
+        (Engine.score), on the worker thread; no model, or a model failure (logged once): []."""
+        self._prefill_stop.set()  # a pre-fill queued or running gives way (within one chunk)
+
+        def job() -> list[list[float]]:
+            if should_stop():
+                raise Cancelled("request cancelled before it started")
+            engine = self.engine
+            if engine is None:
+                return []
+            try:
+                return engine.score(query, continuations, should_stop, max_tokens)
+            except Cancelled:
+                raise
+            except Exception as exc:
+                self._engine_failed(exc)
+                return []
+
+        return await asyncio.get_running_loop().run_in_executor(self.worker, job)
+
     def prefill(self, query: CompletionQuery, answer: bool = False) -> None:
         """Fill the document's KV cache with the prompt `query` would have, on the worker while
         nothing else runs, so the request that follows pre-fills a token or two; with `answer`,

@@ -86,9 +86,16 @@ def _rest(full: str, typed: str) -> str | None:
 
 def copy_suggestion(prefix: str, suffix: str, texts: Iterable[str] = ()) -> Copy | None:
     """The copy for a cursor between `prefix` and `suffix` (the document's text), or None."""
+    found = copy_suggestions(prefix, suffix, texts, 1)
+    return found[0] if found else None
+
+
+def copy_suggestions(prefix: str, suffix: str, texts: Iterable[str] = (), k: int = 1) -> list[Copy]:
+    """The `k` best distinct copies for a cursor between `prefix` and `suffix`, best first (equal
+    scores: the first place, from the document's top, first)."""
     cut = prefix.rfind("\n")
     if cut < 0:
-        return None  # the first line: nothing before it to compare
+        return []  # the first line: nothing before it to compare
     typed, content = prefix[cut + 1 :], prefix[cut + 1 :].lstrip(" \t")
     above = _lines(prefix[:cut])
     newline = suffix.find("\n")
@@ -100,27 +107,34 @@ def copy_suggestion(prefix: str, suffix: str, texts: Iterable[str] = ()) -> Copy
     cursor_before = above.lines[-1]
     rest_weight = [sum(LINE_WEIGHTS[k + 1 : depth]) for k in range(depth)]  # the most the deeper lines add
 
-    best_score, best = -1.0, None
-    for source in [above, _lines(below), *map(_lines, texts)]:  # ties: the first place (the document's top) wins
+    best: dict[str, tuple[float, int]] = {}  # copy text -> its best place's score, and when it was found
+    places = 0
+    bar = -1.0  # the k-th best score so far: a place must beat it
+    for source in [above, _lines(below), *map(_lines, texts)]:
         lines, normals, line_words = source.lines, source.normals, source.words
         for at in range(1, len(lines)):
             line = lines[at]
             if not line.strip() or not line.lstrip(" \t").startswith(content):
                 continue
             score = 0.0
-            for k, (want, want_words, weight) in enumerate(wanted):
-                if at - 1 - k < 0:
+            for j, (want, want_words, weight) in enumerate(wanted):
+                if at - 1 - j < 0:
                     break
-                i = at - 1 - k
+                i = at - 1 - j
                 score += weight if normals[i] == want else weight * jaccard(line_words[i], want_words)
-                if score + rest_weight[k] <= best_score:
-                    break  # cannot beat the best any more
-            if score <= best_score:
+                if score + rest_weight[j] <= bar:
+                    break  # cannot beat the k-th best any more
+            if score <= bar:
                 continue
             rest = _rest(_reindented(line, lines[at - 1], cursor_before), typed)
             if rest is not None and after and rest.rstrip().endswith(after):
                 rest = rest.rstrip()[: -len(after)]  # the text after the cursor is not repeated
             if rest is None or not rest.strip() or not worth_showing(rest) or normal(typed + rest) == next_line:
                 continue
-            best_score, best = score, rest
-    return Copy(best, best_score) if best is not None and best_score >= MIN_SCORE else None
+            if score > best.get(rest, (-1.0, 0))[0]:
+                best[rest] = (score, places)
+                places += 1
+                if len(best) >= k:
+                    bar = sorted((s for s, _ in best.values()), reverse=True)[k - 1]
+    ranked = sorted(best.items(), key=lambda item: (-item[1][0], item[1][1]))[:k]  # ties: the place found first
+    return [Copy(text, score) for text, (score, _) in ranked if score >= MIN_SCORE]

@@ -16,7 +16,7 @@ import math
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 
 import numpy as np
@@ -173,6 +173,43 @@ class Engine:
             self._prefill(doc, prompt, should_stop, stats, BACKGROUND_CHUNK)
             stats.prefill_s = time.perf_counter() - started
             return stats
+
+    def score(
+        self,
+        query: CompletionQuery,
+        continuations: Sequence[str],
+        should_stop: Callable[[], bool] = lambda: False,
+        max_tokens: int | None = None,
+    ) -> list[list[float]]:
+        """The model's log-probability of each token of each continuation of `query`'s prompt
+        (the text to insert at the cursor; with token healing, the healed bytes come first, as a
+        suggestion would spell them), of its first `max_tokens` tokens at most: the model as
+        judge of text it did not write (a copied line, server/completion.py). The prompt is
+        `complete`'s, so the document's cache serves both; each continuation costs one forward
+        of its tokens, and the cache is left holding the prompt. Raises Cancelled once
+        should_stop() is true (polled between continuations)."""
+        with self._lock, self.forward.inference_mode():
+            doc = self._document(query.uri)
+            budget = self._budget(query, StopRules.for_query(query))
+            prompt, healed = self.prompts.build(doc, query, budget)
+            prompt = prompt or [self.tokenizer.eof_id]
+            start = healed.decode("utf-8", errors="replace")
+            encoded = [self.tokenizer.encode(start + text)[:max_tokens] for text in continuations]
+            longest = max((len(ids) for ids in encoded), default=0)
+            self._reserve(doc, len(prompt) + max(budget, longest))
+            first = log_softmax(self._prefill(doc, prompt, should_stop, CompletionStats())[0])
+            scores = []
+            for ids in encoded:
+                ids = ids[: doc.cache.max_len - len(prompt)]  # as far as the context holds
+                if should_stop():
+                    raise Cancelled("scoring cancelled")
+                logprobs = [float(first[ids[0]])] if ids else []
+                if len(ids) > 1:
+                    rest = log_softmax(self.forward.step([ids[:-1]], doc.cache, all_positions=True)[0])
+                    logprobs += rest[np.arange(len(ids) - 1), ids[1:]].tolist()
+                    doc.cache.length = len(prompt)  # back to the prompt alone for the next one
+                scores.append(logprobs)
+            return scores
 
     def complete(self, query: CompletionQuery, should_stop: Callable[[], bool] = lambda: False) -> Completion:
         """Suggestions for `query` and what they cost; raises Cancelled once should_stop() is true

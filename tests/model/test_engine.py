@@ -671,3 +671,23 @@ def test_sampling_draws_from_the_top_k_then_the_nucleus(engine):
     flat[0, :TOP_K] = 0.0  # the likeliest TOP_K; nothing past them is drawn
     drawn = np.concatenate([engine.decoder.sample(flat, 5.0, 1.0, rng) for _ in range(200)])
     assert drawn.max() < TOP_K and len(set(drawn.tolist())) > TOP_K // 2
+
+
+def test_score_gives_the_log_probabilities_the_model_decoded_with_and_keeps_the_cache(engine):
+    # The model as judge (Engine.score): its own greedy suggestion scores what decoding gave it
+    # (the partial word at the cursor is healed: its bytes are scored first, as decoded).
+    q = query("#!/bin/sh\nfor f in *; do\n  ec", mode="line", max_tokens=8)
+    first = engine.complete(q)
+    best = first.suggestions[0]
+    (logprobs,) = engine.score(q, [best.text])
+    assert len(logprobs) == best.tokens
+    assert abs(sum(logprobs) / len(logprobs) - best.score) < 1e-4
+    # Several continuations, each after the same prompt; a bound on their tokens.
+    scores = engine.score(q, [best.text, best.text + "\nzzz zzz", ""], max_tokens=2)
+    assert np.allclose(scores[0], logprobs[:2], atol=1e-5) and len(scores[1]) == 2
+    assert 1 <= len(scores[2]) <= 2  # an empty continuation: the healed bytes alone
+    # The cache holds the prompt: the next request pre-fills at most the token it always re-runs.
+    again = engine.complete(q)
+    assert again.stats.prefilled <= 1 and as_tuples(again.suggestions) == as_tuples(first.suggestions)
+    with pytest.raises(Cancelled):
+        engine.score(q, [best.text], should_stop=lambda: True)

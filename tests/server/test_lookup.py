@@ -80,3 +80,19 @@ def test_project_copies_come_from_other_files_never_the_documents_own(tmp_path):
     off = ProjectContext(lambda *a: None, enabled=lambda: False)
     off.index.snapshot = context.index.snapshot
     assert off.copy(own.as_uri(), prefix, "") is None  # project context off: the document alone
+
+
+def test_the_k_best_distinct_copies_best_first():
+    from bashlsp.model.context import jaccard, words
+    from bashlsp.server.lookup import copy_suggestions
+
+    prefix = 'log "a"\nrun_one\nlog "a" x\nrun_two\nlog "a"\nrun_one\nlog "a"\n'
+    copies = copy_suggestions(prefix, "", (), 3)
+    # run_two follows lines most like the cursor's three (J + 0.6 + 0.3, J the word Jaccard of
+    # `log "a" x` and `log "a"`); run_one's best place (the second) scores 1 + 0 + 0.3 J, its
+    # first place (1.0) does not count twice.
+    similar = jaccard(words('log "a" x'), words('log "a"'))
+    assert [c.text for c in copies] == ["run_two", "run_one"]
+    assert abs(copies[0].score - (similar + 0.9)) < 1e-9 and abs(copies[1].score - (1 + 0.3 * similar)) < 1e-9
+    assert copy_suggestion(prefix, "") == copies[0]
+    assert copy_suggestions(prefix, "", (), 1) == copies[:1]

@@ -171,3 +171,25 @@ def test_ghost_text_copies_the_line_that_followed_the_same_lines_in_the_project(
     after = server.model_info()
     assert after["projectContext"]["copiedAnswers"] == before["projectContext"]["copiedAnswers"] + 1
     assert after["stats"].get("inline") == before["stats"].get("inline")  # the model did not run for it
+
+
+def test_a_weaker_copy_is_not_judged_by_default_and_the_model_answers(session):
+    # `mkdir -p "$OUT"` is like lib/common.sh's `mkdir -p "$DEST"` (5 of 7 words): a copy of the
+    # line after it scores 0.71, under COPY_MIN and from JUDGE_MIN. The judge is off by default
+    # (server/completion.JUDGE_LOGPROB), so the model runs for its own line and nothing is judged
+    # (the copy answers only if the model offers nothing).
+    server, root = session
+    server.wait_log("workspace index:")
+    lines = SCRIPT.splitlines()
+    uri = (root / "bin" / "judge.sh").as_uri()  # not on disk
+    server.open(uri, 'x=0\nmkdir -p "$OUT"\n')
+    before = server.model_info()
+    answer = inline(server, uri, 2, 0)
+    after = server.model_info()
+    items = answer["result"]["items"]
+    copied = after["projectContext"]["copiedAnswers"] - before["projectContext"]["copiedAnswers"]
+    ran = (after["stats"].get("inline") or {}).get("requests", 0) - (before["stats"].get("inline") or {}).get(
+        "requests", 0
+    )
+    assert after["projectContext"]["judgedCopies"] == before["projectContext"]["judgedCopies"] == 0
+    assert ran == 1 and (not copied or items[0]["insertText"] == lines[9]), (before, after)
