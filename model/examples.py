@@ -110,6 +110,17 @@ class Example:
         return f"{self.source} {self.page}".strip()
 
 
+@dataclass(frozen=True)
+class Candidate:
+    """A search result before the final order: the example (its score: own bm25 plus its
+    page's weighted) with the parts of the score and the page summary the reranker reads."""
+
+    example: Example
+    own: float  # the example's bm25 (0 for a program offered by its page alone)
+    page: float  # its page's bm25 in the page search (0 in an index without one)
+    summary: str
+
+
 def shipped_index_path() -> Path | None:
     """The command-example index the server searches: $BASHLSP_EXAMPLE_INDEX when set (empty:
     none), else the one shipped in the package."""
@@ -484,6 +495,16 @@ class ExampleIndex:
         except (sqlite3.Error, ValueError) as exc:  # not a database, missing tables, bad JSON
             self._connection.close()
             raise ExampleIndexError(f"example index {self.path} is corrupt or not an example index: {exc}") from exc
+        # The reranker trained for this index, when one lies beside it; a bad one is left out
+        # (with a warning for the caller to pass on): the search order is then bm25's.
+        self.reranker: Reranker | None = None
+        self.warning = ""
+        weights = self.path.with_name(RERANK_FILE)
+        if connection is None and weights.is_file():
+            try:
+                self.reranker = Reranker.read(weights)
+            except (OSError, ValueError, KeyError, TypeError) as exc:
+                self.warning = f"example reranker {weights} is not usable ({exc}); searching without it"
 
     @classmethod
     def in_memory(cls, entries: Iterable[Example], name: str, kind: str = "workspace") -> ExampleIndex:
@@ -492,24 +513,30 @@ class ExampleIndex:
         _fill(connection, entries, {}, kind)
         return cls(Path(name), connection)
 
-    def search(self, text: str, limit: int = 5) -> list[Example]:
-        """The `limit` best examples for the words of `text`, best first (score: lower is
-        better; see the module docstring); [] when `text` has no searchable word."""
+    def candidates(self, text: str, wanted: int = CANDIDATES) -> list[Candidate]:
+        """The best `wanted` examples for the words of `text` by bm25 alone (an example's own
+        plus PAGE_WEIGHT times its page's; a page with no example offers its program), best
+        first, with the scores and page summary the reranker reads; [] for no searchable word."""
         words = query_words(text)
-        if not words or limit < 1:
+        if not words or wanted < 1:
             return []
         match = match_expression(words)
         examples_sql = (
-            "SELECT e.description, e.command, e.source, e.page, e.licence, bm25(examples_fts, ?, ?, ?, ?) AS rank"
+            "SELECT e.description, e.command, e.source, e.page, e.licence, bm25(examples_fts, ?, ?, ?, ?) AS rank,"
+            " coalesce(p.summary, '')"
             " FROM examples_fts JOIN examples e ON e.id = examples_fts.rowid"
+            " LEFT JOIN pages p ON p.source = e.source AND p.page = e.page"
             " WHERE examples_fts MATCH ? ORDER BY rank LIMIT ?"
         )
+        if not self.has_pages:
+            examples_sql = examples_sql.replace(", coalesce(p.summary, '')", ", ''").replace(
+                " LEFT JOIN pages p ON p.source = e.source AND p.page = e.page", ""
+            )
         pages_sql = (
             "SELECT p.source, p.page, p.summary, p.licence, p.command, p.entries, bm25(pages_fts, ?, ?, ?) AS rank"
             " FROM pages_fts JOIN pages p ON p.id = pages_fts.rowid"
             " WHERE pages_fts MATCH ? ORDER BY rank LIMIT ?"
         )
-        wanted = max(limit, CANDIDATES)
         try:
             with self._lock:
                 rows = self._connection.execute(examples_sql, (*BM25_WEIGHTS, match, wanted)).fetchall()
@@ -520,19 +547,33 @@ class ExampleIndex:
                 )
         except sqlite3.Error as exc:
             raise ExampleIndexError(f"search in example index {self.path} failed: {exc}") from exc
-        found = [Example(*row) for row in rows]
         if not pages:
-            return consensus_first(found)[:limit]
+            return [Candidate(Example(*row[:6]), row[5], 0.0, row[6]) for row in rows]
         page_score = {(source, page): rank for source, page, *_, rank in pages}
         weakest = max(page_score.values())  # a page past the CANDIDATES best counts as the weakest of them
-        ranked = [replace(e, score=e.score + PAGE_WEIGHT * page_score.get((e.source, e.page), weakest)) for e in found]
-        ranked += [
-            Example(summary, command, source, page, licence, UTILITY_WEIGHT * rank)
+        found = []
+        for *fields, rank, summary in rows:
+            page = page_score.get((fields[2], fields[3]), weakest)
+            found.append(Candidate(Example(*fields, score=rank + PAGE_WEIGHT * page), rank, page, summary))
+        found += [
+            Candidate(Example(summary, command, source, page, licence, UTILITY_WEIGHT * rank), 0.0, rank, summary)
             for source, page, summary, licence, command, entries, rank in pages
             if entries == 0 and summary
         ]
-        ranked.sort(key=lambda e: e.score)
-        return consensus_first(ranked)[:limit]
+        found.sort(key=lambda c: c.example.score)
+        return found
+
+    def search(self, text: str, limit: int = 5) -> list[Example]:
+        """The `limit` best examples for the words of `text`, best first (score: lower is
+        better; see the module docstring); [] when `text` has no searchable word. With a
+        reranker beside the index, its order over its pool; else `consensus_first`."""
+        if limit < 1:
+            return []
+        reranker = self.reranker
+        found = self.candidates(text, max(limit, CANDIDATES, reranker.pool if reranker else 0))
+        if reranker is not None and len(found) > 1:
+            return reranker.rerank(text, found)[:limit]
+        return consensus_first([c.example for c in found])[:limit]
 
     def page_summaries(self) -> tuple[dict[tuple[str, str], str], dict[tuple[str, str], str]]:
         """(summaries, licences) of the index's pages that have a summary, keyed by (source, page):
@@ -583,6 +624,148 @@ def consensus_first(ranked: list[Example]) -> list[Example]:
 
     chosen = max(pool, key=lambda item: expected(item[1]))[0] if pool else ranked[0]
     return [replace(chosen, score=best)] + [example for example in ranked if example is not chosen]
+
+
+RERANK_FILE = "examples_rerank.json"  # beside an index: the reranker's weights for it
+RERANK_FORMAT = 1
+_FLAG = re.compile(r"(?<![\w-])--?[A-Za-z][\w-]*")
+_SUFFIXES = ("ing", "es", "ed", "s")
+
+
+def _stem(word: str) -> str:
+    """A crude stem ('files' and 'file', 'listing' and 'list' meet); enough to compare words."""
+    for suffix in _SUFFIXES:
+        if word.endswith(suffix) and len(word) - len(suffix) >= 3:
+            return word[: -len(suffix)]
+    return word
+
+
+def _stems(text: str) -> set[str]:
+    return {_stem(w) for w in (m.group(0).lower() for m in _WORD.finditer(text[:MAX_QUERY_CHARS])) if len(w) > 1}
+
+
+# What the reranker reads of a candidate for a comment, in this order (`rerank_features`).
+RERANK_FEATURES = (
+    "score_ratio",  # its search score / the best candidate's (both negative: 1 for the best)
+    "log_rank",  # log(1 + its place in the search order)
+    "own_ratio",  # its own bm25 / the best own bm25 among the candidates
+    "page_ratio",  # its page's bm25 / the best page bm25
+    "description_recall",  # share of the comment's words in its description
+    "description_precision",  # share of its description's words in the comment
+    "summary_recall",  # share of the comment's words in its page summary
+    "command_recall",  # share of the comment's words in its command (file names, sub-commands)
+    "names_page",  # the comment names its page (a part of the page name longer than 2 letters)
+    "names_utility",  # the comment names its first utility
+    "flags_named",  # share of the flags written in the comment (-type, --all) that its command has
+    "utility_share",  # weight of the candidates with its utility / all (weights exp(-(s - best) / 30))
+    "page_share",  # the same for its page
+    "consensus",  # its expected NLC2CMD score against the candidates of its utility (consensus_first's)
+    "segments",  # its command's segments (|, ;, &&), at most 3, / 3
+    "flags",  # its first segment's flags, at most 5, / 5
+    "page_only",  # a program offered by its page summary alone
+    "source_tldr",
+    "source_cheat",
+    "source_eg",
+    "source_man",
+)
+
+
+def rerank_features(text: str, candidates: Sequence[Candidate]) -> list[list[float]]:
+    """One row of RERANK_FEATURES a candidate (search order, best first)."""
+    words = _stems(text)
+    asked = max(1, len(words))
+    raw = {m.group(0).lower() for m in _WORD.finditer(text[:MAX_QUERY_CHARS])}
+    named_flags = set(_FLAG.findall(text[:MAX_QUERY_CHARS]))
+    best = candidates[0].example.score or -1.0
+    best_own = min((c.own for c in candidates), default=0.0) or -1.0
+    best_page = min((c.page for c in candidates), default=0.0) or -1.0
+    parsed = [utilities_and_flags(c.example.command) for c in candidates]
+    utilities = [found[0][0] if found else "" for found in parsed]
+    weights = [math.exp(-(c.example.score - best) / CONSENSUS_SCALE) for c in candidates]
+    total = sum(weights)
+    by_utility: dict[str, float] = {}
+    by_page: dict[tuple[str, str], float] = {}
+    members: dict[str, list[int]] = {}
+    for i, (c, utility, weight) in enumerate(zip(candidates, utilities, weights)):
+        by_utility[utility] = by_utility.get(utility, 0.0) + weight
+        key = (c.example.source, c.example.page)
+        by_page[key] = by_page.get(key, 0.0) + weight
+        if len(members.setdefault(utility, [])) < CONSENSUS_POOL:
+            members[utility].append(i)
+    rows = []
+    for i, c in enumerate(candidates):
+        e = c.example
+        description = _stems(e.description)
+        command_flags = {flag for _, flags in parsed[i] for flag in flags}
+        name_parts = {part for part in re.split(r"[^a-z0-9]+", page_name(e.page).lower()) if len(part) > 2}
+        same = members.get(utilities[i], [])
+        mass = sum(weights[j] for j in same) or 1.0
+        consensus = sum(weights[j] * parsed_nlc2cmd(parsed[i], parsed[j]) for j in same) / mass if parsed[i] else -1.0
+        rows.append(
+            [
+                e.score / best,
+                math.log1p(i),
+                c.own / best_own,
+                c.page / best_page,
+                len(words & description) / asked,
+                len(words & description) / max(1, len(description)),
+                len(words & _stems(c.summary)) / asked,
+                len(words & _stems(e.command)) / asked,
+                float(bool(name_parts & raw)),
+                float(utilities[i].lower() in raw),
+                len(named_flags & command_flags) / len(named_flags) if named_flags else 0.0,
+                by_utility[utilities[i]] / total,
+                by_page[(e.source, e.page)] / total,
+                consensus,
+                min(len(parsed[i]), 3) / 3,
+                min(len(parsed[i][0][1]), 5) / 5 if parsed[i] else 0.0,
+                float(c.own == 0.0),
+                float(e.source == "tldr"),
+                float(e.source == "cheat"),
+                float(e.source == "eg"),
+                float(e.source == "man"),
+            ]
+        )
+    return rows
+
+
+class Reranker:
+    """A linear scorer over RERANK_FEATURES (standardised), trained by training/rerank.py to put
+    the candidate with the best NLC2CMD score first (its weights: a small JSON beside the index).
+    Reordering `pool` candidates costs one feature row each and a dot product."""
+
+    def __init__(self, weights: Sequence[float], mean: Sequence[float], scale: Sequence[float], pool: int) -> None:
+        sizes = {len(weights), len(mean), len(scale)}
+        if sizes != {len(RERANK_FEATURES)}:
+            raise ValueError(f"a reranker needs {len(RERANK_FEATURES)} weights, means and scales")
+        values = [*weights, *mean, *scale]
+        if not all(math.isfinite(v) for v in values) or not all(v > 0 for v in scale) or pool < 2:
+            raise ValueError("a reranker's weights must be finite, its scales and pool positive")
+        self.weights = [w / sd for w, sd in zip(weights, scale)]  # folded: score = w . (x - mean) / scale
+        self.offset = -sum(w * m for w, m in zip(self.weights, mean))
+        self.pool = int(pool)
+
+    @classmethod
+    def read(cls, path: Path) -> Reranker:
+        """The reranker saved at `path` (ValueError or OSError when it is not a valid one)."""
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+        if data.get("format") != RERANK_FORMAT or list(data.get("features", ())) != list(RERANK_FEATURES):
+            raise ValueError(f"not a reranker of format {RERANK_FORMAT} over this bashlsp's features")
+        return cls(data["weights"], data["mean"], data["scale"], data["pool"])
+
+    def scores(self, text: str, candidates: Sequence[Candidate]) -> list[float]:
+        rows = rerank_features(text, candidates)
+        return [self.offset + sum(w * x for w, x in zip(self.weights, row)) for row in rows]
+
+    def rerank(self, text: str, candidates: Sequence[Candidate]) -> list[Example]:
+        """The examples of the first `pool` candidates by the reranker's score, best first, then
+        the rest; the search scores are handed out again in the new order (the best still has the
+        best score, so merging with other indexes keeps the order)."""
+        pool = list(candidates[: self.pool])
+        scores = self.scores(text, pool)
+        order = sorted(range(len(pool)), key=lambda i: -scores[i])
+        ranked = [replace(pool[i].example, score=pool[rank].example.score) for rank, i in enumerate(order)]
+        return ranked + [c.example for c in candidates[self.pool :]]
 
 
 def search_all(indexes: Iterable[ExampleIndex], text: str, limit: int = 5) -> list[Example]:

@@ -90,6 +90,8 @@ class Retrieval:
             self._shipped_tried = True
             try:
                 self._shipped = ExampleIndex(self._shipped_path)
+                if self._shipped.warning:  # a bad reranker file: the index answers in bm25's order
+                    self._report(self._shipped.warning)
             except ExampleIndexError as exc:
                 self._report(str(exc))
         return self._shipped
