@@ -479,3 +479,27 @@ def write_personal_scripts(folder: Path, count: int = 16) -> Path:
     for n in range(count):
         (folder / f"acme_{NAMES[n % len(NAMES)]}_{n}.sh").write_text(personal_script(n))
     return folder
+
+
+def tiny_round_options(tmp_path: Path, base: Path, **overrides):
+    """Options of a personal round small enough for a unit test: generated scripts, the tiny
+    model `base`, short rows on the CPU, no replay, one pass of quiet output."""
+    from bashlsp.training.personal import PersonalOptions  # torch: only the tests that train need it
+
+    values = dict(
+        dirs=[write_personal_scripts(tmp_path / "scripts")],
+        store=tmp_path / "store",
+        base=str(base),
+        once=True,
+        device="cpu",
+        steps=8,
+        lr=3e-3,
+        batch_size=4,
+        seq_len=64,
+        warmup_steps=1,
+        progress=False,
+        holdout_fraction=0.2,
+        replay_share=0.0,
+    )
+    values.update(overrides)
+    return PersonalOptions(**values)

@@ -8,7 +8,7 @@ import json
 from pathlib import Path
 
 import pytest
-from support import write_personal_scripts
+from support import tiny_round_options
 
 from bashlsp.model.checkpoint import CheckpointStore
 from bashlsp.training import holdouts, personal
@@ -26,25 +26,9 @@ def _folder_of_fixtures(path: Path) -> Path:
 
 
 def _options(tmp_path: Path, base: Path, **overrides) -> PersonalOptions:
-    values = dict(
-        dirs=[write_personal_scripts(tmp_path / "scripts")],
-        store=tmp_path / "store",
-        base=str(base),
-        once=True,
-        device="cpu",
-        steps=8,
-        lr=3e-3,
-        batch_size=4,
-        seq_len=64,
-        warmup_steps=1,
-        progress=False,
-        holdout_fraction=0.2,
-        general_holdout=_folder_of_fixtures(tmp_path / "general"),
-        replay_share=0.0,
-        eval_points=5,
-    )
+    values = dict(general_holdout=_folder_of_fixtures(tmp_path / "general"), eval_points=5)
     values.update(overrides)
-    return PersonalOptions(**values)
+    return tiny_round_options(tmp_path, base, **values)
 
 
 def _scripted(monkeypatch, general_texts_dir: Path, user: list[float], general: list[float]) -> list[str]:

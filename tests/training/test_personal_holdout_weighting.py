@@ -8,7 +8,7 @@ import json
 import shutil
 from pathlib import Path
 
-from support import write_personal_scripts
+from support import tiny_round_options
 
 from bashlsp.model.checkpoint import CheckpointStore, load_checkpoint
 from bashlsp.training import personal
@@ -30,25 +30,9 @@ def test_files_equal_is_the_mean_of_each_files_own_figure(tiny_checkpoint):
 
 
 def _options(tmp_path: Path, base: Path, **overrides) -> PersonalOptions:
-    values = dict(
-        dirs=[write_personal_scripts(tmp_path / "scripts")],
-        store=tmp_path / "store",
-        base=str(base),
-        once=True,
-        device="cpu",
-        steps=4,
-        lr=3e-3,
-        batch_size=4,
-        seq_len=64,
-        warmup_steps=1,
-        progress=False,
-        holdout_fraction=0.3,
-        replay_share=0.0,
-        eval_points=1,
-        max_general_loss=0.99,
-    )
+    values = dict(steps=4, holdout_fraction=0.3, eval_points=1, max_general_loss=0.99)
     values.update(overrides)
-    return PersonalOptions(**values)
+    return tiny_round_options(tmp_path, base, **values)
 
 
 def _scripted_user(monkeypatch, figures: list[float]) -> list[bool]:
