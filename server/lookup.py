@@ -4,7 +4,7 @@ the project (n-gram completion over lines, as prompt-lookup decoding does over t
 Scripts repeat themselves: the same `case` arms, option parsing, `log`/`die` calls and blocks
 appear again further down a file and in the project's other files. A 5M-parameter model copies
 such a line poorly even when it is in its prompt; a lookup finds it. Each place scores how much
-the CONTEXT_LINES lines before it look like the lines before the cursor (per line: 1 if equal
+the LINE_WEIGHTS lines before it look like the lines before the cursor (per line: 1 if equal
 with whitespace normalised, else the Jaccard similarity of their words; nearer lines weigh
 more, LINE_WEIGHTS), and the line after the best place is the copy, if it starts with what is
 typed on the cursor line. `Copy.score` says how strong it is (at most sum(LINE_WEIGHTS)).
@@ -24,7 +24,11 @@ from dataclasses import dataclass
 from ..model.context import jaccard, words
 from ..model.engine.stops import worth_showing
 
-LINE_WEIGHTS = (1.0, 0.6, 0.3)  # the line just before the cursor line, the one before it, ...
+# The line just before the cursor line weighs 1, each line above it half the one below it: the
+# block of lines before a place, not only its last three lines, tells apart places alike (with
+# three lines, 1, 0.6, 0.3, more places tied at the best score and fewer copies were right:
+# `bashlsp bench context repo`, docs/benchmarks.md, issue 14).
+LINE_WEIGHTS = (1.0, 0.5, 0.25, 0.125, 0.0625, 0.03125)
 MIN_SCORE = 0.3  # a weaker place is not a copy: its lines look nothing like the cursor's
 
 

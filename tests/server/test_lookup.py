@@ -21,9 +21,20 @@ def test_the_line_after_the_same_lines_is_copied_with_the_cursors_indentation():
     copy = copy_suggestion(prefix, "")
     assert copy is not None and copy.text == "  run_daemon --start"  # re-indented as the line before
     assert copy.score == LINE_WEIGHTS[0]  # one line equal, the one before it shares no word
-    # Three equal lines score the most.
+    # Every line before the place equal to the cursor's (three there are): their weights.
     copy = copy_suggestion(CASES + 'case "$1" in\n    start)\n        log "starting"\n', "")
-    assert copy.text == "        run_daemon --start" and copy.score == sum(LINE_WEIGHTS)
+    assert copy.text == "        run_daemon --start" and copy.score == sum(LINE_WEIGHTS[:3])
+
+
+def test_the_lines_further_up_tell_apart_places_alike():
+    # Two places follow the same three lines; the cursor's block matches the second one's from
+    # further up (`mode=b`), so its line is the copy, though ties go to the first place.
+    block = 'if [ -n "$x" ]; then\n  log "go"\n  shift\n'
+    document = "mode=a\nsetup\n" + block + "  run_a\nfi\n" + "mode=b\nsetup\n" + block + "  run_b\nfi\n"
+    copy = copy_suggestion(document + "mode=b\nsetup\n" + block, "")
+    assert copy is not None and copy.text == "  run_b" and copy.score == sum(LINE_WEIGHTS)
+    copy = copy_suggestion("mode=a\nsetup\n" + block, "\n\n" + document)  # the places below the cursor
+    assert copy is not None and copy.text == "  run_a"
 
 
 def test_mid_line_the_copy_continues_what_is_typed():
@@ -76,7 +87,7 @@ def test_project_copies_come_from_other_files_never_the_documents_own(tmp_path):
     context = ProjectContext(lambda *a: None)
     context.index.snapshot, context.index.roots = build_index([str(root)]), [str(root)]
     copy = context.copy(own.as_uri(), prefix, "")
-    assert copy is not None and copy.text == "lib_line" and copy.score == sum(LINE_WEIGHTS)
+    assert copy is not None and copy.text == "lib_line" and copy.score == sum(LINE_WEIGHTS[:3])
     off = ProjectContext(lambda *a: None, enabled=lambda: False)
     off.index.snapshot = context.index.snapshot
     assert off.copy(own.as_uri(), prefix, "") is None  # project context off: the document alone
@@ -88,11 +99,13 @@ def test_the_k_best_distinct_copies_best_first():
 
     prefix = 'log "a"\nrun_one\nlog "a" x\nrun_two\nlog "a"\nrun_one\nlog "a"\n'
     copies = copy_suggestions(prefix, "", (), 3)
-    # run_two follows lines most like the cursor's three (J + 0.6 + 0.3, J the word Jaccard of
-    # `log "a" x` and `log "a"`); run_one's best place (the second) scores 1 + 0 + 0.3 J, its
-    # first place (1.0) does not count twice.
+    # run_two follows lines most like the cursor's (J w0 + w1 + w2, J the word Jaccard of
+    # `log "a" x` and `log "a"`, w the LINE_WEIGHTS); run_one's best place (the second) scores
+    # w0 + J (w2 + w4), its first place (w0) does not count twice.
     similar = jaccard(words('log "a" x'), words('log "a"'))
+    w = LINE_WEIGHTS
     assert [c.text for c in copies] == ["run_two", "run_one"]
-    assert abs(copies[0].score - (similar + 0.9)) < 1e-9 and abs(copies[1].score - (1 + 0.3 * similar)) < 1e-9
+    assert abs(copies[0].score - (similar * w[0] + w[1] + w[2])) < 1e-9
+    assert abs(copies[1].score - (w[0] + similar * (w[2] + w[4]))) < 1e-9
     assert copy_suggestion(prefix, "") == copies[0]
     assert copy_suggestions(prefix, "", (), 1) == copies[:1]
