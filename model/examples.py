@@ -197,15 +197,19 @@ def comment_code_pairs(text: str, source: str, page: str, limit: int = MAX_PAIRS
     return pairs[:limit]
 
 
-def script_start(examples: Sequence[Example]) -> str:
-    """How a generated script starts when examples were retrieved: the best example's first line
-    up to its utility and the flags right after it, and a space ('sudo tar -czf ' for
-    'sudo tar -czf a.tgz dir'), so the model writes the arguments for the comment after the
-    command and flags the index knows ('' without examples). A nano model alone picks the right
-    utility and flags far less often than retrieval (docs/benchmarks.md, Command examples)."""
+def script_start(examples: Sequence[Example], comment: str = "") -> str:
+    """How a generated script starts when examples were retrieved ('' without examples): the
+    best example's first line adapted to `comment` (`adapt_command`) and a newline, so the model
+    writes what follows it. The nano model writing the arguments or flags itself scored lower
+    than the example's own (docs/benchmarks.md, Command examples). A first line that goes on
+    ('\\' at its end) is cut after its utility and the flags right after it, and a space
+    ('sudo tar -czf ' for 'sudo tar -czf a.tgz \\'): the model writes the rest."""
     if not examples:
         return ""
-    words = examples[0].command.split("\n", 1)[0].split()
+    line = examples[0].command.split("\n", 1)[0]
+    if not line.rstrip().endswith("\\"):
+        return adapt_command(line, comment).rstrip() + "\n"
+    words = line.rstrip().removesuffix("\\").split()
     taken = 0
     while taken < len(words) and _before_utility(words[taken]):
         taken += 1
@@ -215,6 +219,30 @@ def script_start(examples: Sequence[Example]) -> str:
     while taken < len(words) and words[taken].startswith("-") and words[taken] != "--":
         taken += 1
     return " ".join(words[:taken]) + " "
+
+
+# A URL, or a path a comment names: /etc, ~/notes, ./build (not a word's inner slash: and/or).
+_COMMENT_PATH = re.compile(r"https?://[^\s\"'<>]+|(?<![\w.~/-])(?:~|\.{1,2})?/[\w.@%+~/-]*[\w/]")
+
+
+def adapt_command(command: str, comment: str) -> str:
+    """`command` with the paths and URLs a comment names in place of its own, in order: the
+    comment's URLs replace the command's URL arguments, its paths the command's other
+    arguments that hold a '/' ('od -c path/to/file' for 'read /dev/midi1' -> 'od -c
+    /dev/midi1'). Arguments with flags or variables are kept; so is a command without such
+    arguments."""
+    named = [match.group(0).rstrip(".,;:") for match in _COMMENT_PATH.finditer(comment[:MAX_QUERY_CHARS])]
+    urls = [path for path in named if "://" in path]
+    paths = [path for path in named if "://" not in path]
+    words = command.split(" ")
+    for i, word in enumerate(words[1:], start=1):
+        bare = word.strip("'\"")
+        if not bare or bare.startswith("-") or "/" not in bare or "$" in bare:
+            continue
+        queue = urls if "://" in bare else paths
+        if queue:
+            words[i] = word.replace(bare, queue.pop(0))
+    return " ".join(words)
 
 
 def uses_examples(meta: dict) -> bool:

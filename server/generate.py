@@ -93,13 +93,11 @@ async def generate(
     examples = []
     start = ""
     if engine is not None and uses_examples(engine.loaded.meta):
+        comment = retrieval.comment_text(doc, block)
         examples = await tools.run(
-            services.retrieval.search,
-            retrieval.comment_text(doc, block),
-            retrieval.FEW_SHOT,
-            services.documents.documents(),
+            services.retrieval.search, comment, retrieval.FEW_SHOT, services.documents.documents()
         )
-        start = script_start(examples)
+        start = script_start(examples, comment)
         prefix = few_shot_prompt(examples, prefix) + start
 
     async def complete(num_samples: int, temperature: float, max_tokens: int):

@@ -159,7 +159,7 @@ def script_for_comment(comment: str, loaded, store_root: Path | None, seed: int 
         print(note, file=sys.stderr)
     prompt, start = f"#!/bin/bash\n# {comment}\n", ""
     if uses_examples(loaded.meta):  # as the server's action: only a model trained on such prompts
-        prompt, start = few_shot_prompt(found[:FEW_SHOT], prompt), script_start(found[:FEW_SHOT])
+        prompt, start = few_shot_prompt(found[:FEW_SHOT], prompt), script_start(found[:FEW_SHOT], comment)
     engine = Engine(loaded, seed=seed)
     generated = generate_with_engine(engine, ShellTools(), prompt, "bashlsp-generate-from-comment", start=start)
     return generated, found

@@ -13,9 +13,9 @@ training/corpus/examples.py). For each description a mode gives one answer:
   is the shebang and the comment (model/generation.py's tries: greedy, then samples, `bash -n`,
   shellcheck ranking), its first line of code as the answer;
 - ``both``: the same, with the top retrieved examples as few-shot pairs ahead of the document
-  (model/examples.py few_shot_block) and the script started with the best example's utility
-  (model/examples.py script_start), as the server builds the prompt (``--free-start``: the model
-  writes the start too, as before).
+  (model/examples.py few_shot_block) and the script started as the server starts it
+  (model/examples.py script_start: the best example's first line adapted to the comment, the model
+  writing what follows; ``--free-start``: the model writes the start too).
 
 Scores (the mean over pairs):
 
@@ -166,7 +166,7 @@ def evaluate_mode(
         else:
             if generate is None:
                 raise BashlspError(f"mode {mode} needs a model")
-            opening = "" if free_start else script_start(retrieved)
+            opening = "" if free_start else script_start(retrieved, pair.description)
             answer = first_command(generate(generation_document(pair.description, retrieved), opening))
         seconds.append(time.perf_counter() - start)
         answers.append(answer)

@@ -236,16 +236,33 @@ def test_the_best_utilitys_most_typical_example_comes_first():
     assert examples.consensus_first(ranked[1:2]) == ranked[1:2]
 
 
-def test_script_start_is_the_best_examples_utility_and_its_first_flags():
-    def start(command):
-        return examples.script_start([Example("x", command, "tldr", "x", "")])
+def test_script_start_is_the_best_examples_line_adapted_to_the_comment():
+    def start(*commands, comment=""):
+        return examples.script_start([Example("x", command, "tldr", "x", "") for command in commands], comment)
 
-    assert start("sudo apt install jq") == "sudo apt "
-    assert start("LC_ALL=C sort -u file\nmore") == "LC_ALL=C sort -u "  # the flags right after it too
-    assert start("tar -czf a.tgz dir -v") == "tar -czf "
-    assert start("X=1") == ""
-    assert start("find / -perm -2000") == "find "
+    assert start("od -A x -t x1 path/to/file", "xxd file", comment='Read bytes from "/dev/midi1"') == (
+        "od -A x -t x1 /dev/midi1\n"
+    )
+    assert start("LC_ALL=C sort -u file\nmore") == "LC_ALL=C sort -u file\n"  # its first line
+    assert start("X=1") == "X=1\n"
+    # a line that goes on is cut after its utility and first flags: the model writes the rest
+    assert start("sudo tar -czf a.tgz \\") == "sudo tar -czf "
+    assert start("LC_ALL=C \\") == ""
     assert examples.script_start([]) == ""
+
+
+def test_adapt_command_puts_the_comments_paths_and_urls_in_place_of_the_examples():
+    adapt = examples.adapt_command
+    assert adapt("find path/to/dir -mtime +7 -delete", "delete logs older than 7 days in /var/log.") == (
+        "find /var/log -mtime +7 -delete"
+    )
+    assert adapt("curl -o out https://example.com/f", "fetch https://example.org/x.zip") == (
+        "curl -o out https://example.org/x.zip"
+    )
+    assert adapt("cp 'src/a' ~/b", "copy ./build to ~/backup") == "cp './build' ~/backup"
+    assert adapt("ls -la", "list /tmp") == "ls -la"  # nothing to replace
+    assert adapt("grep -r foo dir/", "search for foo and/or bar") == "grep -r foo dir/"  # no path named
+    assert adapt('cat "$HOME/x"', "show /etc/passwd") == 'cat "$HOME/x"'  # a variable is kept
 
 
 def test_a_format_1_index_is_still_searched(tmp_path):
