@@ -32,7 +32,7 @@ from pathlib import Path
 from ..model.checkpoint import load_checkpoint, resolve_checkpoint
 from ..model.context import words
 from ..model.engine import CompletionQuery, Engine
-from ..model.engine.stops import LINE_CONFIDENCE, LINE_GUESSES
+from ..model.engine.stops import LINE_CONFIDENCE, LINE_GUESSES, LINE_ROWS
 from ..model.shell_check import ShellTools
 from ..server.completion import (
     COPY_MIN,
@@ -183,7 +183,7 @@ def run_repo(args) -> dict:
     for confidence, copy_min, judge in [
         (c, m, j) for c in args.line_confidence for m in args.copy_min for j in args.judge
     ]:
-        engine = Engine(loaded, line_confidence=confidence, line_guesses=args.line_guesses)
+        engine = Engine(loaded, line_confidence=confidence, line_guesses=args.line_guesses, line_rows=args.line_rows)
         for with_context in [mode == "with" for mode in args.workspace]:
             started = time.perf_counter()
             totals = [evaluate_project(engine, root, args, with_context, copy_min, judge) for root in roots]
@@ -275,6 +275,9 @@ def main(argv: list[str] | None = None, prog: str = "bashlsp bench context") -> 
         "(server/completion.JUDGE_LOGPROB, off by default); off: no judge",
     )
     parser.add_argument("--line-guesses", type=int, default=LINE_GUESSES, help="the line rule's guess bound")
+    parser.add_argument(
+        "--line-rows", type=int, default=LINE_ROWS, help="rows decoded for ghost text at a line start (1: greedy)"
+    )
     parser.add_argument("--lines-per-file", type=int, default=20, help="line starts per file for next-line figures")
     parser.add_argument("--ksr-chars", type=int, default=200, help="characters typed per file for keystroke savings")
     parser.add_argument("--max-files", type=int, default=8, help="scripts per project")

@@ -29,7 +29,7 @@ from .healing import token_table
 from .prompt import DocumentState, PromptBuilder, common_prefix_length
 from .query import MODES, Completion, CompletionQuery, CompletionStats
 from .speculation import DRAFT_MISSES, DRAFT_TOKENS
-from .stops import LINE_CONFIDENCE, LINE_GUESSES, LINE_MAX_TOKENS, MIN_TOKEN_PROB, StopRules
+from .stops import LINE_CONFIDENCE, LINE_GUESSES, LINE_MAX_TOKENS, LINE_ROWS, MIN_TOKEN_PROB, StopRules
 
 # CPU threads for BLAS (numpy) or torch. Decoding is a chain of small ops: on a shared 2-core
 # machine a second thread made a decode step several times slower under load.
@@ -62,6 +62,7 @@ class Engine:
         seed: int | None = None,
         line_confidence: float = LINE_CONFIDENCE,
         line_guesses: int = LINE_GUESSES,
+        line_rows: int = LINE_ROWS,
     ) -> None:
         """Serve `loaded` (either backend: see LoadedModel and serving_forward).
 
@@ -75,11 +76,14 @@ class Engine:
         seed: of the random generator that samples (temperature > 0); None: fresh entropy.
         line_confidence: at a line start, the first line is offered whole when its mean token
         probability reaches this (stops.LINE_CONFIDENCE; 0: it ends at its first guess); line_guesses:
-        with more guesses than this it ends at its first guess at once (stops.LINE_GUESSES)."""
+        with more guesses than this it ends at its first guess at once (stops.LINE_GUESSES);
+        line_rows: greedy ghost text at a line start decodes this many rows and offers the likeliest
+        text (stops.LINE_ROWS; 1: plain greedy)."""
         self._lock = threading.Lock()
         self.min_token_prob = min_token_prob
         self.line_confidence = line_confidence
         self.line_guesses = line_guesses
+        self.line_rows = max(1, line_rows)
         self.max_context = max_context
         self.speculate = str(loaded.device) != "cpu" if speculate is None else speculate
         self.num_threads = num_threads
@@ -282,6 +286,10 @@ class Engine:
         prefilled_at = time.perf_counter()
 
         n = max(1, query.num_samples)
+        # Ghost text at a line start: the line_rows likeliest first tokens, each continued
+        # greedily, the likeliest whole text offered first (stops.LINE_ROWS).
+        line_rows = n == 1 and query.mode == "inline" and query.temperature <= 0 and rules.at_line_start
+        n = self.line_rows if line_rows else n
         # Greedy alternatives: the rows stay identical until the healed bytes are spelled, then
         # each takes one of the n likeliest next tokens and goes on greedily (distinct, no sampling).
         branch_due = n > 1 and query.temperature <= 0
@@ -356,4 +364,7 @@ class Engine:
         stats.decoded = generated  # steps: each decodes one token in every row
         stats.prefill_s = prefilled_at - started
         stats.decode_s = time.perf_counter() - prefilled_at
-        return Completion(decoder.suggestions(rows, healed, rules, query.mode), stats)
+        suggestions = decoder.suggestions(rows, healed, rules, query.mode)
+        if line_rows:
+            suggestions.sort(key=lambda s: s.score * s.tokens, reverse=True)
+        return Completion(suggestions, stats)

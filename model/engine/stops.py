@@ -30,6 +30,11 @@ LINE_CONFIDENCE = 0.3
 # the same as without the bound and a line-start request decoded 11.6 steps instead of 13.5
 # (edit similarity 24.2 instead of 25.1; docs/benchmarks.md).
 LINE_GUESSES = 2
+# Ghost text at a line start comes from this many rows: the likeliest first tokens, each
+# continued greedily, and the row whose shown text has the highest summed log-probability (the
+# likeliest text, not the likeliest per token) is offered. 1: plain greedy. Chosen with `bashlsp
+# bench context repo --line-rows` (docs/benchmarks.md, issue 14).
+LINE_ROWS = 2
 # Generate mode: a script line is cut where the model repeats itself within it (a unit of
 # LOOP_UNIT characters, with a letter and two different characters in it, LOOP_TIMES times in a
 # row at the line's end: `/rc.d/rc.d/rc.d/rc.d`, `echo "echo "echo "echo "`), or past

@@ -691,3 +691,27 @@ def test_score_gives_the_log_probabilities_the_model_decoded_with_and_keeps_the_
     assert again.stats.prefilled <= 1 and as_tuples(again.suggestions) == as_tuples(first.suggestions)
     with pytest.raises(Cancelled):
         engine.score(q, [best.text], should_stop=lambda: True)
+
+
+def test_ghost_text_at_a_line_start_is_the_likeliest_of_line_rows(loaded):
+    """At a line start greedy ghost text decodes line_rows rows (the likeliest first tokens, each
+    continued greedily) and offers the text of the highest summed log-probability first; one row
+    is plain greedy, and mid-line requests and popup lines are unchanged."""
+    line_start = SCRIPT[: SCRIPT.index("\n") + 1]  # after the shebang
+    q = query(line_start, mode="inline", max_tokens=12)
+    greedy = suggest(make_engine(loaded, line_rows=1), q)
+    rows = suggest(make_engine(loaded, line_rows=3), q)
+    assert len(greedy) == 1 and 1 <= len(rows) <= 3
+    assert greedy[0].text in [s.text for s in rows]
+    totals = [s.score * s.tokens for s in rows]
+    assert totals == sorted(totals, reverse=True)
+    branches = suggest(make_engine(loaded, line_rows=1), query(line_start, mode="inline", max_tokens=12, num_samples=3))
+    assert {s.text for s in rows} == {s.text for s in branches}  # the same rows the greedy alternatives decode
+    mid_line = query(SCRIPT[: SCRIPT.index("mkdir") + 2], mode="inline", max_tokens=12)
+    assert as_tuples(suggest(make_engine(loaded, line_rows=3), mid_line)) == as_tuples(
+        suggest(make_engine(loaded, line_rows=1), mid_line)
+    )
+    popup = query(line_start, mode="line", max_tokens=12)
+    assert as_tuples(suggest(make_engine(loaded, line_rows=3), popup)) == as_tuples(
+        suggest(make_engine(loaded, line_rows=1), popup)
+    )
