@@ -110,7 +110,7 @@ class PersonalOptions:
     # Weight of the pull towards the start model's predictions on the replayed rows (KL divergence,
     # training/distill.py); 0: the replayed rows are trained on their text alone. Chosen, with the
     # replay share, by measurement (docs/benchmarks.md, "Personal training"); 2 since default-nano-10,
-    # which lost general bash faster under 1 (one folder of five stopped at -8.6%).
+    # which under 1 lost general bash to one folder's style before its holdout had gained enough.
     replay_distill: float = 2.0
     # Both holdouts are scored at this many points of the round, each twice the steps of the one
     # before (eval_steps); each point that passes the gate and beats the last published one is

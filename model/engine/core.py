@@ -288,8 +288,8 @@ class Engine:
         n = max(1, query.num_samples)
         # Ghost text at a line start: the line_rows likeliest first tokens, each continued
         # greedily, the likeliest whole text offered first (stops.LINE_ROWS).
-        line_rows = n == 1 and query.mode == "inline" and query.temperature <= 0 and rules.at_line_start
-        n = self.line_rows if line_rows else n
+        likeliest_text = n == 1 and query.mode == "inline" and query.temperature <= 0 and rules.at_line_start
+        n = self.line_rows if likeliest_text else n
         # Greedy alternatives: the rows stay identical until the healed bytes are spelled, then
         # each takes one of the n likeliest next tokens and goes on greedily (distinct, no sampling).
         branch_due = n > 1 and query.temperature <= 0
@@ -364,7 +364,4 @@ class Engine:
         stats.decoded = generated  # steps: each decodes one token in every row
         stats.prefill_s = prefilled_at - started
         stats.decode_s = time.perf_counter() - prefilled_at
-        suggestions = decoder.suggestions(rows, healed, rules, query.mode)
-        if line_rows:
-            suggestions.sort(key=lambda s: s.score * s.tokens, reverse=True)
-        return Completion(suggestions, stats)
+        return Completion(decoder.suggestions(rows, healed, rules, query.mode, by_total=likeliest_text), stats)

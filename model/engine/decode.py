@@ -235,7 +235,11 @@ class Decoder:
         choice = np.minimum((cumulative <= draw).sum(axis=-1), k - 1)  # (B,)
         return ids[np.arange(len(candidates)), choice]
 
-    def suggestions(self, rows: list[Row], healed: bytes, rules: StopRules, mode: str) -> list[Suggestion]:
+    def suggestions(
+        self, rows: list[Row], healed: bytes, rules: StopRules, mode: str, by_total: bool = False
+    ) -> list[Suggestion]:
+        """The rows' distinct texts, best first: by mean log-probability per token, or with
+        `by_total` by summed log-probability (the likeliest text: stops.LINE_ROWS)."""
         best: dict[str, Suggestion] = {}
         for row in rows:
             if len(row.data) < len(healed) or not row.data.startswith(healed):
@@ -256,4 +260,6 @@ class Decoder:
             score = sum(row.logprobs[:tokens]) / tokens
             if text not in best or best[text].score < score:
                 best[text] = Suggestion(text=text, score=score, tokens=tokens)
+        if by_total:
+            return sorted(best.values(), key=lambda s: s.score * s.tokens, reverse=True)
         return sorted(best.values(), key=lambda s: s.score, reverse=True)
