@@ -12,7 +12,8 @@ simulated typing (training/evaluate's tasks), through the server's engine with t
 choice of chunks (server/context.py), each with the workspace and without. `--line-confidence`
 runs the line rule at line starts with each value (0: off); `--copy-min` the copy rule
 (server/completion.COPY_MIN) with each value ("off": the model alone); `--judge` the model as
-judge of weaker copies (server/completion.JUDGE_LOGPROB; "off": none). Figures: docs/benchmarks.md.
+judge of weaker copies (server/completion.JUDGE_LOGPROB; "off": none); `--min-token-prob` where
+ghost text begun mid-line ends (stops.MIN_TOKEN_PROB). Figures: docs/benchmarks.md.
 
 `index`: build the index of DIR as the server does (a child process at nice 19) and print its
 size, time, memory and the time of a query.
@@ -32,7 +33,7 @@ from pathlib import Path
 from ..model.checkpoint import load_checkpoint, resolve_checkpoint
 from ..model.context import words
 from ..model.engine import CompletionQuery, Engine
-from ..model.engine.stops import LINE_CONFIDENCE, LINE_GUESSES, LINE_ROWS
+from ..model.engine.stops import LINE_CONFIDENCE, LINE_GUESSES, LINE_ROWS, MIN_TOKEN_PROB
 from ..model.shell_check import ShellTools
 from ..server.completion import (
     COPY_MIN,
@@ -183,12 +184,19 @@ def run_repo(args) -> dict:
     for confidence, copy_min, judge in [
         (c, m, j) for c in args.line_confidence for m in args.copy_min for j in args.judge
     ]:
-        engine = Engine(loaded, line_confidence=confidence, line_guesses=args.line_guesses, line_rows=args.line_rows)
+        engine = Engine(
+            loaded,
+            min_token_prob=args.min_token_prob,
+            line_confidence=confidence,
+            line_guesses=args.line_guesses,
+            line_rows=args.line_rows,
+        )
         for with_context in [mode == "with" for mode in args.workspace]:
             started = time.perf_counter()
             totals = [evaluate_project(engine, root, args, with_context, copy_min, judge) for root in roots]
             summary = _summary(totals) | {
                 "line_confidence": confidence,
+                "min_token_prob": args.min_token_prob,
                 "copy_min": copy_min,
                 "judge": judge,
                 "workspace": with_context,
@@ -273,6 +281,12 @@ def main(argv: list[str] | None = None, prog: str = "bashlsp bench context") -> 
         default=[JUDGE_LOGPROB],
         help="the model as judge of weaker copies: the mean log-probability it must give one "
         "(server/completion.JUDGE_LOGPROB, off by default); off: no judge",
+    )
+    parser.add_argument(
+        "--min-token-prob",
+        type=float,
+        default=MIN_TOKEN_PROB,
+        help="suggestions away from a line start end before a less likely token (stops.MIN_TOKEN_PROB)",
     )
     parser.add_argument("--line-guesses", type=int, default=LINE_GUESSES, help="the line rule's guess bound")
     parser.add_argument(

@@ -29,7 +29,7 @@ from .healing import token_table
 from .prompt import DocumentState, PromptBuilder, common_prefix_length
 from .query import MODES, Completion, CompletionQuery, CompletionStats
 from .speculation import DRAFT_MISSES, DRAFT_TOKENS
-from .stops import LINE_CONFIDENCE, LINE_GUESSES, LINE_MAX_TOKENS, LINE_ROWS, MIN_TOKEN_PROB, StopRules
+from .stops import LINE_CONFIDENCE, LINE_GUESSES, LINE_MAX_TOKENS, LINE_ROWS, LINE_START_PROB, MIN_TOKEN_PROB, StopRules
 
 # CPU threads for BLAS (numpy) or torch. Decoding is a chain of small ops: on a shared 2-core
 # machine a second thread made a decode step several times slower under load.
@@ -63,6 +63,7 @@ class Engine:
         line_confidence: float = LINE_CONFIDENCE,
         line_guesses: int = LINE_GUESSES,
         line_rows: int = LINE_ROWS,
+        line_start_prob: float = LINE_START_PROB,
     ) -> None:
         """Serve `loaded` (either backend: see LoadedModel and serving_forward).
 
@@ -72,18 +73,21 @@ class Engine:
         speculate: draft tokens by prompt lookup and verify them in one forward (greedy, one
         sample); the suggestions are the greedy ones either way. Default: on for GPUs, off on a
         CPU, where verifying a few tokens cost about two steps and typing latency did not improve.
-        min_token_prob: line and inline suggestions end before a less likely token (0: never).
+        min_token_prob: line and inline suggestions end before a less likely token (0: never; at a
+        line start line_start_prob is the threshold).
         seed: of the random generator that samples (temperature > 0); None: fresh entropy.
         line_confidence: at a line start, the first line is offered whole when its mean token
         probability reaches this (stops.LINE_CONFIDENCE; 0: it ends at its first guess); line_guesses:
         with more guesses than this it ends at its first guess at once (stops.LINE_GUESSES);
         line_rows: greedy ghost text at a line start decodes this many rows and offers the likeliest
-        text (stops.LINE_ROWS; 1: plain greedy)."""
+        text (stops.LINE_ROWS; 1: plain greedy); line_start_prob: the guess threshold of a line or
+        inline suggestion begun at a line start (stops.LINE_START_PROB), min_token_prob's elsewhere."""
         self._lock = threading.Lock()
         self.min_token_prob = min_token_prob
         self.line_confidence = line_confidence
         self.line_guesses = line_guesses
         self.line_rows = max(1, line_rows)
+        self.line_start_prob = line_start_prob
         self.max_context = max_context
         self.speculate = str(loaded.device) != "cpu" if speculate is None else speculate
         self.num_threads = num_threads
@@ -107,7 +111,9 @@ class Engine:
         self.table = token_table(loaded.tokenizer)
         self.forward: Forward = serving_forward(loaded)
         self.prompts = PromptBuilder(self.tokenizer, self.table, self.context)
-        self.decoder = Decoder(self.tokenizer, self.table, self.line_confidence, self.line_guesses)
+        self.decoder = Decoder(
+            self.tokenizer, self.table, self.line_confidence, self.line_guesses, self.line_start_prob
+        )
         if loaded.backend != self.backend:  # (a swap keeps the backend: the device setting is the same)
             self.backend = loaded.backend
             self.threads = self.num_threads or (DEFAULT_THREADS if str(loaded.device) == "cpu" else None)

@@ -24,6 +24,7 @@ from .stops import (
     LINE_CONFIDENCE,
     LINE_GUESSES,
     LINE_MAX_TOKENS,
+    LINE_START_PROB,
     StopRules,
     repeats_itself,
     worth_showing,
@@ -95,11 +96,13 @@ class Decoder:
         table: TokenTable,
         line_confidence: float = LINE_CONFIDENCE,
         line_guesses: int = LINE_GUESSES,
+        line_start_prob: float = LINE_START_PROB,
     ) -> None:
         self.tokenizer = tokenizer
         self.table = table
         self.line_confidence = line_confidence  # see stops.LINE_CONFIDENCE (0: a guess always ends a suggestion)
         self.line_guesses = line_guesses  # see stops.LINE_GUESSES
+        self.line_start_logprob = math.log(line_start_prob)  # see stops.LINE_START_PROB
         # Bounds in tokens cover the same text whatever the tokenizer (BashTokenizer.token_scale).
         self.line_max_tokens = LINE_MAX_TOKENS * tokenizer.token_scale
 
@@ -126,7 +129,10 @@ class Decoder:
         ):  # <|eof|> (or a token no rule allows) ends it
             row.done = True
             return
-        if min_logprob is not None and logprob < min_logprob and not row.pending:
+        # A guess: a token under min_logprob, or under LINE_START_PROB in a suggestion begun at a
+        # line start (where the first line is judged whole: stops.LINE_CONFIDENCE).
+        floor = self.line_start_logprob if min_logprob is not None and rules.at_line_start else min_logprob
+        if floor is not None and logprob < floor and not row.pending:
             if not (self.line_confidence > 0 and rules.at_line_start and b"\n" not in row.data[len(healed) :]):
                 row.done = True  # a guess: the suggestion ends before it (see MIN_TOKEN_PROB)
                 return

@@ -7,12 +7,18 @@ from dataclasses import dataclass
 
 from .query import CompletionQuery
 
-# A line or inline suggestion ends before the first token the model gives less than this
-# probability: what follows a guess is rarely right, and not decoding it keeps the answer fast
-# (the keystroke-savings and latency figures of 0, 0.1 and 0.2: docs/benchmarks.md). Sampled
-# alternatives stop at their first such pick as well (the probability is the model's, not the
-# sampling's).
-MIN_TOKEN_PROB = 0.2
+# A line or inline suggestion begun in the middle of a line ends before the first token the model
+# gives less than this probability (a guess): a suggestion is taken only when all of it is right,
+# and a short one that is right saves more than a long one that goes wrong at its end; not
+# decoding past a guess also keeps the answer fast. Chosen by keystroke savings (
+# `bashlsp eval --completer server --min-token-prob P`, docs/benchmarks.md). Sampled alternatives
+# stop at their first such pick as well (the probability is the model's, not the sampling's).
+MIN_TOKEN_PROB = 0.6
+# A suggestion begun at a line start (only indentation before the cursor) has its own, lower
+# guess threshold: there the first line is judged whole (LINE_CONFIDENCE), and the next-line
+# figures were chosen with this value; the higher MIN_TOKEN_PROB cut those lines shorter for no
+# keystroke saved.
+LINE_START_PROB = 0.2
 # Bounds a rest-of-line suggestion, and every line of a multi-line one; 32 measured the same
 # keystroke savings and exact match as 20.
 LINE_MAX_TOKENS = 20

@@ -34,6 +34,18 @@ for f in *.log; do
 done
 """
 LINE, COLUMN = 3, 4  # after "  ec"
+# Where the tiny model is sure enough to continue `echo` mid-line (stops.MIN_TOKEN_PROB): lines
+# like its training scripts'.
+POPUP_SCRIPT = """#!/bin/bash
+set -e
+
+LOG_DIR="/var/log/myapp"
+
+if [ ! -d "$LOG_DIR" ]; then
+    ec
+fi
+"""
+POPUP_LINE, POPUP_COLUMN = 6, 6  # after "    ec"
 
 
 @pytest_lsp.fixture(config=ClientServerConfig(server_command=SERVER), scope="module")
@@ -97,11 +109,16 @@ def editor_shows(text: str, cursor: types.Position, item: types.InlineCompletion
     return item.insert_text.startswith(held) and len(item.insert_text) > len(held)
 
 
-async def inline(client: LanguageClient, uri: str, selected: types.SelectedCompletionInfo | None = None):
+async def inline(
+    client: LanguageClient,
+    uri: str,
+    selected: types.SelectedCompletionInfo | None = None,
+    at: types.Position | None = None,
+):
     return await client.text_document_inline_completion_async(
         types.InlineCompletionParams(
             text_document=types.TextDocumentIdentifier(uri=uri),
-            position=pos(LINE, COLUMN),
+            position=at or pos(LINE, COLUMN),
             context=types.InlineCompletionContext(
                 trigger_kind=types.InlineCompletionTriggerKind.Automatic, selected_completion_info=selected
             ),
@@ -124,17 +141,18 @@ async def test_mid_word_item_replaces_nothing_and_continues_the_word(client: Lan
 
 
 async def test_with_the_popup_open_the_item_continues_the_selected_item(client: LanguageClient, engine: Engine):
-    uri = open_doc(client, SCRIPT)
-    selected_range = types.Range(start=pos(LINE, 2), end=pos(LINE, COLUMN))
+    uri = open_doc(client, POPUP_SCRIPT)
+    cursor = pos(POPUP_LINE, POPUP_COLUMN)
+    selected_range = types.Range(start=pos(POPUP_LINE, 4), end=cursor)
     selected = types.SelectedCompletionInfo(range=selected_range, text="echo")
-    result = await inline(client, uri, selected)
-    start, end = offset(SCRIPT, selected_range.start), offset(SCRIPT, selected_range.end)
-    expected = expected_continuation(engine, uri, SCRIPT[:start] + "echo", SCRIPT[end:])
-    assert expected, "the tiny model should continue `  echo`"
+    result = await inline(client, uri, selected, cursor)
+    start, end = offset(POPUP_SCRIPT, selected_range.start), offset(POPUP_SCRIPT, selected_range.end)
+    expected = expected_continuation(engine, uri, POPUP_SCRIPT[:start] + "echo", POPUP_SCRIPT[end:])
+    assert expected, "the tiny model should continue `    echo`"
     assert [item.insert_text for item in result.items] == ["echo" + expected]
     item = result.items[0]
     assert item.range == selected_range  # VS Code requires the selected item's range
-    assert editor_shows(SCRIPT, pos(LINE, COLUMN), item)
+    assert editor_shows(POPUP_SCRIPT, cursor, item)
 
 
 async def test_a_selected_range_that_ends_before_it_starts_is_invalid_params(client: LanguageClient):

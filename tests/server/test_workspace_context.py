@@ -409,7 +409,7 @@ def test_prefill_ahead_of_time_then_a_request_prefills_little(engine):
 # -- the line rule at line starts (model/engine/decode.py, stops.LINE_CONFIDENCE) -------------------
 
 
-def _decode_line(tok, pieces, prefix, line_confidence=0.5, line_guesses=2, multiline=False):
+def _decode_line(tok, pieces, prefix, line_confidence=0.5, line_guesses=2, multiline=False, min_prob=0.2):
     """Feed (text, probability) pieces to a Decoder as if the model had chosen them."""
     import math
 
@@ -421,7 +421,7 @@ def _decode_line(tok, pieces, prefix, line_confidence=0.5, line_guesses=2, multi
     rules, row = StopRules.for_query(query), Row(pending=b"")
     for text, prob in pieces:
         for i, token in enumerate(tok.encode(text)):
-            decoder.take(row, token, math.log(prob if i == 0 else 0.99), rules, b"", math.log(0.2))
+            decoder.take(row, token, math.log(prob if i == 0 else 0.99), rules, b"", math.log(min_prob))
     row.truncated = not row.done
     return [s.text for s in decoder.suggestions([row], b"", rules, "inline")]
 
@@ -449,6 +449,20 @@ def test_line_start_offers_the_whole_line_when_confident(tiny_checkpoint):
     assert _decode_line(tok, markers, "x=1\n", multiline=True) == []
     comment = [("#", 0.9), ("\n", 0.9), ("# usage", 0.9), ("\n", 0.9), ("\n", 0.9)]
     assert _decode_line(tok, comment, "x=1\n", multiline=True) == ["#\n# usage"]
+
+
+def test_line_start_guesses_have_their_own_threshold(tiny_checkpoint):
+    """Mid-line a token under min_token_prob ends ghost text; on a line start's first line only a
+    token under stops.LINE_START_PROB is a guess, so a likelier one does not cut the line short."""
+    from bashlsp.model.engine.stops import LINE_START_PROB
+    from bashlsp.model.tokenizer import BashTokenizer
+
+    tok = BashTokenizer.from_file(tiny_checkpoint / "tokenizer.json")
+    fair = [("echo", 0.9), (" done", (LINE_START_PROB + 0.6) / 2), ("\n", 0.9)]
+    # A line start: no guess, so the line is not judged (its mean probability is under 0.8).
+    assert _decode_line(tok, fair, "x=1\n", line_confidence=0.8, min_prob=0.6) == ["echo done"]
+    assert _decode_line(tok, fair, "x=1\nfoo ", min_prob=0.6) == ["echo"]  # mid-line: it ends there
+    assert _decode_line(tok, fair, "x=1\nfoo ", min_prob=0.2) == ["echo done"]
 
 
 def test_training_stream_carries_neighbour_chunks(tiny_checkpoint):

@@ -104,8 +104,8 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
         type=float,
         default=None,
         metavar="P",
-        help="with --completer server: end suggestions before a token under this probability "
-        "(default: the server's own setting; 0 never)",
+        help="with --completer server: end suggestions begun mid-line before a token under this "
+        "probability (default: the server's own setting, stops.MIN_TOKEN_PROB; 0 never)",
     )
     parser.add_argument(
         "--threads",
