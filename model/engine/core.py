@@ -29,7 +29,16 @@ from .healing import token_table
 from .prompt import DocumentState, PromptBuilder, common_prefix_length
 from .query import MODES, Completion, CompletionQuery, CompletionStats
 from .speculation import DRAFT_MISSES, DRAFT_TOKENS
-from .stops import LINE_CONFIDENCE, LINE_GUESSES, LINE_MAX_TOKENS, LINE_ROWS, LINE_START_PROB, MIN_TOKEN_PROB, StopRules
+from .stops import (
+    ALTERNATIVE_PROB,
+    LINE_CONFIDENCE,
+    LINE_GUESSES,
+    LINE_MAX_TOKENS,
+    LINE_ROWS,
+    LINE_START_PROB,
+    MIN_TOKEN_PROB,
+    StopRules,
+)
 
 # CPU threads for BLAS (numpy) or torch. Decoding is a chain of small ops: on a shared 2-core
 # machine a second thread made a decode step several times slower under load.
@@ -64,6 +73,7 @@ class Engine:
         line_guesses: int = LINE_GUESSES,
         line_rows: int = LINE_ROWS,
         line_start_prob: float = LINE_START_PROB,
+        alternative_prob: float = ALTERNATIVE_PROB,
     ) -> None:
         """Serve `loaded` (either backend: see LoadedModel and serving_forward).
 
@@ -81,13 +91,16 @@ class Engine:
         with more guesses than this it ends at its first guess at once (stops.LINE_GUESSES);
         line_rows: greedy ghost text at a line start decodes this many rows and offers the likeliest
         text (stops.LINE_ROWS; 1: plain greedy); line_start_prob: the guess threshold of a line or
-        inline suggestion begun at a line start (stops.LINE_START_PROB), min_token_prob's elsewhere."""
+        inline suggestion begun at a line start (stops.LINE_START_PROB), min_token_prob's elsewhere;
+        alternative_prob: the bar of a greedy alternative's first, r-th likeliest token
+        (stops.ALTERNATIVE_PROB)."""
         self._lock = threading.Lock()
         self.min_token_prob = min_token_prob
         self.line_confidence = line_confidence
         self.line_guesses = line_guesses
         self.line_rows = max(1, line_rows)
         self.line_start_prob = line_start_prob
+        self.alternative_prob = alternative_prob
         self.max_context = max_context
         self.speculate = str(loaded.device) != "cpu" if speculate is None else speculate
         self.num_threads = num_threads
@@ -309,6 +322,8 @@ class Engine:
         rows = [Row(pending=healed, code_due=code_first) for _ in range(n)]
         stop_at_guess = query.mode in ("line", "inline") and self.min_token_prob > 0  # sampled alternatives too
         min_logprob = math.log(self.min_token_prob) if stop_at_guess else None
+        # A greedy alternative's first token (rows after the first, at the branch) has its own bar.
+        branch_logprob = None if min_logprob is None else min(min_logprob, math.log(self.alternative_prob or 1e-30))
         # Greedy single stream: draft tokens by prompt lookup and verify them in one forward.
         lookup = doc.lookup if n == 1 and query.temperature <= 0 and self.speculate else None
         decoder = self.decoder
@@ -324,8 +339,8 @@ class Engine:
             next_ids, logprobs = decoder.pick(logits, rows, query, self.rng, branch)
             branch_due = branch_due and not branch
             chosen = next_ids.tolist()
-            for row, token, logprob in zip(rows, chosen, logprobs.tolist()):
-                decoder.take(row, token, logprob, rules, healed, min_logprob)
+            for r, (row, token, logprob) in enumerate(zip(rows, chosen, logprobs.tolist())):
+                decoder.take(row, token, logprob, rules, healed, branch_logprob if branch and r else min_logprob)
             generated += 1
             if all(row.done for row in rows) or generated >= budget:
                 break

@@ -19,6 +19,10 @@ MIN_TOKEN_PROB = 0.6
 # figures were chosen with this value; the higher MIN_TOKEN_PROB cut those lines shorter for no
 # keystroke saved.
 LINE_START_PROB = 0.2
+# The popup's greedy alternatives: row r begins with the r-th likeliest next token, which must
+# have at least this probability (a bar as high as MIN_TOKEN_PROB would leave no second choice);
+# the rest of each alternative ends at MIN_TOKEN_PROB as any suggestion does.
+ALTERNATIVE_PROB = 0.2
 # Bounds a rest-of-line suggestion, and every line of a multi-line one; 32 measured the same
 # keystroke savings and exact match as 20.
 LINE_MAX_TOKENS = 20

@@ -274,6 +274,18 @@ def test_greedy_alternatives_branch_on_the_likeliest_next_tokens(loaded):
     ] == texts
 
 
+def test_greedy_alternatives_have_their_own_bar_for_the_first_token(loaded):
+    """The r-th likeliest token starts alternative r when it reaches alternative_prob, however high
+    min_token_prob is (a second choice is rarely over 60%); after it min_token_prob rules."""
+    prefix = SCRIPT[: SCRIPT.index("mkdir") + 2]
+    q = query(prefix, mode="line", max_tokens=10, num_samples=3)
+    assert suggest(make_engine(loaded, min_token_prob=1.0, alternative_prob=1.0), q) == []
+    got = [s.text for s in suggest(make_engine(loaded, min_token_prob=1.0, alternative_prob=0.0), q)]
+    free = [s.text for s in suggest(make_engine(loaded, min_token_prob=0.0), q)]
+    assert len(got) == 2 and len(set(got)) == 2  # the greedy row stops at once, the others after one token
+    assert all(any(text.startswith(g) for text in free) for g in got)
+
+
 def test_samples_share_the_prefix_and_come_sorted(engine):
     q = query(SCRIPT[:200], mode="inline", max_tokens=10, num_samples=4, temperature=1.0)
     got = suggest(engine, q)
