@@ -33,8 +33,8 @@ class CompletionSettings:
     enable: bool = True
     # Model items when the popup opens, the best first. At temperature 0 the first is the greedy
     # line and the others start with the next likeliest tokens (each with at least
-    # model/engine/stops.ALTERNATIVE_PROB) and go on greedily; above 0 they are sampled. Requests that refine an open popup as the
-    # user types (triggerKind 3) get the best line only.
+    # model/engine/stops.ALTERNATIVE_PROB) and go on greedily; above 0 they are sampled. Requests
+    # that refine an open popup as the user types (triggerKind 3) get the best line only.
     alternatives: int = 3
 
 

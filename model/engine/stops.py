@@ -10,9 +10,9 @@ from .query import CompletionQuery
 # A line or inline suggestion begun in the middle of a line ends before the first token the model
 # gives less than this probability (a guess): a suggestion is taken only when all of it is right,
 # and a short one that is right saves more than a long one that goes wrong at its end; not
-# decoding past a guess also keeps the answer fast. Chosen by keystroke savings (
-# `bashlsp eval --completer server --min-token-prob P`, docs/benchmarks.md). Sampled alternatives
-# stop at their first such pick as well (the probability is the model's, not the sampling's).
+# decoding past a guess also keeps the answer fast. Chosen by keystroke savings (`bashlsp eval
+# --completer server --min-token-prob P`, docs/benchmarks.md). Sampled alternatives stop at their
+# first such pick as well (the probability is the model's, not the sampling's).
 MIN_TOKEN_PROB = 0.6
 # A suggestion begun at a line start (only indentation before the cursor) has its own, lower
 # guess threshold: there the first line is judged whole (LINE_CONFIDENCE), and the next-line
